@@ -324,7 +324,7 @@ impl Lambda {
     /// Runs `n` invocations the way Lambda does: INVOKE, then platform.start, one Text
     /// and one JSON function log line, platform.runtimeDone, and the previous
     /// invocation's platform.report; then waits for the extension's next
-    /// `/event/next`. Returns the request ids.
+    /// `/event/next` and for the telemetry to be POSTed. Returns the request ids.
     pub fn invoke(&mut self, n: usize) -> Vec<String> {
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
@@ -355,6 +355,12 @@ impl Lambda {
                 "the extension did not come back to /event/next after INVOKE {id}\n{}",
                 self.log_text()
             );
+            // The function "runs" until its telemetry has reached the extension, so
+            // invocation N's events arrive during N, as on Lambda. Without a
+            // subscription the platform holds them: nothing to wait for.
+            if self.runtime.subscription().is_some() {
+                self.runtime.wait_telemetry_idle(Duration::from_secs(5));
+            }
             ids.push(id);
         }
         ids

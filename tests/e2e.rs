@@ -1,0 +1,324 @@
+//! Black-box scenarios: the real extension binary between a strict fake Lambda
+//! Runtime API and a strict fake Kinesis. Each test states what a user of the
+//! extension would notice: events delivered exactly once and byte for byte, a clean
+//! exit before the SHUTDOWN deadline, the function never blocked or broken.
+
+mod support;
+
+use std::time::Duration;
+
+use support::fake_kinesis::AwsError;
+use support::fake_runtime::EventKind;
+use support::{AfterStall, Lambda, LambdaOptions};
+
+const T: Duration = Duration::from_secs(10);
+
+/// Lambda-like settings with a short Telemetry API buffering timeout, so the fake
+/// platform pushes telemetry within 25 ms instead of 1 s.
+fn opts() -> LambdaOptions {
+    LambdaOptions::default().env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25")
+}
+
+fn assert_clean_exit(l: &Lambda, out: &support::ShutdownOutcome) {
+    assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
+    assert!(
+        l.summary_line().is_some(),
+        "no summary line\n{}",
+        l.log_text()
+    );
+}
+
+#[test]
+fn every_event_is_delivered_once_byte_for_byte() {
+    let mut l = Lambda::start(opts());
+    let register = l.runtime.calls_to("/register");
+    assert_eq!((register.len(), register[0].status), (1, 200));
+    let sub = l.runtime.subscription().expect("subscribed during init");
+    assert_eq!(sub.schema_version, "2022-12-13");
+    assert_eq!(sub.types, ["platform", "function", "extension"]);
+    assert_eq!(sub.buffering.timeout, Duration::from_millis(25));
+
+    let init = l.events.init_start();
+    l.push(&init);
+    l.invoke(5);
+    let odd = l.events.oddly_formatted();
+    l.push_raw(&odd);
+    let unknown = l.events.unknown_type();
+    l.push(&unknown);
+    let ext = l.events.extension_text();
+    l.push(&ext);
+    let out = l.shutdown();
+
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+    assert_eq!(
+        l.summary_count("delivered"),
+        Some(l.pushed().len() as u64),
+        "{:?}",
+        l.summary_line()
+    );
+    assert!(
+        l.runtime.errors().is_empty(),
+        "no /init/error or /exit/error"
+    );
+    // Nothing was due during the invocations: the extension went straight back.
+    for (kind, back) in l.runtime.time_to_next_after_each_event() {
+        if kind == EventKind::Invoke {
+            let back = back.expect("came back after INVOKE");
+            assert!(
+                back < Duration::from_millis(500),
+                "held an invocation for {back:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_backlog_at_shutdown_is_delivered_before_the_deadline() {
+    let mut l = Lambda::start(
+        opts()
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_EVENTS", "10000000")
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_BYTES", "1073741824")
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "3600000"),
+    );
+    let ids = l.invoke(2);
+    for _ in 0..3000 {
+        let e = l.events.function_sized(&ids[1], 700);
+        l.push(&e);
+    }
+    assert!(
+        l.runtime.wait_telemetry_idle(T),
+        "the listener took every POST"
+    );
+    assert_eq!(
+        l.kinesis.stats().requests,
+        0,
+        "nothing was due before SHUTDOWN"
+    );
+
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+    let stats = l.kinesis.stats();
+    assert!(
+        stats.answered_200 >= 6,
+        "3000 records need at least 6 PutRecords: {stats:?}"
+    );
+}
+
+#[test]
+fn malformed_and_oversized_telemetry_is_answered_and_delivery_continues() {
+    let mut l = Lambda::start(opts());
+    for body in [
+        &b"{not json"[..],
+        b"{\"type\":\"function\",\"record\":\"x\"}",
+        b"",
+        b"[{\"a\":1}",
+        b"[]",
+    ] {
+        let r = l.runtime.post_raw(body).expect("answered");
+        assert_eq!(r.status, 200, "body {:?}", String::from_utf8_lossy(body));
+    }
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    assert_eq!(l.runtime.post_raw(&huge).expect("answered").status, 413);
+
+    l.invoke(3);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+    assert!(
+        l.summary_count("unusable_posts").unwrap_or(0) >= 3,
+        "{:?}",
+        l.summary_line()
+    );
+}
+
+#[test]
+fn a_missing_stream_is_logged_and_the_function_keeps_running() {
+    let mut l = Lambda::start(opts().unset("KINESIS_TELEMETRY_STREAM"));
+    assert!(
+        l.wait_log("KINESIS_TELEMETRY_STREAM", T),
+        "names the variable\n{}",
+        l.log_text()
+    );
+    l.invoke(3);
+    let out = l.shutdown();
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "{out:?}\n{}",
+        l.log_text()
+    );
+    assert!(out.margin_ms.is_some_and(|m| m > 0), "{out:?}");
+    assert_eq!(l.kinesis.stats().requests, 0);
+    assert!(
+        l.runtime.errors().is_empty(),
+        "must not break the function with /init/error"
+    );
+}
+
+#[test]
+fn an_invalid_port_setting_is_logged_and_the_function_keeps_running() {
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_PORT", "not-a-port"));
+    assert!(
+        l.wait_log("KINESIS_TELEMETRY_PORT", T),
+        "names the variable\n{}",
+        l.log_text()
+    );
+    l.invoke(2);
+    let out = l.shutdown();
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "{out:?}\n{}",
+        l.log_text()
+    );
+    assert!(l.runtime.errors().is_empty());
+}
+
+#[test]
+fn fail_on_error_turns_a_missing_stream_into_an_init_error() {
+    let mut o = opts()
+        .unset("KINESIS_TELEMETRY_STREAM")
+        .env("KINESIS_TELEMETRY_FAIL_ON_ERROR", "true");
+    o.wait_for_init = false;
+    let mut l = Lambda::start(o);
+    assert!(
+        l.runtime.wait_errors(1, T),
+        "expected /init/error\n{}",
+        l.log_text()
+    );
+    let err = &l.runtime.errors()[0];
+    assert_eq!(
+        (err.kind.as_str(), err.error_type.as_deref()),
+        ("init", Some("Extension.ConfigInvalid"))
+    );
+    assert!(
+        l.wait_exit(T).is_some(),
+        "exits after reporting\n{}",
+        l.log_text()
+    );
+}
+
+#[test]
+fn throttled_records_are_resent_and_none_lost() {
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_MAX_ATTEMPTS", "30"));
+    l.kinesis.throttle_next_records(15);
+    l.kinesis.throttle_fraction(0.3, 7);
+    l.invoke(10);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+    let stats = l.kinesis.stats();
+    assert!(stats.records_throttled >= 15, "{stats:?}");
+    assert!(
+        l.summary_count("throttled").unwrap_or(0) >= 15,
+        "{:?}",
+        l.summary_line()
+    );
+}
+
+#[test]
+fn server_errors_and_dropped_connections_are_retried() {
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_MAX_ATTEMPTS", "10"));
+    // First request: connection closed unanswered; then 500, 503; then success.
+    l.kinesis.drop_next_connections(1);
+    l.kinesis.fail_next_requests(1, 500);
+    l.invoke(3);
+    let out = {
+        let k = l.kinesis.handle();
+        let waiter = std::thread::spawn(move || {
+            // Script the 503 once the 500 has been answered.
+            k.wait_until(T, |s, _| s.rejections.contains_key("InternalFailure"));
+            k.fail_next_requests(1, 503);
+        });
+        let out = l.shutdown();
+        let _ = waiter.join();
+        out
+    };
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+    let stats = l.kinesis.stats();
+    assert_eq!(stats.dropped_connections, 1, "{stats:?}");
+    assert_eq!(
+        stats.rejections.get("InternalFailure"),
+        Some(&1),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn a_stalled_request_is_abandoned_after_the_request_timeout() {
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_REQUEST_TIMEOUT_MS", "300"));
+    l.kinesis
+        .stall_next_requests(1, Duration::from_secs(3), AfterStall::Drop);
+    l.invoke(3);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+    let reqs = l.kinesis.requests();
+    assert!(reqs.len() >= 2 && reqs[0].stalled, "{reqs:?}");
+    let gap = reqs[1].received_at - reqs[0].received_at;
+    assert!(
+        gap < Duration::from_millis(1_200),
+        "retried {gap:?} after the stall began"
+    );
+}
+
+#[test]
+fn a_stall_during_an_invocation_does_not_hold_the_function() {
+    let mut l = Lambda::start(
+        opts()
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0")
+            .env("KINESIS_TELEMETRY_FLUSH_TIMEOUT_MS", "400"),
+    );
+    l.invoke(1);
+    assert!(l.runtime.wait_telemetry_idle(T));
+    l.kinesis
+        .stall_next_requests(5, Duration::from_secs(3), AfterStall::Drop);
+    l.invoke(1); // due: flushes into the stall
+    let held = l.runtime.time_to_next_after_each_event()[1]
+        .1
+        .expect("came back");
+    assert!(
+        held < Duration::from_millis(900),
+        "held the invocation for {held:?}\n{}",
+        l.log_text()
+    );
+    l.kinesis.clear_faults();
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+}
+
+#[test]
+fn a_fatal_error_is_counted_without_a_hot_loop() {
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0"));
+    l.kinesis.set_fatal(Some(AwsError::access_denied(
+        "123456789012",
+        "telemetry-stream",
+    )));
+    l.invoke(5);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    let stats = l.kinesis.stats();
+    assert!(
+        (1..=12).contains(&stats.requests),
+        "one attempt per window at most, got {}",
+        stats.requests
+    );
+    assert!(l.kinesis.records().is_empty());
+    assert!(
+        l.summary_count("AccessDeniedException").unwrap_or(0) > 0,
+        "{:?}",
+        l.summary_line()
+    );
+    let mentions = l
+        .log()
+        .iter()
+        .filter(|line| line.contains("AccessDenied"))
+        .count();
+    assert!(
+        mentions <= 3,
+        "logged once per cause, not per attempt ({mentions} lines)\n{}",
+        l.log_text()
+    );
+}
