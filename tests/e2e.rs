@@ -322,3 +322,57 @@ fn a_fatal_error_is_counted_without_a_hot_loop() {
         l.log_text()
     );
 }
+
+#[test]
+fn a_stream_arn_is_accepted_and_every_request_is_signed_with_the_session_token() {
+    let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/telemetry-stream";
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_STREAM", arn));
+    l.invoke(3);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    // The fake verifies SigV4 and requires the session token: any slip is a 400.
+    l.assert_each_event_delivered_once();
+    assert_eq!(l.kinesis.stats().rejected, 0);
+}
+
+#[test]
+fn a_wrong_secret_key_is_reported_and_never_retried_in_a_loop() {
+    let mut l = Lambda::start(
+        opts()
+            .env("AWS_SECRET_ACCESS_KEY", "not-the-right-secret")
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0"),
+    );
+    l.invoke(4);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    let stats = l.kinesis.stats();
+    assert!(
+        stats
+            .rejections
+            .get("InvalidSignatureException")
+            .is_some_and(|n| (1..=10).contains(n)),
+        "{stats:?}"
+    );
+    assert!(
+        l.summary_count("InvalidSignatureException").unwrap_or(0) > 0,
+        "{:?}",
+        l.summary_line()
+    );
+}
+
+#[test]
+fn telemetry_not_supported_leaves_the_function_running() {
+    let mut o = opts();
+    o.runtime.subscribe_mode = support::SubscribeMode::NotSupported;
+    let mut l = Lambda::start(o);
+    l.invoke(3);
+    let out = l.shutdown();
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "{out:?}\n{}",
+        l.log_text()
+    );
+    assert!(out.margin_ms.is_some_and(|m| m > 0), "{out:?}");
+    assert!(l.runtime.errors().is_empty());
+    assert_eq!(l.kinesis.stats().requests, 0);
+}
