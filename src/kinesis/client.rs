@@ -154,7 +154,7 @@ impl KinesisClient {
         })
     }
 
-    /// The URL every request is POSTed to.
+    /// The signing region (named in fix hints).
     pub fn region(&self) -> &str {
         self.signer.region()
     }
