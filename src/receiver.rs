@@ -106,7 +106,7 @@ impl Receiver {
             return respond(request, 405);
         }
         if length.is_some_and(|n| n > self.max_body) {
-            self.bad_body(BadBody::TooLarge, "body over the size cap");
+            self.too_large();
             return respond(request, 413);
         }
         body.clear();
@@ -117,7 +117,7 @@ impl Receiver {
             return respond(request, 400);
         }
         if body.len() > self.max_body {
-            self.bad_body(BadBody::TooLarge, "body over the size cap");
+            self.too_large();
             return respond(request, 413);
         }
         self.stats.posts.fetch_add(1, Relaxed);
@@ -135,6 +135,16 @@ impl Receiver {
             *body = Vec::new();
         }
         respond(request, 200)
+    }
+
+    fn too_large(&self) {
+        let n = self.stats.count_bad_body(BadBody::TooLarge);
+        if n == 1 {
+            warn!(
+                "telemetry POST over {} bytes refused with 413 (Lambda never sends one this big); further ones are counted in the shutdown summary",
+                self.max_body
+            );
+        }
     }
 
     fn bad_body(&self, kind: BadBody, what: &str) {
