@@ -376,3 +376,56 @@ fn telemetry_not_supported_leaves_the_function_running() {
     assert!(l.runtime.errors().is_empty());
     assert_eq!(l.kinesis.stats().requests, 0);
 }
+
+#[test]
+fn a_full_buffer_drops_the_newest_events_counts_them_and_keeps_the_rest() {
+    let mut l = Lambda::start(
+        opts()
+            .env("KINESIS_TELEMETRY_BUFFER_MAX_EVENTS", "1000")
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_EVENTS", "10000000")
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_BYTES", "1073741824")
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "3600000"),
+    );
+    let ids = l.invoke(1);
+    for _ in 0..1500 {
+        let e = l.events.function_text(&ids[0]);
+        l.push(&e);
+    }
+    assert!(
+        l.runtime.wait_telemetry_idle(T),
+        "the listener took every POST"
+    );
+    assert!(
+        l.wait_log("buffer full", T),
+        "one log line when the buffer fills\n{}",
+        l.log_text()
+    );
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+
+    // Policy "drop newest": the first 1000 events pushed are delivered, in full, and
+    // the 500 that arrived while the buffer was full are counted, not silently lost.
+    let pushed = l.pushed().to_vec();
+    let mut delivered = l.events_delivered();
+    delivered.sort();
+    let mut kept = pushed[..1000].to_vec();
+    kept.sort();
+    assert_eq!(delivered, kept, "exactly the oldest 1000 are delivered");
+    // 500 of ours plus the platform events (report, ...) the fake platform sent after.
+    let received = l.summary_count("received").expect("summary");
+    let refused = received - 1000;
+    assert!(refused >= 500);
+    assert_eq!(
+        l.summary_count("buffer_full"),
+        Some(refused),
+        "{:?}",
+        l.summary_line()
+    );
+    assert_eq!(l.summary_count("delivered"), Some(1000));
+    let warnings = l
+        .log()
+        .iter()
+        .filter(|line| line.contains("buffer full"))
+        .count();
+    assert_eq!(warnings, 1, "logged once per episode\n{}", l.log_text());
+}
