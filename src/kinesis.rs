@@ -1,0 +1,288 @@
+//! Kinesis Data Streams `PutRecords`: stream target, request body and response
+//! here; error classes in [`error`]; the HTTP client in [`client`]. Everything is
+//! re-exported at this level (`crate::kinesis::KinesisClient`, ...).
+//!
+//! Wire format (AWS JSON 1.1, botocore `kinesis/2013-12-02/service-2.json`):
+//! `POST /` with `Content-Type: application/x-amz-json-1.1` and
+//! `X-Amz-Target: Kinesis_20131202.PutRecords`, SigV4 for service `kinesis`.
+//! A 200 answer lists one entry per request record, in request order, each with a
+//! `SequenceNumber` or an `ErrorCode`; a whole-request failure is a 4xx/5xx with
+//! `{"__type":"<Code>","message":".."}`.
+//!
+//! Invariants:
+//! * [`KinesisClient::put_records`] never panics on what the network returns: a
+//!   2xx body that is not a PutRecords response *of the request's length* is
+//!   [`RequestError::MalformedResponse`];
+//! * every [`RequestError`] maps to one [`ErrorClass`], from the retry lists of the
+//!   contract; unknown codes fall back on the HTTP status (5xx and 408 retryable,
+//!   429 throttled, other 4xx fatal);
+//! * no error text holds a credential: AWS messages are cut before any echoed
+//!   canonical request, and the client scrubs its own secret and token from them.
+
+mod client;
+mod error;
+
+pub use client::{ClientSettings, KinesisClient, SetupError, POOL_MAX_IDLE_AGE};
+pub use error::{
+    classify, classify_record_code, error_from_response, sanitize_message, ErrorClass,
+    RequestError, TimeoutPhase, MAX_MESSAGE_CHARS,
+};
+
+use crate::b64;
+use serde::Deserialize;
+use std::fmt;
+
+/// `X-Amz-Target` of PutRecords (API version 2013-12-02).
+pub const PUT_RECORDS_TARGET: &str = "Kinesis_20131202.PutRecords";
+/// Content type of the AWS JSON 1.1 protocol.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+/// SigV4 service name (signing name) of Kinesis Data Streams.
+pub const SIGNING_SERVICE: &str = "kinesis";
+/// StreamName: 1..=128 characters of `[a-zA-Z0-9_.-]`.
+pub const MAX_STREAM_NAME_CHARS: usize = 128;
+
+// ---------------------------------------------------------------------------
+// Stream target and endpoint
+
+/// Which stream to write to: by name (in the client's region) or by ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamTarget {
+    Name(String),
+    Arn(String),
+}
+
+impl StreamTarget {
+    /// `arn:...` is an ARN, anything else a stream name; both are validated against
+    /// the API's patterns so a typo fails at start rather than at every flush.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.starts_with("arn:") {
+            parse_arn(s)?;
+            Ok(Self::Arn(s.to_owned()))
+        } else {
+            validate_stream_name(s)?;
+            Ok(Self::Name(s.to_owned()))
+        }
+    }
+
+    /// The region named in an ARN target (`None` for a plain name).
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Self::Name(_) => None,
+            Self::Arn(arn) => parse_arn(arn).ok().map(|a| a.region),
+        }
+    }
+
+    /// The stream's name (for an ARN, the part after `stream/`).
+    pub fn stream_name(&self) -> &str {
+        match self {
+            Self::Name(n) => n,
+            Self::Arn(arn) => parse_arn(arn).map(|a| a.name).unwrap_or(arn),
+        }
+    }
+}
+
+impl fmt::Display for StreamTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Name(n) => f.write_str(n),
+            Self::Arn(a) => f.write_str(a),
+        }
+    }
+}
+
+struct Arn<'a> {
+    region: &'a str,
+    name: &'a str,
+}
+
+/// `arn:aws*:kinesis:<region>:<12 digits>:stream/<name>`.
+fn parse_arn(arn: &str) -> Result<Arn<'_>, String> {
+    let bad = |why: &str| {
+        format!("{arn:?} is not a Kinesis stream ARN ({why}); expected arn:aws:kinesis:<region>:<account id>:stream/<name>")
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [_, partition, service, region, account, resource] = parts[..] else {
+        return Err(bad("too few ':'-separated parts"));
+    };
+    if !partition.starts_with("aws") {
+        return Err(bad("partition must start with aws"));
+    }
+    if service != "kinesis" {
+        return Err(bad("service must be kinesis"));
+    }
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err(bad("bad region"));
+    }
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("account id must be 12 digits"));
+    }
+    let name = resource
+        .strip_prefix("stream/")
+        .ok_or_else(|| bad("resource must be stream/<name>"))?;
+    validate_stream_name(name).map_err(|e| bad(&e))?;
+    Ok(Arn { region, name })
+}
+
+fn validate_stream_name(name: &str) -> Result<(), String> {
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if name.is_empty() || name.len() > MAX_STREAM_NAME_CHARS || !valid_chars {
+        return Err(format!(
+            "stream name {name:?} is invalid: 1 to {MAX_STREAM_NAME_CHARS} characters of a-z A-Z 0-9 _ . -"
+        ));
+    }
+    Ok(())
+}
+
+/// The public Kinesis endpoint of a region (China regions use `.amazonaws.com.cn`).
+/// Other partitions (ISO) need an explicit endpoint setting.
+pub fn endpoint_for_region(region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("https://kinesis.{region}.{suffix}")
+}
+
+// ---------------------------------------------------------------------------
+// Request body
+
+/// One record to send. `data` is sent byte for byte (base64 on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub data: &'a [u8],
+    pub partition_key: &'a str,
+}
+
+/// The JSON body of a PutRecords request, written in one pass into a buffer sized
+/// up front.
+pub fn put_records_body(target: &StreamTarget, records: &[Record]) -> Vec<u8> {
+    let (field, value) = match target {
+        StreamTarget::Name(n) => ("{\"StreamName\":", n),
+        StreamTarget::Arn(a) => ("{\"StreamARN\":", a),
+    };
+    let capacity = 64
+        + value.len()
+        + records
+            .iter()
+            .map(|r| b64::encoded_len(r.data.len()) + r.partition_key.len() + 40)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(field.as_bytes());
+    write_json_str(&mut out, value);
+    out.extend_from_slice(b",\"Records\":[");
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"Data\":\"");
+        b64::encode_into_vec(r.data, &mut out);
+        out.extend_from_slice(b"\",\"PartitionKey\":");
+        write_json_str(&mut out, r.partition_key);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing a str to a Vec cannot fail");
+}
+
+// ---------------------------------------------------------------------------
+// Response
+
+/// A parsed 2xx PutRecords answer; `records[i]` is the outcome of request record `i`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutRecordsResponse {
+    pub failed_record_count: u64,
+    pub records: Vec<RecordOutcome>,
+}
+
+/// The outcome of one record of a PutRecords request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Ok {
+        sequence_number: String,
+        shard_id: String,
+    },
+    /// `ProvisionedThroughputExceededException` or `InternalFailure` per the API;
+    /// an entry with neither a sequence number nor a code is reported with an
+    /// empty code.
+    Failed { code: String, message: String },
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    #[serde(rename = "FailedRecordCount", default)]
+    failed_record_count: Option<u64>,
+    #[serde(rename = "Records")]
+    records: Vec<WireEntry>,
+}
+
+#[derive(Deserialize)]
+struct WireEntry {
+    #[serde(rename = "SequenceNumber", default)]
+    sequence_number: Option<String>,
+    #[serde(rename = "ShardId", default)]
+    shard_id: Option<String>,
+    #[serde(rename = "ErrorCode", default)]
+    error_code: Option<String>,
+    #[serde(rename = "ErrorMessage", default)]
+    error_message: Option<String>,
+}
+
+/// Parses a 2xx body; `sent` is the number of records in the request. Unknown
+/// fields are ignored.
+pub fn parse_put_records_response(
+    body: &[u8],
+    sent: usize,
+) -> Result<PutRecordsResponse, RequestError> {
+    let wire: WireResponse = serde_json::from_slice(body).map_err(|e| {
+        RequestError::MalformedResponse(format!(
+            "not a PutRecords response ({e}): {}",
+            error::body_excerpt(body)
+        ))
+    })?;
+    if wire.records.len() != sent {
+        return Err(RequestError::MalformedResponse(format!(
+            "response lists {} records for {sent} sent",
+            wire.records.len()
+        )));
+    }
+    let records: Vec<RecordOutcome> = wire
+        .records
+        .into_iter()
+        .map(|e| match (e.error_code, e.sequence_number) {
+            (Some(code), _) if !code.is_empty() => RecordOutcome::Failed {
+                code,
+                message: sanitize_message(e.error_message.as_deref().unwrap_or("")),
+            },
+            (_, Some(sequence_number)) => RecordOutcome::Ok {
+                sequence_number,
+                shard_id: e.shard_id.unwrap_or_default(),
+            },
+            _ => RecordOutcome::Failed {
+                code: String::new(),
+                message: "entry has neither SequenceNumber nor ErrorCode".to_owned(),
+            },
+        })
+        .collect();
+    let failed = records
+        .iter()
+        .filter(|r| matches!(r, RecordOutcome::Failed { .. }))
+        .count() as u64;
+    Ok(PutRecordsResponse {
+        failed_record_count: wire.failed_record_count.unwrap_or(failed).max(failed),
+        records,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,358 @@
+//! The HTTP client that sends one signed PutRecords request.
+//!
+//! One `ureq::Agent` (keep-alive pool, rustls with the bundled Mozilla roots or a
+//! CA file) serves the whole process. Pooled connections idle longer than
+//! [`POOL_MAX_IDLE_AGE`] are not reused, so that after a sandbox freeze a connection
+//! the server has long closed is not picked. Non-2xx answers are read and turned
+//! into [`RequestError::Http`]; a 2xx body that is not a PutRecords response of the
+//! request's length is [`RequestError::MalformedResponse`]: nothing the network
+//! returns can panic.
+
+use super::{
+    error_from_response, parse_put_records_response, put_records_body, PutRecordsResponse, Record,
+    RequestError, StreamTarget, TimeoutPhase, CONTENT_TYPE, PUT_RECORDS_TARGET, SIGNING_SERVICE,
+};
+use crate::sign::Signer;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// Largest response body read. 500 result entries take about 100 KiB.
+pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// Pooled connections idle longer than this are not reused (see module docs).
+pub const POOL_MAX_IDLE_AGE: Duration = Duration::from_secs(15);
+
+const USER_AGENT: &str = concat!("kinesis-telemetry-extension/", env!("CARGO_PKG_VERSION"));
+
+/// Everything the client needs. `Debug` never shows the secret or the token.
+#[derive(Clone)]
+pub struct ClientSettings {
+    /// `http://` or `https://` base URL, path prefix allowed
+    /// (e.g. [`super::endpoint_for_region`] or `http://127.0.0.1:4567`).
+    pub endpoint: String,
+    /// Signing region.
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    /// Limit on DNS + TCP connect + TLS handshake.
+    pub connect_timeout: Duration,
+    /// PEM bundle of CA certificates to trust for an `https` endpoint. When set it
+    /// *replaces* the bundled Mozilla roots (like `AWS_CA_BUNDLE` in the AWS CLI):
+    /// it is meant for a private endpoint or a TLS-inspecting proxy.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// Why the client could not be built: a setting to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupError {
+    Endpoint {
+        endpoint: String,
+        reason: String,
+    },
+    CaFile {
+        path: PathBuf,
+        reason: String,
+    },
+    /// An empty region or credential.
+    Missing(&'static str),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Endpoint { endpoint, reason } => {
+                write!(f, "Kinesis endpoint {endpoint:?} is invalid: {reason}")
+            }
+            Self::CaFile { path, reason } => {
+                write!(f, "CA file {} is unusable: {reason}", path.display())
+            }
+            Self::Missing(what) => write!(f, "{what} is empty"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// A Kinesis client for PutRecords: one keep-alive agent, one signer.
+pub struct KinesisClient {
+    agent: ureq::Agent,
+    url: String,
+    signer: Signer,
+    /// Strings that must never leave in an error message.
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for KinesisClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KinesisClient")
+            .field("url", &self.url)
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KinesisClient {
+    pub fn new(s: ClientSettings) -> Result<Self, SetupError> {
+        for (value, what) in [
+            (&s.region, "AWS_REGION"),
+            (&s.access_key_id, "AWS_ACCESS_KEY_ID"),
+            (&s.secret_access_key, "AWS_SECRET_ACCESS_KEY"),
+        ] {
+            if value.trim().is_empty() {
+                return Err(SetupError::Missing(what));
+            }
+        }
+        let url = request_url(&s.endpoint)?;
+
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(path) = &s.ca_file {
+            tls = tls.root_certs(load_ca_file(path)?);
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(s.connect_timeout))
+            .max_idle_age(POOL_MAX_IDLE_AGE)
+            // A redirect means a wrong endpoint: hand the 3xx back to be reported.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(USER_AGENT)
+            .tls_config(tls.build())
+            .build()
+            .into();
+
+        let mut secrets = vec![s.secret_access_key.clone()];
+        secrets.extend(s.session_token.clone());
+        Ok(Self {
+            agent,
+            url,
+            signer: Signer::new(
+                &s.access_key_id,
+                &s.secret_access_key,
+                s.session_token.as_deref(),
+                &s.region,
+                SIGNING_SERVICE,
+            ),
+            secrets,
+        })
+    }
+
+    /// The URL every request is POSTed to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn region(&self) -> &str {
+        self.signer.region()
+    }
+
+    /// Sends one PutRecords request and waits at most `timeout` for the whole
+    /// exchange (connect included). `records` must respect the API limits (see
+    /// `batch::fit`); an empty slice is answered locally with an empty response.
+    pub fn put_records(
+        &self,
+        target: &StreamTarget,
+        records: &[Record],
+        timeout: Duration,
+    ) -> Result<PutRecordsResponse, RequestError> {
+        if records.is_empty() {
+            return Ok(PutRecordsResponse {
+                failed_record_count: 0,
+                records: Vec::new(),
+            });
+        }
+        let body = put_records_body(target, records);
+        let signed_headers = [
+            ("content-type", CONTENT_TYPE),
+            ("x-amz-target", PUT_RECORDS_TARGET),
+        ];
+        let auth = self
+            .signer
+            .sign("POST", &self.url, &signed_headers, &body, SystemTime::now())
+            .map_err(|e| RequestError::Local(e.to_string()))?;
+
+        let mut request = self
+            .agent
+            .post(&self.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build();
+        for (name, value) in signed_headers {
+            request = request.header(name, value);
+        }
+        for (name, value) in &auth {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let mut response = request
+            .send(&body[..])
+            .map_err(|e| self.scrub(map_ureq_error(e)))?;
+
+        let status = response.status().as_u16();
+        let error_type = response
+            .headers()
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let read = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_vec();
+        let result = if (200..300).contains(&status) {
+            read.map_err(map_ureq_error)
+                .and_then(|b| parse_put_records_response(&b, records.len()))
+        } else {
+            // The status alone classifies the failure if the body cannot be read.
+            let body = read.unwrap_or_default();
+            Err(error_from_response(status, error_type.as_deref(), &body))
+        };
+        result.map_err(|e| self.scrub(e))
+    }
+
+    /// Belt and braces on top of [`super::sanitize_message`]: blank out our own secrets.
+    fn scrub(&self, e: RequestError) -> RequestError {
+        let clean = |s: String| {
+            self.secrets
+                .iter()
+                .filter(|x| x.len() >= 4)
+                .fold(s, |s, x| s.replace(x.as_str(), "<redacted>"))
+        };
+        match e {
+            RequestError::Connect(d) => RequestError::Connect(clean(d)),
+            RequestError::Io(d) => RequestError::Io(clean(d)),
+            RequestError::Http {
+                status,
+                code,
+                message,
+            } => RequestError::Http {
+                status,
+                code: clean(code),
+                message: clean(message),
+            },
+            RequestError::MalformedResponse(d) => RequestError::MalformedResponse(clean(d)),
+            RequestError::Local(d) => RequestError::Local(clean(d)),
+            RequestError::Timeout(p) => RequestError::Timeout(p),
+        }
+    }
+}
+
+/// Validates the endpoint and returns the URL to POST to: the endpoint with a
+/// trailing `/` (so `http://h:1/prefix` posts to `http://h:1/prefix/`).
+pub(super) fn request_url(endpoint: &str) -> Result<String, SetupError> {
+    let bad = |reason: &str| SetupError::Endpoint {
+        endpoint: endpoint.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: ureq::http::Uri = endpoint
+        .parse()
+        .map_err(|e: ureq::http::uri::InvalidUri| bad(&e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(bad("must start with http:// or https://")),
+    }
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if authority.host().is_empty() {
+        return Err(bad("no host"));
+    }
+    if authority.as_str().contains('@') {
+        return Err(bad("credentials in the URL are not supported"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("a query string is not allowed"));
+    }
+    let path = uri.path().trim_end_matches('/');
+    Ok(format!(
+        "{}://{}{}/",
+        uri.scheme_str().unwrap_or("https"),
+        authority,
+        path
+    ))
+}
+
+fn load_ca_file(path: &PathBuf) -> Result<ureq::tls::RootCerts, SetupError> {
+    let bad = |reason: String| SetupError::CaFile {
+        path: path.clone(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(bad(format!("invalid PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("no CERTIFICATE block found".to_owned()));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+fn map_ureq_error(e: ureq::Error) -> RequestError {
+    use std::io::ErrorKind;
+    use ureq::Timeout as T;
+    match e {
+        ureq::Error::Timeout(t) => RequestError::Timeout(match t {
+            T::Resolve | T::Connect => TimeoutPhase::Connect,
+            T::SendRequest | T::SendBody | T::PerWrite => TimeoutPhase::Send,
+            T::RecvResponse | T::RecvBody | T::PerRead => TimeoutPhase::Receive,
+            _ => TimeoutPhase::Overall,
+        }),
+        ureq::Error::HostNotFound => RequestError::Connect("host not found".to_owned()),
+        ureq::Error::ConnectionFailed => RequestError::Connect("connection failed".to_owned()),
+        ureq::Error::Io(io) if io.get_ref().is_some_and(is_tls_error) => {
+            RequestError::Connect(format!("TLS: {io}"))
+        }
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused
+            | ErrorKind::AddrNotAvailable
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+            | ErrorKind::NetworkDown => RequestError::Connect(io.to_string()),
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+                RequestError::Timeout(TimeoutPhase::Overall)
+            }
+            _ => RequestError::Io(io.to_string()),
+        },
+        ureq::Error::Tls(d) => RequestError::Connect(format!("TLS: {d}")),
+        ureq::Error::Rustls(d) => RequestError::Connect(format!("TLS: {d}")),
+        ureq::Error::Protocol(d) => RequestError::Io(format!("HTTP protocol error: {d}")),
+        ureq::Error::BodyExceedsLimit(n) => {
+            RequestError::MalformedResponse(format!("response body over {n} bytes"))
+        }
+        ureq::Error::BadUri(d) => RequestError::Local(d),
+        ureq::Error::Http(d) => RequestError::Local(d.to_string()),
+        other => RequestError::Io(other.to_string()),
+    }
+}
+
+/// ureq hands a failed TLS handshake over as an `io::Error` wrapping a
+/// `rustls::Error`. rustls is not a direct dependency, so the type is named through
+/// the constructor of `ureq::Error::Rustls`, which takes exactly that type.
+fn is_tls_error(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    fn downcast<'a, T: std::error::Error + 'static>(
+        _variant: fn(T) -> ureq::Error,
+        e: &'a (dyn std::error::Error + Send + Sync + 'static),
+    ) -> Option<&'a T> {
+        e.downcast_ref::<T>()
+    }
+    downcast(ureq::Error::Rustls, inner).is_some()
+}

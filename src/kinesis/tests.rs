@@ -1,0 +1,864 @@
+use super::client::request_url;
+use super::*;
+use serde_json::Value;
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+use std::time::Instant;
+
+// ---- pure parts ----
+
+#[test]
+fn stream_targets_parse_and_validate() {
+    assert_eq!(
+        StreamTarget::parse("my-stream_1.x"),
+        Ok(StreamTarget::Name("my-stream_1.x".into()))
+    );
+    for bad in ["", "has space", "slash/name", "é", &"a".repeat(129)] {
+        assert!(StreamTarget::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(StreamTarget::parse(&"a".repeat(128)).is_ok());
+
+    let arn = "arn:aws:kinesis:eu-west-1:111122223333:stream/telemetry";
+    let t = StreamTarget::parse(arn).unwrap();
+    assert_eq!(t, StreamTarget::Arn(arn.into()));
+    assert_eq!(t.region(), Some("eu-west-1"));
+    assert_eq!(t.stream_name(), "telemetry");
+    assert_eq!(t.to_string(), arn);
+
+    let cn = StreamTarget::parse("arn:aws-cn:kinesis:cn-north-1:111122223333:stream/s").unwrap();
+    assert_eq!(cn.region(), Some("cn-north-1"));
+    assert_eq!(StreamTarget::Name("s".into()).region(), None);
+
+    for bad in [
+        "arn:aws:kinesis:eu-west-1:111122223333:telemetry",
+        "arn:aws:firehose:eu-west-1:111122223333:stream/x",
+        "arn:aws:kinesis:eu-west-1:1111:stream/x",
+        "arn:aws:kinesis::111122223333:stream/x",
+        "arn:aws:kinesis:eu-west-1:111122223333:stream/",
+        "arn:aws:kinesis",
+    ] {
+        let err = StreamTarget::parse(bad).unwrap_err();
+        assert!(err.contains("ARN"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn endpoints_per_partition() {
+    assert_eq!(
+        endpoint_for_region("us-east-1"),
+        "https://kinesis.us-east-1.amazonaws.com"
+    );
+    assert_eq!(
+        endpoint_for_region("cn-northwest-1"),
+        "https://kinesis.cn-northwest-1.amazonaws.com.cn"
+    );
+    assert_eq!(
+        endpoint_for_region("us-gov-west-1"),
+        "https://kinesis.us-gov-west-1.amazonaws.com"
+    );
+}
+
+fn decode_b64(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|&c| c != b'=') {
+        bits = (bits << 6) | A.iter().position(|&a| a == c).unwrap() as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn body_is_the_documented_json_and_data_round_trips_byte_for_byte() {
+    let events: [&[u8]; 3] = [
+        br#"{"time":"2024-01-01T00:00:00Z","type":"platform.start","record":{"requestId":"r"}}"#,
+        b"",
+        "{\"record\":\"caf\u{e9} \\u0000\"}".as_bytes(),
+    ];
+    let keys = ["k1", "quote\"back\\slash", "日本"];
+    let records: Vec<Record> = events
+        .iter()
+        .zip(keys)
+        .map(|(d, k)| Record {
+            data: d,
+            partition_key: k,
+        })
+        .collect();
+    let body = put_records_body(&StreamTarget::Name("s\"x".into()), &records);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["StreamName"], "s\"x");
+    assert!(v.get("StreamARN").is_none());
+    let recs = v["Records"].as_array().unwrap();
+    assert_eq!(recs.len(), 3);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(decode_b64(r["Data"].as_str().unwrap()), events[i]);
+        assert_eq!(r["PartitionKey"], keys[i]);
+        assert_eq!(
+            r.as_object().unwrap().len(),
+            2,
+            "only Data and PartitionKey"
+        );
+    }
+
+    let arn = "arn:aws:kinesis:us-east-1:111122223333:stream/s";
+    let body = put_records_body(&StreamTarget::Arn(arn.into()), &records[..1]);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["StreamARN"], arn);
+    assert!(v.get("StreamName").is_none());
+}
+
+#[test]
+fn body_buffer_is_sized_up_front() {
+    let data = vec![7u8; 100_000];
+    let records: Vec<Record> = (0..50)
+        .map(|_| Record {
+            data: &data,
+            partition_key: "0123456789abcdef",
+        })
+        .collect();
+    let body = put_records_body(&StreamTarget::Name("s".into()), &records);
+    assert!(body.capacity() >= body.len() && body.capacity() - body.len() < 4096);
+}
+
+#[test]
+fn response_parsing_accepts_unknown_fields_and_reports_each_record() {
+    let body = br#"{"FailedRecordCount":1,"EncryptionType":"NONE","NewField":[1],"Records":[
+        {"SequenceNumber":"49543463076548007577105092703039560359975228518395019266","ShardId":"shardId-000000000000","Extra":true},
+        {"ErrorCode":"ProvisionedThroughputExceededException","ErrorMessage":"Rate exceeded for shard"}]}"#;
+    let r = parse_put_records_response(body, 2).unwrap();
+    assert_eq!(r.failed_record_count, 1);
+    assert_eq!(
+        r.records,
+        vec![
+            RecordOutcome::Ok {
+                sequence_number: "49543463076548007577105092703039560359975228518395019266".into(),
+                shard_id: "shardId-000000000000".into()
+            },
+            RecordOutcome::Failed {
+                code: "ProvisionedThroughputExceededException".into(),
+                message: "Rate exceeded for shard".into()
+            },
+        ]
+    );
+}
+
+#[test]
+fn response_of_the_wrong_length_or_shape_is_malformed_not_a_panic() {
+    let two = br#"{"FailedRecordCount":0,"Records":[{"SequenceNumber":"1","ShardId":"a"},{"SequenceNumber":"2","ShardId":"a"}]}"#;
+    for sent in [0, 1, 3, 500] {
+        assert!(matches!(
+            parse_put_records_response(two, sent),
+            Err(RequestError::MalformedResponse(_))
+        ));
+    }
+    for garbage in [
+        &b""[..],
+        b"null",
+        b"{}",
+        b"{\"Records\":{}}",
+        b"\xff\xfe",
+        b"<html>",
+    ] {
+        let e = parse_put_records_response(garbage, 1).unwrap_err();
+        assert!(matches!(e, RequestError::MalformedResponse(_)), "{e:?}");
+        assert_eq!(e.class(), ErrorClass::Retryable);
+    }
+    // An entry with neither field counts as failed (and is resent), not as delivered.
+    let r = parse_put_records_response(br#"{"Records":[{}]}"#, 1).unwrap();
+    assert!(matches!(&r.records[0], RecordOutcome::Failed { code, .. } if code.is_empty()));
+    assert_eq!(r.failed_record_count, 1);
+}
+
+#[test]
+fn error_bodies_give_code_and_message() {
+    let e = error_from_response(
+        400,
+        None,
+        br#"{"__type":"com.amazonaws.kinesis.v20131202#ResourceNotFoundException","message":"Stream s not found."}"#,
+    );
+    assert_eq!(
+        e,
+        RequestError::Http {
+            status: 400,
+            code: "ResourceNotFoundException".into(),
+            message: "Stream s not found.".into()
+        }
+    );
+    let e = error_from_response(
+        403,
+        Some("AccessDeniedException:http://internal.amazon.com/coral/"),
+        b"{\"Message\":\"no\"}",
+    );
+    assert_eq!(e.reason(), "AccessDeniedException");
+    assert!(matches!(&e, RequestError::Http { message, .. } if message == "no"));
+    let e = error_from_response(502, None, b"<html>\n<h1>502 Bad Gateway</h1>\n</html>");
+    assert!(
+        matches!(&e, RequestError::Http { code, message, .. } if code.is_empty() && message.contains("502 Bad Gateway") && !message.contains('\n'))
+    );
+    assert_eq!(e.reason(), "HTTP 502");
+}
+
+#[test]
+fn classification_follows_the_contract_lists() {
+    use ErrorClass::*;
+    let table: &[(&str, u16, ErrorClass)] = &[
+        ("ProvisionedThroughputExceededException", 400, Throttled),
+        ("LimitExceededException", 400, Throttled),
+        ("ThrottlingException", 400, Throttled),
+        ("KMSThrottlingException", 400, Throttled),
+        ("InternalFailure", 500, Retryable),
+        ("RequestTimeout", 408, Retryable),
+        ("", 500, Retryable),
+        ("", 502, Retryable),
+        ("", 503, Retryable),
+        ("", 504, Retryable),
+        ("", 429, Throttled),
+        ("ResourceNotFoundException", 400, Fatal),
+        ("AccessDeniedException", 400, Fatal),
+        ("ValidationException", 400, Fatal),
+        ("InvalidArgumentException", 400, Fatal),
+        ("KMSDisabledException", 400, Fatal),
+        ("KMSInvalidStateException", 400, Fatal),
+        ("KMSAccessDeniedException", 400, Fatal),
+        ("KMSNotFoundException", 400, Fatal),
+        ("KMSOptInRequired", 400, Fatal),
+        ("UnrecognizedClientException", 400, Fatal),
+        ("IncompleteSignature", 403, Fatal),
+        ("ExpiredTokenException", 400, Fatal),
+        // A fatal code stays fatal even on a 5xx status.
+        ("ResourceNotFoundException", 500, Fatal),
+        ("SomeNewException", 400, Fatal),
+        ("SomeNewException", 503, Retryable),
+    ];
+    for &(code, status, class) in table {
+        assert_eq!(classify(code, status, ""), class, "{code} {status}");
+    }
+    assert_eq!(classify_record_code("InternalFailure"), Retryable);
+    assert_eq!(
+        classify_record_code("ProvisionedThroughputExceededException"),
+        Throttled
+    );
+    assert_eq!(
+        classify_record_code("AccessDeniedException"),
+        Retryable,
+        "per-record codes are never fatal"
+    );
+    for e in [
+        RequestError::Connect("refused".into()),
+        RequestError::Timeout(TimeoutPhase::Send),
+        RequestError::Io("reset".into()),
+        RequestError::MalformedResponse("x".into()),
+    ] {
+        assert_eq!(e.class(), Retryable, "{e:?}");
+    }
+}
+
+fn hint(status: u16, code: &str, message: &str) -> String {
+    let target = StreamTarget::Name("telemetry".into());
+    RequestError::Http {
+        status,
+        code: code.into(),
+        message: message.into(),
+    }
+    .fix_hint(&target, "eu-west-1")
+}
+
+#[test]
+fn fix_hints_name_the_cause_and_the_setting() {
+    assert!(hint(400, "ResourceNotFoundException", "")
+        .contains("stream telemetry not found in region eu-west-1"));
+    assert!(
+        hint(400, "AccessDeniedException", "").contains("lacks kinesis:PutRecords on telemetry")
+    );
+    assert!(hint(400, "InvalidSignatureException", "does not match")
+        .contains("check AWS_SECRET_ACCESS_KEY / clock"));
+    assert!(hint(400, "ExpiredTokenException", "").contains("session token expired"));
+    assert!(hint(400, "KMSAccessDeniedException", "").contains("kms:GenerateDataKey"));
+    assert!(hint(400, "KMSDisabledException", "").contains("disabled"));
+    assert!(hint(400, "KMSNotFoundException", "").contains("does not exist"));
+    assert!(hint(400, "UnrecognizedClientException", "").contains("AWS_ACCESS_KEY_ID"));
+    assert!(hint(400, "ProvisionedThroughputExceededException", "").contains("throttled"));
+    assert!(hint(404, "", "").contains("endpoint"));
+    assert!(hint(
+        400,
+        "ValidationException",
+        "Records must have length 1..500"
+    )
+    .contains("length 1..500"));
+
+    let arn = StreamTarget::Arn("arn:aws:kinesis:ap-south-1:111122223333:stream/t2".into());
+    let h = RequestError::Http {
+        status: 400,
+        code: "ResourceNotFoundException".into(),
+        message: String::new(),
+    }
+    .fix_hint(&arn, "eu-west-1");
+    assert!(
+        h.contains("stream t2 not found in region ap-south-1"),
+        "{h}"
+    );
+    assert!(RequestError::Timeout(TimeoutPhase::Connect)
+        .fix_hint(&arn, "x")
+        .contains("NAT"));
+}
+
+#[test]
+fn aws_messages_lose_the_echoed_canonical_request() {
+    let msg = "The request signature we calculated does not match the signature you provided. \
+               Check your AWS Secret Access Key and signing method.\n\nThe Canonical String for this request should have been\n'POST\n/\n\nx-amz-security-token:SESSIONTOKEN\n'";
+    let clean = sanitize_message(msg);
+    assert!(clean.starts_with("The request signature we calculated"));
+    assert!(!clean.contains("SESSIONTOKEN") && !clean.contains('\n'));
+    assert!(sanitize_message(&"x".repeat(5000)).len() == MAX_MESSAGE_CHARS);
+}
+
+#[test]
+fn endpoint_urls_are_validated_and_normalized() {
+    assert_eq!(
+        request_url("https://kinesis.us-east-1.amazonaws.com").unwrap(),
+        "https://kinesis.us-east-1.amazonaws.com/"
+    );
+    assert_eq!(
+        request_url("http://127.0.0.1:4567/").unwrap(),
+        "http://127.0.0.1:4567/"
+    );
+    assert_eq!(
+        request_url("http://127.0.0.1:4567/prefix/x").unwrap(),
+        "http://127.0.0.1:4567/prefix/x/"
+    );
+    for bad in [
+        "kinesis.us-east-1.amazonaws.com",
+        "ftp://h/",
+        "http://",
+        "http://u:p@h/",
+        "http://h/?a=b",
+        "",
+    ] {
+        assert!(request_url(bad).is_err(), "{bad}");
+    }
+}
+
+fn settings(endpoint: &str) -> ClientSettings {
+    ClientSettings {
+        endpoint: endpoint.to_owned(),
+        region: "us-east-1".into(),
+        access_key_id: "AKIDTEST".into(),
+        secret_access_key: "SECRETKEYVALUE".into(),
+        session_token: Some("SESSIONTOKENVALUE".into()),
+        connect_timeout: Duration::from_secs(2),
+        ca_file: None,
+    }
+}
+
+#[test]
+fn settings_and_client_debug_hide_credentials() {
+    let s = settings("http://127.0.0.1:1");
+    let dbg = format!("{s:?} {:?}", KinesisClient::new(s.clone()).unwrap());
+    assert!(dbg.contains("AKIDTEST"));
+    assert!(
+        !dbg.contains("SECRETKEYVALUE") && !dbg.contains("SESSIONTOKENVALUE"),
+        "{dbg}"
+    );
+}
+
+#[test]
+fn setup_errors_name_the_problem() {
+    let mut s = settings("http://127.0.0.1:1");
+    s.region = String::new();
+    assert_eq!(
+        KinesisClient::new(s).unwrap_err(),
+        SetupError::Missing("AWS_REGION")
+    );
+
+    let err = KinesisClient::new(settings("127.0.0.1:1")).unwrap_err();
+    assert!(err.to_string().contains("http:// or https://"), "{err}");
+
+    let mut s = settings("https://127.0.0.1:1");
+    s.ca_file = Some("/nonexistent/ca.pem".into());
+    assert!(matches!(
+        KinesisClient::new(s).unwrap_err(),
+        SetupError::CaFile { .. }
+    ));
+
+    let dir = std::env::temp_dir().join(format!("kte-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let mut s = settings("https://127.0.0.1:1");
+    s.ca_file = Some(not_pem);
+    let err = KinesisClient::new(s).unwrap_err();
+    assert!(err.to_string().contains("no CERTIFICATE"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// ---- the client against a throwaway local server ----
+
+struct Seen {
+    url: String,
+    method: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    peer: std::net::SocketAddr,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Serves `answers` in order, one per request, then stops; reports what it saw.
+fn serve(answers: Vec<(u16, String)>) -> (String, mpsc::Receiver<Seen>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let port = server.server_addr().to_ip().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for (status, body) in answers {
+            let Ok(mut req) = server.recv() else { return };
+            let mut seen_body = Vec::new();
+            req.as_reader().read_to_end(&mut seen_body).unwrap();
+            let _ = tx.send(Seen {
+                url: req.url().to_owned(),
+                method: req.method().to_string(),
+                headers: req
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.to_string(), h.value.to_string()))
+                    .collect(),
+                body: seen_body,
+                peer: *req.remote_addr().unwrap(),
+            });
+            let ct = tiny_http::Header::from_bytes("Content-Type", CONTENT_TYPE).unwrap();
+            let _ = req.respond(
+                tiny_http::Response::from_string(body)
+                    .with_status_code(status)
+                    .with_header(ct),
+            );
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), rx)
+}
+
+fn ok_answer(n: usize) -> String {
+    let entries: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"SequenceNumber":"{i}","ShardId":"shardId-000000000000"}}"#))
+        .collect();
+    format!(
+        r#"{{"FailedRecordCount":0,"Records":[{}]}}"#,
+        entries.join(",")
+    )
+}
+
+const T: Duration = Duration::from_secs(5);
+
+#[test]
+fn put_records_sends_a_signed_request_and_reuses_the_connection() {
+    let (endpoint, seen) = serve(vec![(200, ok_answer(2)), (200, ok_answer(1))]);
+    let client = KinesisClient::new(settings(&format!("{endpoint}/prefix"))).unwrap();
+    let target = StreamTarget::Name("telemetry".into());
+    let records = [
+        Record {
+            data: br#"{"type":"platform.start"}"#,
+            partition_key: "a",
+        },
+        Record {
+            data: b"{}",
+            partition_key: "b",
+        },
+    ];
+
+    let r = client.put_records(&target, &records, T).unwrap();
+    assert_eq!(r.records.len(), 2);
+    assert!(r
+        .records
+        .iter()
+        .all(|o| matches!(o, RecordOutcome::Ok { .. })));
+
+    let s = seen.recv().unwrap();
+    assert_eq!((s.method.as_str(), s.url.as_str()), ("POST", "/prefix/"));
+    assert_eq!(s.header("content-type"), Some(CONTENT_TYPE));
+    assert_eq!(s.header("x-amz-target"), Some(PUT_RECORDS_TARGET));
+    assert_eq!(s.header("x-amz-security-token"), Some("SESSIONTOKENVALUE"));
+    assert!(s
+        .header("x-amz-date")
+        .is_some_and(|d| d.len() == 16 && d.ends_with('Z')));
+    assert!(s
+        .header("host")
+        .is_some_and(|h| h.starts_with("127.0.0.1:")));
+    let auth = s.header("authorization").unwrap();
+    assert!(
+        auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/"),
+        "{auth}"
+    );
+    assert!(auth.contains("/us-east-1/kinesis/aws4_request"), "{auth}");
+    assert!(
+        auth.contains(
+            "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+        ),
+        "{auth}"
+    );
+    assert!(!auth.contains("SECRETKEYVALUE"));
+    let v: Value = serde_json::from_slice(&s.body).unwrap();
+    assert_eq!(v["StreamName"], "telemetry");
+    assert_eq!(
+        decode_b64(v["Records"][0]["Data"].as_str().unwrap()),
+        records[0].data
+    );
+    assert_eq!(v["Records"][1]["PartitionKey"], "b");
+
+    client.put_records(&target, &records[..1], T).unwrap();
+    let s2 = seen.recv().unwrap();
+    assert_eq!(
+        s.peer, s2.peer,
+        "keep-alive: the second call reuses the connection"
+    );
+}
+
+#[test]
+fn error_answers_are_classified_and_scrubbed() {
+    let echo = r#"{"__type":"InvalidSignatureException","message":"The request signature we calculated does not match. SESSIONTOKENVALUE SECRETKEYVALUE"}"#;
+    let (endpoint, _seen) = serve(vec![
+        (400, r#"{"__type":"ResourceNotFoundException","message":"Stream telemetry under account 111122223333 not found."}"#.into()),
+        (503, "<html>Service Unavailable</html>".into()),
+        (200, ok_answer(3)),
+        (403, echo.into()),
+    ]);
+    let client = KinesisClient::new(settings(&endpoint)).unwrap();
+    let target = StreamTarget::Name("telemetry".into());
+    let one = [Record {
+        data: b"{}",
+        partition_key: "k",
+    }];
+
+    let e = client.put_records(&target, &one, T).unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Fatal);
+    assert_eq!(e.reason(), "ResourceNotFoundException");
+    assert!(e
+        .fix_hint(&target, client.region())
+        .contains("stream telemetry not found in region us-east-1"));
+
+    let e = client.put_records(&target, &one, T).unwrap_err();
+    assert!(matches!(e, RequestError::Http { status: 503, .. }));
+    assert_eq!(e.class(), ErrorClass::Retryable);
+
+    let e = client.put_records(&target, &one, T).unwrap_err();
+    assert!(
+        matches!(e, RequestError::MalformedResponse(_)),
+        "3 entries for 1 record: {e:?}"
+    );
+
+    let e = client.put_records(&target, &one, T).unwrap_err();
+    let text = format!("{e} {e:?} {}", e.fix_hint(&target, "us-east-1"));
+    assert!(
+        !text.contains("SESSIONTOKENVALUE") && !text.contains("SECRETKEYVALUE"),
+        "{text}"
+    );
+    assert_eq!(e.class(), ErrorClass::Fatal);
+}
+
+#[test]
+fn a_redirect_is_reported_not_followed_and_empty_input_sends_nothing() {
+    let (endpoint, seen) = serve(vec![(307, String::new())]);
+    let client = KinesisClient::new(settings(&endpoint)).unwrap();
+    let target = StreamTarget::Name("telemetry".into());
+
+    let empty = client.put_records(&target, &[], T).unwrap();
+    assert!(empty.records.is_empty());
+
+    let e = client
+        .put_records(
+            &target,
+            &[Record {
+                data: b"{}",
+                partition_key: "k",
+            }],
+            T,
+        )
+        .unwrap_err();
+    assert!(matches!(e, RequestError::Http { status: 307, .. }), "{e:?}");
+    assert_eq!(e.class(), ErrorClass::Fatal);
+    assert!(e.fix_hint(&target, "us-east-1").contains("endpoint"));
+    assert_eq!(
+        seen.try_iter().count(),
+        1,
+        "exactly one request reached the server"
+    );
+}
+
+#[test]
+fn refused_connection_is_a_connect_error() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let client = KinesisClient::new(settings(&format!("http://127.0.0.1:{port}"))).unwrap();
+    let e = client
+        .put_records(
+            &StreamTarget::Name("s".into()),
+            &[Record {
+                data: b"{}",
+                partition_key: "k",
+            }],
+            T,
+        )
+        .unwrap_err();
+    assert!(matches!(e, RequestError::Connect(_)), "{e:?}");
+    assert_eq!(e.class(), ErrorClass::Retryable);
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_within_the_budget() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let conn = listener.accept();
+        let _ = stop_rx.recv(); // keep the socket open, silent, until the test ends
+        drop(conn);
+    });
+    let client = KinesisClient::new(settings(&format!("http://127.0.0.1:{port}"))).unwrap();
+    let start = Instant::now();
+    let e = client
+        .put_records(
+            &StreamTarget::Name("s".into()),
+            &[Record {
+                data: b"{}",
+                partition_key: "k",
+            }],
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(e, RequestError::Timeout(_)), "{e:?}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    drop(stop_tx);
+    holder.join().unwrap();
+}
+
+// ---- HTTPS with an extra CA file (certificates made by the openssl CLI) ----
+
+mod https {
+    use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::Arc;
+
+    struct Pki {
+        dir: PathBuf,
+    }
+
+    impl Pki {
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.join(name)
+        }
+    }
+
+    impl Drop for Pki {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .map_err(|e| format!("openssl CLI not runnable: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated CA.
+    fn make_pki(tag: &str) -> Result<Pki, String> {
+        let dir = std::env::temp_dir().join(format!("kte-tls-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let pki = Pki { dir };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        for (name, cn) in [("ca", "kte test CA"), ("other", "kte unrelated CA")] {
+            let (key, pem, subj) = (
+                format!("{name}.key"),
+                format!("{name}.pem"),
+                format!("/CN={cn}"),
+            );
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &pem, "-subj", &subj, "-days", "2"]);
+            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+            args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+            openssl(&pki.dir, &args)?;
+        }
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        openssl(&pki.dir, &args)?;
+        std::fs::write(
+            pki.path("leaf.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .map_err(|e| e.to_string())?;
+        openssl(
+            &pki.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+            ],
+        )?;
+        Ok(pki)
+    }
+
+    /// Serves one HTTPS request with `answer`; yields the request body, or None
+    /// if the handshake or the request failed.
+    fn serve_tls(pki: &Pki, answer: String) -> (u16, thread::JoinHandle<Option<Vec<u8>>>) {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(pki.path("leaf.pem"))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let key = PrivateKeyDer::from_pem_file(pki.path("leaf.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = thread::spawn(move || {
+            let (tcp, _) = listener.accept().ok()?;
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            let conn = rustls::ServerConnection::new(Arc::new(config)).ok()?;
+            let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).ok()?;
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().ok()?;
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).ok()?;
+            let stream = reader.get_mut();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            )
+            .ok()?;
+            stream.flush().ok()?;
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+            Some(body)
+        });
+        (port, handle)
+    }
+
+    fn client(port: u16, ca_file: Option<PathBuf>) -> KinesisClient {
+        let mut s = settings(&format!("https://127.0.0.1:{port}"));
+        s.ca_file = ca_file;
+        KinesisClient::new(s).unwrap()
+    }
+
+    fn one() -> [Record<'static>; 1] {
+        [Record {
+            data: b"{\"type\":\"function\"}",
+            partition_key: "k",
+        }]
+    }
+
+    #[test]
+    fn https_endpoint_trusted_through_the_ca_file() {
+        let pki = match make_pki("ok") {
+            Ok(p) => p,
+            Err(why) => return eprintln!("skipping HTTPS test: {why}"),
+        };
+        let (port, server) = serve_tls(&pki, ok_answer(1));
+        let target = StreamTarget::Name("telemetry".into());
+        let r = client(port, Some(pki.path("ca.pem"))).put_records(&target, &one(), T);
+        assert!(r.is_ok(), "{r:?}");
+        let body = server.join().unwrap().expect("server got the request");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["StreamName"], "telemetry");
+    }
+
+    #[test]
+    fn https_endpoint_with_an_unknown_ca_is_a_tls_connect_error() {
+        let pki = match make_pki("bad") {
+            Ok(p) => p,
+            Err(why) => return eprintln!("skipping HTTPS test: {why}"),
+        };
+        let target = StreamTarget::Name("telemetry".into());
+        for ca_file in [None, Some(pki.path("other.pem"))] {
+            let (port, server) = serve_tls(&pki, ok_answer(1));
+            let e = client(port, ca_file.clone())
+                .put_records(&target, &one(), T)
+                .unwrap_err();
+            assert!(
+                matches!(&e, RequestError::Connect(d) if d.starts_with("TLS")),
+                "{ca_file:?}: {e:?}"
+            );
+            assert!(e.fix_hint(&target, "us-east-1").contains("CA file"));
+            assert!(server.join().unwrap().is_none(), "no request got through");
+        }
+    }
+}

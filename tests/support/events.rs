@@ -1,0 +1,160 @@
+//! Realistic Telemetry API events with unique markers, shaped like the samples in the
+//! Lambda "Telemetry API schema reference": platform lifecycle events, `function`
+//! records in the Text and JSON log formats, `extension` records, and odd but valid
+//! JSON text whose bytes must survive untouched.
+//!
+//! Every event a factory makes is distinct (request ids are fresh, log lines carry a
+//! marker `mk-<run>-<n>`), so delivery can be checked as an exact multiset.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::clock::iso8601_ms;
+use super::rng::fresh_uuid;
+
+/// Makes events for one fake function.
+pub struct EventFactory {
+    run: String,
+    counter: u64,
+    pub function_name: String,
+    pub version: String,
+    pub memory_mb: u64,
+}
+
+impl Default for EventFactory {
+    fn default() -> Self {
+        EventFactory::new("fake-function")
+    }
+}
+
+impl EventFactory {
+    pub fn new(function_name: &str) -> Self {
+        EventFactory {
+            run: fresh_uuid()[..8].to_owned(),
+            counter: 0,
+            function_name: function_name.to_owned(),
+            version: "$LATEST".to_owned(),
+            memory_mb: 128,
+        }
+    }
+
+    /// A new marker, unique across factories and processes.
+    pub fn marker(&mut self) -> String {
+        self.counter += 1;
+        format!("mk-{}-{}", self.run, self.counter)
+    }
+
+    fn now() -> String {
+        iso8601_ms(SystemTime::now())
+    }
+
+    fn tracing() -> Value {
+        json!({ "spanId": &fresh_uuid().replace('-', "")[..16], "type": "X-Amzn-Trace-Id",
+                "value": format!("Root=1-{};Parent={};Sampled=1", &fresh_uuid().replace('-', "")[..32],
+                                 &fresh_uuid().replace('-', "")[..16]) })
+    }
+
+    pub fn init_start(&mut self) -> Value {
+        json!({ "time": Self::now(), "type": "platform.initStart", "record": {
+            "initializationType": "on-demand", "phase": "init", "runtimeVersion": "nodejs:20.v13",
+            "runtimeVersionArn": "arn:aws:lambda:us-east-1::runtime:0cdcfbdefbc5e7d3343f73c2e2dd4cba17d61dea0686b404502a0c9ce83931b9",
+            "functionName": self.function_name, "functionVersion": self.version,
+            "instanceId": self.marker(), "instanceMaxMemory": self.memory_mb * 1024 * 1024 } })
+    }
+
+    pub fn platform_start(&mut self, request_id: &str) -> Value {
+        json!({ "time": Self::now(), "type": "platform.start",
+                "record": { "requestId": request_id, "version": self.version, "tracing": Self::tracing() } })
+    }
+
+    pub fn runtime_done(&mut self, request_id: &str, duration: Duration) -> Value {
+        let ms = duration.as_secs_f64() * 1000.0;
+        json!({ "time": Self::now(), "type": "platform.runtimeDone", "record": {
+            "requestId": request_id, "status": "success", "tracing": Self::tracing(),
+            "spans": [{ "name": "responseLatency", "start": Self::now(), "durationMs": ms / 2.0 },
+                      { "name": "responseDuration", "start": Self::now(), "durationMs": 0.12 }],
+            "metrics": { "durationMs": ms, "producedBytes": 53 } } })
+    }
+
+    pub fn report(&mut self, request_id: &str, duration: Duration) -> Value {
+        let ms = duration.as_secs_f64() * 1000.0;
+        json!({ "time": Self::now(), "type": "platform.report", "record": {
+            "requestId": request_id, "status": "success", "tracing": Self::tracing(),
+            "metrics": { "durationMs": ms, "billedDurationMs": ms.ceil() as u64,
+                         "memorySizeMB": self.memory_mb, "maxMemoryUsedMB": 71 } } })
+    }
+
+    /// A `function` record in the Text log format (a string, with the tab layout of Node's console).
+    pub fn function_text(&mut self, request_id: &str) -> Value {
+        let m = self.marker();
+        json!({ "time": Self::now(), "type": "function",
+                "record": format!("{}\t{request_id}\tINFO\tprocessing order {m} \"quoted\" caf\u{e9} \u{1F680}\n", Self::now()) })
+    }
+
+    /// A `function` record in the JSON log format (an object).
+    pub fn function_json(&mut self, request_id: &str) -> Value {
+        let m = self.marker();
+        json!({ "time": Self::now(), "type": "function", "record": {
+            "timestamp": Self::now(), "level": "INFO", "requestId": request_id,
+            "message": format!("order {m} shipped"), "items": [1, 2.5, null, true] } })
+    }
+
+    /// A `function` record whose text is about `bytes` long (for size limits).
+    pub fn function_sized(&mut self, request_id: &str, bytes: usize) -> Value {
+        let m = self.marker();
+        let pad = "x".repeat(bytes.saturating_sub(m.len() + request_id.len() + 3));
+        json!({ "time": Self::now(), "type": "function", "record": format!("{request_id}\t{m} {pad}\n") })
+    }
+
+    pub fn extension_text(&mut self) -> Value {
+        let m = self.marker();
+        json!({ "time": Self::now(), "type": "extension", "record": format!("[other-ext] flushed {m}") })
+    }
+
+    /// A type this code has never heard of: must be carried through, not rejected.
+    pub fn unknown_type(&mut self) -> Value {
+        let m = self.marker();
+        json!({ "time": Self::now(), "type": "platform.futureThing", "record": { "marker": m, "nested": { "a": [] } } })
+    }
+
+    /// Valid JSON whose exact bytes (spacing, escapes, key order, number spelling)
+    /// differ from what a serializer would produce: only a byte-exact forwarder keeps them.
+    pub fn oddly_formatted(&mut self) -> String {
+        let m = self.marker();
+        format!(
+            "{{ \"type\" : \"function\",\n  \"time\":\"{}\", \"record\" : \"caf\\u00e9 \\/ {m} \\ud83d\\ude80\", \"z\": 1.50E+2 }}",
+            Self::now()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_valid_json_and_distinct() {
+        let mut f = EventFactory::default();
+        let rid = fresh_uuid();
+        let texts: Vec<String> = vec![
+            f.function_text(&rid).to_string(),
+            f.function_json(&rid).to_string(),
+            f.oddly_formatted(),
+            f.unknown_type().to_string(),
+        ];
+        for t in &texts {
+            serde_json::from_str::<Value>(t).unwrap();
+        }
+        let mut dedup = texts.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), texts.len());
+        // The odd one does not survive a parse/serialize round trip: good for byte checks.
+        let odd = &texts[2];
+        assert_ne!(
+            &serde_json::from_str::<Value>(odd).unwrap().to_string(),
+            odd
+        );
+    }
+}

@@ -1,0 +1,652 @@
+//! A strict in-process fake of Kinesis Data Streams `PutRecords` on `127.0.0.1:0`.
+//!
+//! It checks every request the way the real endpoint does, in the same order:
+//! transport faults (drop, stall, latency) → scripted server failures (outage, 5xx)
+//! → routing (`POST /`, `Content-Type: application/x-amz-json-1.1`,
+//! `X-Amz-Target: Kinesis_20131202.PutRecords`) → SigV4 ([`super::sigv4`], known
+//! credentials, session token when configured, 5-minute clock skew) → a scripted
+//! fatal error (e.g. `AccessDeniedException`) → body shape and limits (1..=500
+//! records, partition key 1..=256 chars, `Data` valid base64, record and request
+//! size) → stream existence → per-record outcome (stored, or a scripted
+//! `ProvisionedThroughputExceededException` / `InternalFailure`).
+//!
+//! Error bodies follow AWS's JSON protocol: `{"__type": "<Code>", "message": ".."}`
+//! with the status AWS uses (shapes in [`super::kinesis_api`], signature errors in
+//! [`super::sigv4`]).
+//!
+//! Accepted records are stored with their decoded bytes, so tests can compare them
+//! byte for byte with what was sent. Every request is logged with its outcome.
+//!
+//! Faults are scripted through [`KinesisHandle`], a cheap clonable handle usable from
+//! any thread while requests are in flight.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::http::{self, Action, Handler, Request, Response, Server};
+use super::kinesis_api::{parse_put_records, shard_for, Account};
+pub use super::kinesis_api::{AwsError, KinesisLimits, CONTENT_TYPE, PUT_RECORDS_TARGET};
+use super::rng::{uuid_like, Rng};
+use super::sigv4::{self, Credentials, HttpParts, Verifier};
+
+/// Upper bound of a scripted stall, so a forgotten fault cannot hang a test run.
+pub const MAX_STALL: Duration = Duration::from_secs(30);
+
+/// What the fake account looks like.
+#[derive(Clone, Debug)]
+pub struct KinesisConfig {
+    pub region: String,
+    pub account_id: String,
+    /// Credentials the endpoint recognises; a session token, when set, is required.
+    pub credentials: Vec<Credentials>,
+    /// Names of the streams that exist.
+    pub streams: Vec<String>,
+    /// Shards per stream; records are spread over them by hash key.
+    pub shard_count: u32,
+    pub limits: KinesisLimits,
+    /// Clock skew allowed on `X-Amz-Date`; `None` disables the check.
+    pub max_clock_skew: Option<Duration>,
+}
+
+/// Credentials used by [`KinesisConfig::default`] (and the harness).
+pub fn test_credentials() -> Credentials {
+    Credentials::new(
+        "AKIDFAKEKINESIS00001",
+        "fake/secret+key/for/the/fake/kinesis/00",
+        Some("FakeSessionToken//AQoDYXdzEJr"),
+    )
+}
+
+impl Default for KinesisConfig {
+    fn default() -> Self {
+        KinesisConfig {
+            region: "us-east-1".to_owned(),
+            account_id: "123456789012".to_owned(),
+            credentials: vec![test_credentials()],
+            streams: vec!["telemetry-stream".to_owned()],
+            shard_count: 4,
+            limits: KinesisLimits::default(),
+            max_clock_skew: Some(sigv4::MAX_CLOCK_SKEW),
+        }
+    }
+}
+
+/// What happens after a scripted stall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterStall {
+    /// Process and answer normally (records are stored even if the client gave up).
+    Answer,
+    /// Close the connection without processing.
+    Drop,
+}
+
+/// An accepted record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub stream: String,
+    /// The decoded `Data` bytes.
+    pub data: Vec<u8>,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+    pub shard_id: String,
+    pub sequence_number: String,
+    /// Zero-based position among all accepted records, in arrival order.
+    pub order: u64,
+    /// Index of the request (in [`FakeKinesis::requests`]) that carried it.
+    pub request_index: usize,
+    /// Position of the record within its request.
+    pub index_in_request: usize,
+}
+
+/// How a request ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Still being handled (stalled, or waiting for the lock).
+    Pending,
+    /// 200; `failed` of `records` were rejected per record.
+    Answered200 { records: usize, failed: usize },
+    /// Whole-request error.
+    Rejected { status: u16, code: String },
+    /// The connection was closed without an answer.
+    Dropped,
+}
+
+/// One received HTTP request.
+#[derive(Clone, Debug)]
+pub struct RequestLog {
+    pub index: usize,
+    pub received_at: Instant,
+    pub answered_at: Option<Instant>,
+    pub body_bytes: usize,
+    pub connection_index: u64,
+    pub index_on_connection: u64,
+    pub stalled: bool,
+    pub outcome: Outcome,
+}
+
+/// Counters over the fake's lifetime.
+#[derive(Clone, Debug, Default)]
+pub struct KinesisStats {
+    /// HTTP requests received, whatever their fate.
+    pub requests: u64,
+    /// Body bytes received.
+    pub request_bytes: u64,
+    /// Requests answered 200.
+    pub answered_200: u64,
+    /// Requests answered with a whole-request error, and by `__type`.
+    pub rejected: u64,
+    pub rejections: BTreeMap<String, u64>,
+    pub dropped_connections: u64,
+    pub stalled_requests: u64,
+    /// Records in 200 answers, and their fates.
+    pub records_received: u64,
+    pub records_accepted: u64,
+    pub records_throttled: u64,
+    pub records_internal_failure: u64,
+    /// Decoded data bytes of accepted records.
+    pub data_bytes_accepted: u64,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    drop_next: u64,
+    stall_next: u64,
+    stall_for: Duration,
+    after_stall: Option<AfterStall>,
+    latency: Duration,
+    fail_next: u64,
+    fail_next_status: u16,
+    fail_fraction: f64,
+    fail_fraction_status: u16,
+    outage: Option<(Instant, u16)>,
+    fatal: Option<AwsError>,
+    throttle_next_records: u64,
+    throttle_fraction: f64,
+    internal_next_records: u64,
+}
+
+struct State {
+    faults: Faults,
+    rng: Rng,
+    records: Vec<StoredRecord>,
+    requests: Vec<RequestLog>,
+    stats: KinesisStats,
+    next_sequence: u64,
+}
+
+struct Shared {
+    config: KinesisConfig,
+    verifier: Verifier,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock only happens on a bug in this file; keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Clonable, thread-safe handle to script faults and read what the fake received.
+#[derive(Clone)]
+pub struct KinesisHandle(Arc<Shared>);
+
+/// The running fake. Dereferences to its [`KinesisHandle`].
+pub struct FakeKinesis {
+    server: Server,
+    handle: KinesisHandle,
+}
+
+impl std::ops::Deref for FakeKinesis {
+    type Target = KinesisHandle;
+    fn deref(&self) -> &KinesisHandle {
+        &self.handle
+    }
+}
+
+impl FakeKinesis {
+    /// Starts the fake on `127.0.0.1:0`.
+    pub fn start(config: KinesisConfig) -> io::Result<FakeKinesis> {
+        let mut verifier = Verifier::new(&config.region, "kinesis", config.credentials.clone());
+        verifier.max_skew = config.max_clock_skew;
+        let shared = Arc::new(Shared {
+            config,
+            verifier,
+            state: Mutex::new(State {
+                faults: Faults::default(),
+                rng: Rng::new(0x004b_494e_4553_4953),
+                records: Vec::new(),
+                requests: Vec::new(),
+                stats: KinesisStats::default(),
+                next_sequence: 0,
+            }),
+            changed: Condvar::new(),
+        });
+        let server = Server::start(Arc::new(KinesisHandler(shared.clone())))?;
+        Ok(FakeKinesis {
+            server,
+            handle: KinesisHandle(shared),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// `http://127.0.0.1:<port>`, the value for `KINESIS_TELEMETRY_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    /// TCP connections accepted so far (a keep-alive client keeps this low).
+    pub fn connections_accepted(&self) -> u64 {
+        self.server.connections_accepted()
+    }
+
+    pub fn handle(&self) -> KinesisHandle {
+        self.handle.clone()
+    }
+}
+
+impl KinesisHandle {
+    pub fn config(&self) -> &KinesisConfig {
+        &self.0.config
+    }
+
+    /// ARN of a stream in the fake account, e.g. for `KINESIS_TELEMETRY_STREAM`.
+    pub fn stream_arn(&self, name: &str) -> String {
+        let c = &self.0.config;
+        format!(
+            "arn:aws:kinesis:{}:{}:stream/{name}",
+            c.region, c.account_id
+        )
+    }
+
+    fn faults(&self, f: impl FnOnce(&mut Faults)) {
+        f(&mut self.0.lock().faults);
+    }
+
+    /// Removes every scripted fault.
+    pub fn clear_faults(&self) {
+        self.faults(|f| *f = Faults::default());
+    }
+
+    /// Answers the next `n` records (across requests) with ProvisionedThroughputExceededException.
+    pub fn throttle_next_records(&self, n: u64) {
+        self.faults(|f| f.throttle_next_records = n);
+    }
+
+    /// Throttles each record with probability `fraction`, from a seeded RNG (reproducible).
+    pub fn throttle_fraction(&self, fraction: f64, seed: u64) {
+        let mut st = self.0.lock();
+        st.faults.throttle_fraction = fraction.clamp(0.0, 1.0);
+        st.rng = Rng::new(seed);
+    }
+
+    /// Answers the next `n` records with a per-record InternalFailure.
+    pub fn fail_next_records_internal(&self, n: u64) {
+        self.faults(|f| f.internal_next_records = n);
+    }
+
+    /// Answers the next `n` requests with `status` (500 InternalFailure, 503 ServiceUnavailable…).
+    pub fn fail_next_requests(&self, n: u64, status: u16) {
+        self.faults(|f| {
+            f.fail_next = n;
+            f.fail_next_status = status;
+        });
+    }
+
+    /// Answers each request with `status` with probability `fraction` (seeded RNG).
+    pub fn fail_fraction_of_requests(&self, fraction: f64, status: u16, seed: u64) {
+        let mut st = self.0.lock();
+        st.faults.fail_fraction = fraction.clamp(0.0, 1.0);
+        st.faults.fail_fraction_status = status;
+        st.rng = Rng::new(seed);
+    }
+
+    /// Closes the connection of the next `n` requests without answering (nothing stored).
+    pub fn drop_next_connections(&self, n: u64) {
+        self.faults(|f| f.drop_next = n);
+    }
+
+    /// Holds each of the next `n` requests for `duration` (at most [`MAX_STALL`]) before `then`.
+    pub fn stall_next_requests(&self, n: u64, duration: Duration, then: AfterStall) {
+        self.faults(|f| {
+            f.stall_next = n;
+            f.stall_for = duration.min(MAX_STALL);
+            f.after_stall = Some(then);
+        });
+    }
+
+    /// Adds `latency` before every answer.
+    pub fn set_latency(&self, latency: Duration) {
+        self.faults(|f| f.latency = latency.min(MAX_STALL));
+    }
+
+    /// Answers every authenticated request with `error` (e.g. [`AwsError::access_denied`]) until cleared.
+    pub fn set_fatal(&self, error: Option<AwsError>) {
+        self.faults(|f| f.fatal = error);
+    }
+
+    /// Fails every request with `status` for `duration` from now.
+    pub fn outage_for(&self, duration: Duration, status: u16) {
+        self.faults(|f| f.outage = Some((Instant::now() + duration, status)));
+    }
+
+    /// Every accepted record, in arrival order.
+    pub fn records(&self) -> Vec<StoredRecord> {
+        self.0.lock().records.clone()
+    }
+
+    /// The decoded data of every accepted record, in arrival order.
+    pub fn record_data(&self) -> Vec<Vec<u8>> {
+        self.0
+            .lock()
+            .records
+            .iter()
+            .map(|r| r.data.clone())
+            .collect()
+    }
+
+    /// Every request received, in arrival order.
+    pub fn requests(&self) -> Vec<RequestLog> {
+        self.0.lock().requests.clone()
+    }
+
+    pub fn stats(&self) -> KinesisStats {
+        self.0.lock().stats.clone()
+    }
+
+    /// Waits until `pred` holds on the stats, or `timeout` passes; returns whether it held.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&KinesisStats, &[StoredRecord]) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.0.lock();
+        loop {
+            if pred(&st.stats, &st.records) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .0
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until at least `n` records are stored.
+    pub fn wait_for_records(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |_, r| r.len() >= n)
+    }
+
+    /// Waits until at least `n` requests were received.
+    pub fn wait_for_requests(&self, n: u64, timeout: Duration) -> bool {
+        self.wait_until(timeout, |s, _| s.requests >= n)
+    }
+}
+
+/// Sends a correctly signed PutRecords request, for tests of the fake itself.
+/// `tweak` may edit the headers after signing (to tamper with them).
+pub fn send_put_records(
+    addr: SocketAddr,
+    creds: &Credentials,
+    region: &str,
+    body: &[u8],
+    tweak: impl FnOnce(&mut Vec<(String, String)>),
+) -> io::Result<http::ClientResponse> {
+    let mut headers = vec![
+        ("Host".to_owned(), addr.to_string()),
+        ("Content-Type".to_owned(), CONTENT_TYPE.to_owned()),
+        ("X-Amz-Target".to_owned(), PUT_RECORDS_TARGET.to_owned()),
+    ];
+    let parts = HttpParts {
+        method: "POST",
+        path: "/",
+        query: "",
+        headers: &headers,
+        body,
+    };
+    let added = sigv4::sign(parts, creds, region, "kinesis", SystemTime::now());
+    headers.extend(added);
+    tweak(&mut headers);
+    http::request_once(addr, "POST", "/", &headers, body, Duration::from_secs(10))
+}
+
+struct KinesisHandler(Arc<Shared>);
+
+enum Transport {
+    Normal,
+    Drop,
+    Stall(Duration, AfterStall),
+}
+
+impl Handler for KinesisHandler {
+    fn handle(&self, req: Request) -> Action {
+        let shared = &self.0;
+        let (index, transport, latency) = {
+            let mut st = shared.lock();
+            st.stats.requests += 1;
+            st.stats.request_bytes += req.body.len() as u64;
+            let index = st.requests.len();
+            st.requests.push(RequestLog {
+                index,
+                received_at: Instant::now(),
+                answered_at: None,
+                body_bytes: req.body.len(),
+                connection_index: req.connection_index,
+                index_on_connection: req.index_on_connection,
+                stalled: false,
+                outcome: Outcome::Pending,
+            });
+            let f = &mut st.faults;
+            let transport = if f.drop_next > 0 {
+                f.drop_next -= 1;
+                Transport::Drop
+            } else if f.stall_next > 0 {
+                f.stall_next -= 1;
+                Transport::Stall(f.stall_for, f.after_stall.unwrap_or(AfterStall::Answer))
+            } else {
+                Transport::Normal
+            };
+            (index, transport, f.latency)
+            // Lock released before any sleep: other connections keep being served.
+        };
+        match transport {
+            Transport::Drop => return self.finish_dropped(index),
+            Transport::Stall(d, then) => {
+                {
+                    let mut st = shared.lock();
+                    st.requests[index].stalled = true;
+                    st.stats.stalled_requests += 1;
+                }
+                thread::sleep(d);
+                if then == AfterStall::Drop {
+                    return self.finish_dropped(index);
+                }
+            }
+            Transport::Normal => {}
+        }
+        if !latency.is_zero() {
+            thread::sleep(latency);
+        }
+        let mut st = shared.lock();
+        let (resp, outcome) = match self.process(&mut st, &req, index) {
+            Ok((body, records, failed)) => {
+                st.stats.answered_200 += 1;
+                (
+                    Response::new(200, CONTENT_TYPE, body.to_string()),
+                    Outcome::Answered200 { records, failed },
+                )
+            }
+            Err(e) => {
+                st.stats.rejected += 1;
+                *st.stats.rejections.entry(e.code.clone()).or_default() += 1;
+                (
+                    Response::new(e.status, CONTENT_TYPE, e.body().to_string()),
+                    Outcome::Rejected {
+                        status: e.status,
+                        code: e.code.clone(),
+                    },
+                )
+            }
+        };
+        let log = &mut st.requests[index];
+        log.outcome = outcome;
+        log.answered_at = Some(Instant::now());
+        drop(st);
+        shared.changed.notify_all();
+        let request_id = uuid_like(index as u64 ^ 0x5eed);
+        Action::Respond(resp.with_header("x-amzn-RequestId", &request_id))
+    }
+}
+
+impl KinesisHandler {
+    fn finish_dropped(&self, index: usize) -> Action {
+        let mut st = self.0.lock();
+        st.stats.dropped_connections += 1;
+        st.requests[index].outcome = Outcome::Dropped;
+        st.requests[index].answered_at = Some(Instant::now());
+        drop(st);
+        self.0.changed.notify_all();
+        Action::Drop
+    }
+
+    /// Returns (body, records, failed records) for a 200, or the whole-request error.
+    fn process(
+        &self,
+        st: &mut State,
+        req: &Request,
+        index: usize,
+    ) -> Result<(Value, usize, usize), AwsError> {
+        let cfg = &self.0.config;
+        // Server-side failures come before anything is looked at.
+        if let Some((until, status)) = st.faults.outage {
+            if Instant::now() < until {
+                return Err(AwsError::server(status));
+            }
+            st.faults.outage = None;
+        }
+        if st.faults.fail_next > 0 {
+            st.faults.fail_next -= 1;
+            return Err(AwsError::server(st.faults.fail_next_status));
+        }
+        if st.faults.fail_fraction > 0.0 && st.rng.next_f64() < st.faults.fail_fraction {
+            return Err(AwsError::server(st.faults.fail_fraction_status));
+        }
+        // Routing: the JSON protocol dispatches on method, content type and target.
+        let unknown_op = || AwsError::new(400, "UnknownOperationException", "");
+        if req.method != "POST" || req.path != "/" {
+            return Err(unknown_op());
+        }
+        let ctype = req.header("content-type").unwrap_or("");
+        if ctype.split(';').next().unwrap_or("").trim() != CONTENT_TYPE {
+            return Err(unknown_op());
+        }
+        if req.header("x-amz-target") != Some(PUT_RECORDS_TARGET) {
+            return Err(unknown_op());
+        }
+        let parts = HttpParts {
+            method: &req.method,
+            path: &req.path,
+            query: &req.query,
+            headers: &req.headers,
+            body: &req.body,
+        };
+        if let Err(e) = self.0.verifier.verify(parts, SystemTime::now()) {
+            return Err(AwsError::new(400, e.aws_code(), e.aws_message()));
+        }
+        if let Some(fatal) = &st.faults.fatal {
+            return Err(fatal.clone());
+        }
+        let account = Account {
+            region: &cfg.region,
+            account_id: &cfg.account_id,
+            limits: &cfg.limits,
+        };
+        let parsed = parse_put_records(&req.body, &account)?;
+        if !cfg.streams.contains(&parsed.stream) {
+            return Err(AwsError::new(
+                400,
+                "ResourceNotFoundException",
+                format!(
+                    "Stream {} under account {} not found.",
+                    parsed.stream, cfg.account_id
+                ),
+            ));
+        }
+        let mut results = Vec::with_capacity(parsed.records.len());
+        let mut failed = 0;
+        for (i, rec) in parsed.records.into_iter().enumerate() {
+            let shard = shard_for(
+                &rec.partition_key,
+                rec.explicit_hash_key.as_deref(),
+                cfg.shard_count,
+            );
+            let shard_id = format!("shardId-{shard:012}");
+            let f = &mut st.faults;
+            let throttle = if f.throttle_next_records > 0 {
+                f.throttle_next_records -= 1;
+                true
+            } else {
+                f.throttle_fraction > 0.0 && st.rng.next_f64() < f.throttle_fraction
+            };
+            let f = &mut st.faults;
+            if throttle {
+                failed += 1;
+                st.stats.records_throttled += 1;
+                results.push(json!({
+                    "ErrorCode": "ProvisionedThroughputExceededException",
+                    "ErrorMessage": format!(
+                        "Rate exceeded for shard {shard_id} in stream {} under account {}.",
+                        parsed.stream, cfg.account_id
+                    ),
+                }));
+            } else if f.internal_next_records > 0 {
+                f.internal_next_records -= 1;
+                failed += 1;
+                st.stats.records_internal_failure += 1;
+                results.push(json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure." }));
+            } else {
+                let sequence_number = format!("49{:054}", st.next_sequence);
+                st.next_sequence += 1;
+                st.stats.records_accepted += 1;
+                st.stats.data_bytes_accepted += rec.data.len() as u64;
+                results.push(json!({ "SequenceNumber": sequence_number, "ShardId": shard_id }));
+                let order = st.records.len() as u64;
+                st.records.push(StoredRecord {
+                    stream: parsed.stream.clone(),
+                    data: rec.data,
+                    partition_key: rec.partition_key,
+                    explicit_hash_key: rec.explicit_hash_key,
+                    shard_id,
+                    sequence_number,
+                    order,
+                    request_index: index,
+                    index_in_request: i,
+                });
+            }
+        }
+        let n = results.len();
+        st.stats.records_received += n as u64;
+        Ok((
+            json!({ "FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE" }),
+            n,
+            failed,
+        ))
+    }
+}

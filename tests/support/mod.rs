@@ -1,0 +1,531 @@
+//! Black-box harness: runs the real extension binary against in-process fakes of the
+//! Lambda Runtime API ([`fake_runtime`]) and Kinesis ([`fake_kinesis`]), so each test
+//! reads as a few lines of intent:
+//!
+//! ```ignore
+//! let mut lambda = Lambda::start(LambdaOptions::default());
+//! lambda.invoke(3);
+//! let out = lambda.shutdown();
+//! assert!(out.exited_ok_before_deadline());
+//! lambda.assert_each_event_delivered_once();
+//! ```
+//!
+//! The binary gets a Lambda-like environment and nothing else (`env_clear`): runtime
+//! API, region, fake credentials with a session token, stream, endpoint, telemetry
+//! port 0 on 127.0.0.1. Its stdout and stderr lines are captured into a shared log.
+//! Dropping a [`Lambda`] kills the process if it is still running.
+//!
+//! Used by `tests/*.rs` (`mod support;`) and by the local sandbox example
+//! (`#[path = "../tests/support/mod.rs"] mod support;`), so nothing here assumes a
+//! test runner except [`Lambda::start`] and the `assert_*` helpers, which panic
+//! with the captured log on failure (use [`Lambda::try_start`] to get an error).
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
+
+pub mod clock;
+pub mod events;
+pub mod fake_kinesis;
+pub mod fake_runtime;
+pub mod http;
+pub mod kinesis_api;
+pub mod rng;
+pub mod sigv4;
+pub mod telemetry_pusher;
+pub mod telemetry_subscription;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use serde_json::Value;
+
+#[allow(unused_imports)]
+pub use events::EventFactory;
+#[allow(unused_imports)]
+pub use fake_kinesis::{AfterStall, AwsError, FakeKinesis, KinesisConfig, KinesisLimits};
+#[allow(unused_imports)]
+pub use fake_runtime::{EventKind, FakeRuntime, RuntimeConfig, SubscribeMode};
+
+/// Name of the binary under test (also the `Lambda-Extension-Name` it must send).
+pub const EXTENSION_NAME: &str = "kinesis-telemetry-extension";
+
+/// Path of the extension binary: `$KINESIS_TELEMETRY_EXTENSION_BIN`, else the one
+/// Cargo built for integration tests, else `target/<profile>/` next to the running
+/// example.
+pub fn extension_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("KINESIS_TELEMETRY_EXTENSION_BIN") {
+        return p.into();
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_kinesis-telemetry-extension") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/examples/<example> or target/<profile>/deps/<test>
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    profile_dir.join(EXTENSION_NAME)
+}
+
+/// How to start a [`Lambda`].
+#[derive(Clone, Debug)]
+pub struct LambdaOptions {
+    pub kinesis: KinesisConfig,
+    pub runtime: RuntimeConfig,
+    /// Variables set after the defaults (override them).
+    pub env: Vec<(String, String)>,
+    /// Default variables to leave out.
+    pub unset: Vec<String>,
+    pub binary: Option<PathBuf>,
+    /// Wait in `start` until the extension's first `/event/next` (end of its init).
+    pub wait_for_init: bool,
+    /// Bound on that wait (Lambda caps init at 10 s).
+    pub init_timeout: Duration,
+}
+
+impl Default for LambdaOptions {
+    fn default() -> Self {
+        LambdaOptions {
+            kinesis: KinesisConfig::default(),
+            runtime: RuntimeConfig::default(),
+            env: Vec::new(),
+            unset: Vec::new(),
+            binary: None,
+            wait_for_init: true,
+            init_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl LambdaOptions {
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn unset(mut self, key: &str) -> Self {
+        self.unset.push(key.to_owned());
+        self
+    }
+}
+
+/// What happened at SHUTDOWN.
+#[derive(Clone, Debug)]
+pub struct ShutdownOutcome {
+    /// Exit status, `None` if the process had not exited by the deadline plus a grace second.
+    pub status: Option<ExitStatus>,
+    /// The SHUTDOWN event's `deadlineMs`.
+    pub deadline_ms: u64,
+    /// Milliseconds between the process closing its output and the deadline (negative: late).
+    pub margin_ms: Option<i64>,
+    /// Time from SHUTDOWN delivery to exit.
+    pub took: Option<Duration>,
+}
+
+impl ShutdownOutcome {
+    /// Exit code 0, before `deadlineMs`.
+    pub fn exited_ok_before_deadline(&self) -> bool {
+        self.status.is_some_and(|s| s.success()) && self.margin_ms.is_some_and(|m| m > 0)
+    }
+}
+
+/// One running extension process with its fakes.
+pub struct Lambda {
+    pub runtime: FakeRuntime,
+    pub kinesis: FakeKinesis,
+    pub events: EventFactory,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    pipes_closed: Receiver<SystemTime>,
+    pipes_open: usize,
+    output_closed_at: Option<SystemTime>,
+    exit: Option<ExitStatus>,
+    pushed: Vec<String>,
+    pending_report: Option<String>,
+    pub started_at: Instant,
+}
+
+impl Lambda {
+    /// Starts fakes and binary; panics (with the log) if init does not complete.
+    pub fn start(opts: LambdaOptions) -> Lambda {
+        match Lambda::try_start(opts) {
+            Ok(l) => l,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`Lambda::start`] but returns an error with the captured log.
+    pub fn try_start(opts: LambdaOptions) -> Result<Lambda, String> {
+        let kinesis =
+            FakeKinesis::start(opts.kinesis.clone()).map_err(|e| format!("fake kinesis: {e}"))?;
+        let runtime =
+            FakeRuntime::start(opts.runtime.clone()).map_err(|e| format!("fake runtime: {e}"))?;
+        let creds = opts
+            .kinesis
+            .credentials
+            .first()
+            .cloned()
+            .unwrap_or_else(fake_kinesis::test_credentials);
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let mut set = |k: &str, v: &str| {
+            env.insert(k.to_owned(), v.to_owned());
+        };
+        set("AWS_LAMBDA_RUNTIME_API", &runtime.runtime_api());
+        set("AWS_REGION", &opts.kinesis.region);
+        set("AWS_DEFAULT_REGION", &opts.kinesis.region);
+        set("AWS_ACCESS_KEY_ID", &creds.access_key_id);
+        set("AWS_SECRET_ACCESS_KEY", &creds.secret_access_key);
+        if let Some(t) = &creds.session_token {
+            set("AWS_SESSION_TOKEN", t);
+        }
+        set("AWS_LAMBDA_FUNCTION_NAME", &opts.runtime.function_name);
+        set(
+            "AWS_LAMBDA_FUNCTION_VERSION",
+            &opts.runtime.function_version,
+        );
+        set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128");
+        set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand");
+        set(
+            "KINESIS_TELEMETRY_STREAM",
+            opts.kinesis
+                .streams
+                .first()
+                .map(String::as_str)
+                .unwrap_or("telemetry-stream"),
+        );
+        set("KINESIS_TELEMETRY_ENDPOINT", &kinesis.endpoint());
+        set("KINESIS_TELEMETRY_PORT", "0");
+        set("KINESIS_TELEMETRY_BIND_ADDRESS", "127.0.0.1");
+        set(
+            "RUST_LOG",
+            &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        );
+        if let Ok(bt) = std::env::var("RUST_BACKTRACE") {
+            set("RUST_BACKTRACE", &bt);
+        }
+        for k in &opts.unset {
+            env.remove(k);
+        }
+        for (k, v) in &opts.env {
+            env.insert(k.clone(), v.clone());
+        }
+
+        let binary = opts.binary.clone().unwrap_or_else(extension_binary);
+        let mut child = Command::new(&binary)
+            .env_clear()
+            .envs(&env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, pipes_closed) = crossbeam_channel::unbounded();
+        let echo = std::env::var_os("HARNESS_ECHO_LOG").is_some();
+        let pipes: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stderr.take().expect("piped")),
+            Box::new(child.stdout.take().expect("piped")),
+        ];
+        for pipe in pipes {
+            let (log, tx) = (log.clone(), tx.clone());
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if echo {
+                        eprintln!("[ext] {line}");
+                    }
+                    log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
+                let _ = tx.send(SystemTime::now());
+            });
+        }
+
+        let mut lambda = Lambda {
+            events: EventFactory::new(&opts.runtime.function_name),
+            runtime,
+            kinesis,
+            child,
+            log,
+            pipes_closed,
+            pipes_open: 2,
+            output_closed_at: None,
+            exit: None,
+            pushed: Vec::new(),
+            pending_report: None,
+            started_at: Instant::now(),
+        };
+        if opts.wait_for_init && !lambda.runtime.wait_for_next_calls(1, opts.init_timeout) {
+            return Err(format!(
+                "the extension did not call /event/next within {:?} (exit: {:?})\n{}",
+                opts.init_timeout,
+                lambda.try_exit_status(),
+                lambda.log_text()
+            ));
+        }
+        Ok(lambda)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every captured line of the extension's stderr and stdout so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn log_text(&self) -> String {
+        format!(
+            "--- extension log ---\n{}\n--- end of log ---",
+            self.log().join("\n")
+        )
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let (_tx, never) = crossbeam_channel::bounded::<()>(0);
+        loop {
+            if self.log().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            // The log has no change notification; poll it every 10 ms.
+            let _ = never.recv_timeout(Duration::from_millis(10));
+        }
+    }
+
+    /// Queues a telemetry event and remembers its exact text as pushed.
+    pub fn push(&mut self, event: &Value) -> String {
+        let text = self.runtime.push_event(event);
+        self.pushed.push(text.clone());
+        text
+    }
+
+    /// Queues an event given as raw JSON text.
+    pub fn push_raw(&mut self, text: &str) {
+        self.runtime.push_raw_event(text.to_owned());
+        self.pushed.push(text.to_owned());
+    }
+
+    /// Every event text pushed through the telemetry pipeline so far.
+    pub fn pushed(&self) -> &[String] {
+        &self.pushed
+    }
+
+    /// Runs `n` invocations the way Lambda does: INVOKE, then platform.start, one Text
+    /// and one JSON function log line, platform.runtimeDone, and the previous
+    /// invocation's platform.report; then waits for the extension's next
+    /// `/event/next`. Returns the request ids.
+    pub fn invoke(&mut self, n: usize) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let delivered = self.runtime.delivered().len();
+            let nexts = self.runtime.next_calls().len();
+            let id = self.runtime.invoke();
+            assert!(
+                self.runtime
+                    .wait_delivered(delivered + 1, Duration::from_secs(5)),
+                "INVOKE was not picked up by the extension\n{}",
+                self.log_text()
+            );
+            let start = self.events.platform_start(&id);
+            self.push(&start);
+            let text = self.events.function_text(&id);
+            self.push(&text);
+            let json = self.events.function_json(&id);
+            self.push(&json);
+            let done = self.events.runtime_done(&id, Duration::from_millis(12));
+            self.push(&done);
+            if let Some(prev) = self.pending_report.replace(id.clone()) {
+                let report = self.events.report(&prev, Duration::from_millis(12));
+                self.push(&report);
+            }
+            assert!(
+                self.runtime
+                    .wait_for_next_calls(nexts + 1, Duration::from_secs(5)),
+                "the extension did not come back to /event/next after INVOKE {id}\n{}",
+                self.log_text()
+            );
+            ids.push(id);
+        }
+        ids
+    }
+
+    /// Delivers the last platform.report, flushes telemetry, sends SHUTDOWN
+    /// (`spindown`) and waits for the process to exit (until the deadline + 1 s).
+    pub fn shutdown(&mut self) -> ShutdownOutcome {
+        if let Some(prev) = self.pending_report.take() {
+            let report = self.events.report(&prev, Duration::from_millis(12));
+            self.push(&report);
+        }
+        self.runtime.flush_telemetry(Duration::from_secs(10));
+        self.shutdown_now("spindown")
+    }
+
+    /// Sends SHUTDOWN without flushing telemetry first, and waits for the exit.
+    pub fn shutdown_now(&mut self, reason: &str) -> ShutdownOutcome {
+        let delivered = self.runtime.delivered().len();
+        self.runtime.shutdown(reason);
+        let budget = self.runtime.config().shutdown_budget;
+        if !self
+            .runtime
+            .wait_delivered(delivered + 1, Duration::from_secs(5))
+        {
+            return ShutdownOutcome {
+                status: self.try_exit_status(),
+                deadline_ms: 0,
+                margin_ms: None,
+                took: None,
+            };
+        }
+        let ev = self.runtime.delivered().pop().expect("delivered above");
+        let status = self.wait_exit(budget + Duration::from_secs(1));
+        let margin_ms = self
+            .output_closed_at
+            .map(|t| ev.deadline_ms as i64 - clock::epoch_ms(t) as i64);
+        let delivered_at = clock::from_epoch_ms(ev.deadline_ms) - budget;
+        let took = self
+            .output_closed_at
+            .map(|t| t.duration_since(delivered_at).unwrap_or_default());
+        ShutdownOutcome {
+            status,
+            deadline_ms: ev.deadline_ms,
+            margin_ms,
+            took,
+        }
+    }
+
+    fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten();
+        }
+        self.exit
+    }
+
+    /// Waits for the process to exit: first for it to close its output, then for
+    /// the status. `None` if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exit.is_some() {
+            return self.exit;
+        }
+        let deadline = Instant::now() + timeout;
+        while self.pipes_open > 0 {
+            match self
+                .pipes_closed
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(at) => {
+                    self.pipes_open -= 1;
+                    self.output_closed_at = Some(at);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    return self.try_exit_status()
+                }
+            }
+        }
+        // Output closed: the process is exiting; collect its status.
+        let (_tx, never) = crossbeam_channel::bounded::<()>(0);
+        loop {
+            if let Some(s) = self.try_exit_status() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            let _ = never.recv_timeout(Duration::from_millis(5));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.try_exit_status().is_none()
+    }
+
+    /// The data of every record Kinesis accepted, as text (lossy for non-UTF-8).
+    pub fn events_delivered(&self) -> Vec<String> {
+        self.kinesis
+            .record_data()
+            .into_iter()
+            .map(|d| String::from_utf8_lossy(&d).into_owned())
+            .collect()
+    }
+
+    /// Waits until Kinesis holds at least `n` records.
+    pub fn wait_delivered(&self, n: usize, timeout: Duration) -> bool {
+        self.kinesis.wait_for_records(n, timeout)
+    }
+
+    /// Panics unless Kinesis holds every pushed event exactly once, byte for byte,
+    /// and nothing else.
+    pub fn assert_each_event_delivered_once(&self) {
+        let diff = multiset_diff(&self.pushed, &self.events_delivered());
+        assert!(
+            diff.is_empty(),
+            "delivery differs from what was pushed:\n{}\n{}",
+            diff.join("\n"),
+            self.log_text()
+        );
+    }
+
+    /// Panics unless every pushed event reached Kinesis at least once, byte for byte
+    /// (duplicates allowed: delivery is at least once).
+    pub fn assert_each_event_delivered_at_least_once(&self) {
+        let delivered = self.events_delivered();
+        let missing: Vec<&String> = self
+            .pushed
+            .iter()
+            .filter(|p| !delivered.contains(p))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} events never delivered, e.g. {:?}\n{}",
+            missing.len(),
+            missing.first(),
+            self.log_text()
+        );
+    }
+}
+
+impl Drop for Lambda {
+    fn drop(&mut self) {
+        if self.try_exit_status().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Differences between two multisets of texts: `missing: ...` for texts in
+/// `expected` not (or not often enough) in `actual`, `extra: ...` for the reverse.
+pub fn multiset_diff(expected: &[String], actual: &[String]) -> Vec<String> {
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in expected {
+        *counts.entry(e).or_default() += 1;
+    }
+    for a in actual {
+        *counts.entry(a).or_default() -= 1;
+    }
+    let short = |s: &str| s.chars().take(160).collect::<String>();
+    counts
+        .into_iter()
+        .filter(|(_, c)| *c != 0)
+        .map(|(s, c)| {
+            if c > 0 {
+                format!("missing x{c}: {}", short(s))
+            } else {
+                format!("extra x{}: {}", -c, short(s))
+            }
+        })
+        .collect()
+}

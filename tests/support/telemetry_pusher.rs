@@ -1,0 +1,321 @@
+//! The platform side of telemetry delivery: a pusher thread that buffers queued
+//! events and POSTs them as JSON arrays to the subscriber, as Lambda does.
+//!
+//! The thread owns the buffer and the keep-alive connection; it meets the rest of
+//! the fake only through a channel ([`PusherHandle`]) and a small shared log of what
+//! it did. A batch goes out when `maxItems` or `maxBytes` is reached, or when
+//! `timeoutMs` has passed since the first buffered event (a `recv_timeout` on the
+//! channel, no sleeping). Events queue up before the subscription and are checked
+//! against its types once it exists. A failed POST is recorded, not retried.
+//!
+//! Invariant: event texts are sent verbatim, joined by `,` inside `[` `]`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::http::Client;
+use super::telemetry_subscription::{type_subscribed, Buffering, Subscription};
+
+/// One telemetry POST made by the pusher.
+#[derive(Clone, Debug)]
+pub struct TelemetryPost {
+    pub sent_at: Instant,
+    pub items: usize,
+    pub bytes: usize,
+    /// HTTP status, or `None` when the POST failed at the connection level.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency: Duration,
+}
+
+enum PushMsg {
+    Event(String),
+    Subscribed(Subscription),
+    Flush(Sender<()>),
+    Stop,
+}
+
+#[derive(Default)]
+struct PushState {
+    /// Events queued and not yet posted or filtered out.
+    queued: usize,
+    in_flight: bool,
+    filtered: usize,
+    posts: Vec<TelemetryPost>,
+}
+
+#[derive(Default)]
+struct PushLog {
+    state: Mutex<PushState>,
+    changed: Condvar,
+}
+
+impl PushLog {
+    fn lock(&self) -> MutexGuard<'_, PushState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut PushState)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+}
+
+/// Clonable handle to the pusher thread.
+#[derive(Clone)]
+pub struct PusherHandle {
+    tx: Sender<PushMsg>,
+    log: Arc<PushLog>,
+}
+
+/// Starts the pusher thread; each POST times out after `post_timeout`.
+pub fn spawn(post_timeout: Duration) -> io::Result<(PusherHandle, JoinHandle<()>)> {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let log = Arc::new(PushLog::default());
+    let pusher = Pusher::new(log.clone(), post_timeout);
+    let thread = thread::Builder::new()
+        .name("fake-telemetry-pusher".to_owned())
+        .spawn(move || pusher.run(rx))?;
+    Ok((PusherHandle { tx, log }, thread))
+}
+
+impl PusherHandle {
+    /// Queues one event's JSON text.
+    pub fn push(&self, text: String) {
+        self.log.update(|st| st.queued += 1);
+        let _ = self.tx.send(PushMsg::Event(text));
+    }
+
+    /// Starts delivery to this subscriber.
+    pub fn subscribed(&self, sub: Subscription) {
+        let _ = self.tx.send(PushMsg::Subscribed(sub));
+    }
+
+    /// Sends everything buffered now (once subscribed); waits for the POSTs.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx.send(PushMsg::Flush(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Ends the thread after its current POST.
+    pub fn stop(&self) {
+        let _ = self.tx.send(PushMsg::Stop);
+    }
+
+    /// Waits until every queued event was posted (or filtered) and no POST is in flight.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.log.lock();
+        loop {
+            if st.queued == 0 && !st.in_flight {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .log
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    pub fn posts(&self) -> Vec<TelemetryPost> {
+        self.log.lock().posts.clone()
+    }
+
+    /// Events dropped because their type was not subscribed.
+    pub fn filtered(&self) -> usize {
+        self.log.lock().filtered
+    }
+}
+
+/// The pusher thread's state: the buffer and the connection to the subscriber.
+struct Pusher {
+    log: Arc<PushLog>,
+    post_timeout: Duration,
+    subscription: Option<Subscription>,
+    buffer: VecDeque<String>,
+    buffer_bytes: usize,
+    first_buffered_at: Option<Instant>,
+    client: Option<Client>,
+}
+
+impl Pusher {
+    fn new(log: Arc<PushLog>, post_timeout: Duration) -> Self {
+        Pusher {
+            log,
+            post_timeout,
+            subscription: None,
+            buffer: VecDeque::new(),
+            buffer_bytes: 0,
+            first_buffered_at: None,
+            client: None,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<PushMsg>) {
+        loop {
+            let wait = match (&self.subscription, self.first_buffered_at) {
+                (Some(sub), Some(first)) => {
+                    (first + sub.buffering.timeout).saturating_duration_since(Instant::now())
+                }
+                _ => Duration::from_secs(3600),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(PushMsg::Event(text)) => self.accept(text),
+                Ok(PushMsg::Subscribed(sub)) => {
+                    self.client = Some(Client::new(
+                        SocketAddr::from(([127, 0, 0, 1], sub.port)),
+                        self.post_timeout,
+                    ));
+                    // Events queued before the subscription go out after one timeout, like any others.
+                    if !self.buffer.is_empty() {
+                        self.first_buffered_at = Some(Instant::now());
+                    }
+                    self.subscription = Some(sub);
+                    self.flush_full();
+                }
+                Ok(PushMsg::Flush(ack)) => {
+                    self.flush_all();
+                    let _ = ack.send(());
+                }
+                Ok(PushMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Timeout) => self.flush_all(),
+            }
+        }
+    }
+
+    fn accept(&mut self, text: String) {
+        if let Some(sub) = &self.subscription {
+            if !type_subscribed(&text, &sub.types) {
+                self.log.update(|st| {
+                    st.queued -= 1;
+                    st.filtered += 1;
+                });
+                return;
+            }
+        }
+        if self.buffer.is_empty() {
+            self.first_buffered_at = Some(Instant::now());
+        }
+        self.buffer_bytes += text.len();
+        self.buffer.push_back(text);
+        self.flush_full();
+    }
+
+    /// Sends batches while the buffer holds at least `maxItems` items or `maxBytes` bytes.
+    fn flush_full(&mut self) {
+        let Some(b) = self.subscription.as_ref().map(|s| s.buffering) else {
+            return;
+        };
+        while self.buffer.len() >= b.max_items || self.buffer_bytes >= b.max_bytes {
+            self.post_batch(b);
+        }
+    }
+
+    /// Sends everything buffered (once subscribed).
+    fn flush_all(&mut self) {
+        let Some(b) = self.subscription.as_ref().map(|s| s.buffering) else {
+            return;
+        };
+        self.drop_unsubscribed();
+        while !self.buffer.is_empty() {
+            self.post_batch(b);
+        }
+        self.first_buffered_at = None;
+    }
+
+    /// Events queued before the subscription are checked against its types once known.
+    fn drop_unsubscribed(&mut self) {
+        let Some(types) = self.subscription.as_ref().map(|s| s.types.clone()) else {
+            return;
+        };
+        let before = self.buffer.len();
+        self.buffer.retain(|t| type_subscribed(t, &types));
+        let dropped = before - self.buffer.len();
+        if dropped > 0 {
+            self.buffer_bytes = self.buffer.iter().map(String::len).sum();
+            self.log.update(|st| {
+                st.queued -= dropped;
+                st.filtered += dropped;
+            });
+        }
+    }
+
+    /// POSTs one batch of at most `max_items` items and `max_bytes` bytes (at least one item).
+    fn post_batch(&mut self, b: Buffering) {
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        while let Some(front) = self.buffer.front() {
+            if !items.is_empty()
+                && (items.len() >= b.max_items || bytes + front.len() > b.max_bytes)
+            {
+                break;
+            }
+            bytes += front.len();
+            items.push(self.buffer.pop_front().expect("front exists"));
+        }
+        self.buffer_bytes -= bytes;
+        self.first_buffered_at = if self.buffer.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        let mut body = Vec::with_capacity(bytes + items.len() + 2);
+        body.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(item.as_bytes());
+        }
+        body.push(b']');
+        let sub = self
+            .subscription
+            .as_ref()
+            .expect("only called when subscribed");
+        let headers = vec![
+            (
+                "Host".to_owned(),
+                format!("sandbox.localdomain:{}", sub.port),
+            ),
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+        ];
+        let path = sub.path.clone();
+        self.log.update(|st| st.in_flight = true);
+        let sent_at = Instant::now();
+        let result = self
+            .client
+            .as_mut()
+            .expect("client set with subscription")
+            .request("POST", &path, &headers, &body);
+        let latency = sent_at.elapsed();
+        let (status, error) = match result {
+            Ok(r) => (Some(r.status), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let n = items.len();
+        self.log.update(|st| {
+            st.posts.push(TelemetryPost {
+                sent_at,
+                items: n,
+                bytes: body.len(),
+                status,
+                error,
+                latency,
+            });
+            st.queued -= n;
+            st.in_flight = false;
+        });
+    }
+}
