@@ -332,16 +332,31 @@ pub fn error_from_response(
                 .unwrap_or_default(),
             w.message.or(w.message_upper).unwrap_or_default(),
         ),
-        Err(_) => (
-            error_type_header.unwrap_or("").to_owned(),
-            body_excerpt(body),
-        ),
+        // Some AWS-compatible endpoints (and AWS's own edge in front of some errors)
+        // answer with a query-protocol XML error instead of JSON.
+        Err(_) => match (xml_element(body, "Code"), xml_element(body, "Message")) {
+            (Some(code), message) => (code, message.unwrap_or_else(|| body_excerpt(body))),
+            (None, _) => (
+                error_type_header.unwrap_or("").to_owned(),
+                body_excerpt(body),
+            ),
+        },
     };
     RequestError::Http {
         status,
         code: normalize_code(&code).to_owned(),
         message: sanitize_message(&message),
     }
+}
+
+/// The text of the first `<name>...</name>` element of an XML error body.
+fn xml_element(body: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = start + text[start..].find(&format!("</{name}>"))?;
+    let value = text[start..end].trim();
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 /// `com.amazonaws.kinesis.v20131202#ResourceNotFoundException` and

@@ -864,3 +864,27 @@ mod https {
         }
     }
 }
+
+#[test]
+fn xml_error_bodies_give_their_code_and_message() {
+    // moto (and other AWS-compatible endpoints) answer a bad signature in XML.
+    let body = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ErrorResponse><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.</Message></Error><RequestId>x</RequestId></ErrorResponse>"#;
+    let e = error_from_response(403, None, body);
+    match &e {
+        RequestError::Http {
+            status,
+            code,
+            message,
+        } => {
+            assert_eq!((*status, code.as_str()), (403, "SignatureDoesNotMatch"));
+            assert!(message.starts_with("The request signature we calculated"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.class(), ErrorClass::Fatal);
+    let target = StreamTarget::parse("s").unwrap();
+    assert!(e
+        .fix_hint(&target, "us-east-1")
+        .contains("AWS_SECRET_ACCESS_KEY"));
+}
