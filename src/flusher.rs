@@ -38,6 +38,10 @@ use crate::stats::{DropReason, Stats};
 /// Do not start a Kinesis request with less time than this left in the window.
 pub const MIN_REQUEST_TIME: Duration = Duration::from_millis(10);
 
+/// At SHUTDOWN, the grace for the platform's last batch ends at least this long before
+/// the drain's deadline, leaving time to send what that batch brought.
+pub const SHUTDOWN_FLUSH_RESERVE: Duration = Duration::from_millis(300);
+
 /// Where records go. The real one is [`crate::kinesis::KinesisClient`]; tests script one.
 pub trait Sink {
     fn put(
@@ -245,7 +249,9 @@ impl<S: Sink> Flusher<S> {
     /// flush everything that is left, all before `until`.
     fn shutdown(&mut self, until: Instant, last_request: Option<&str>) {
         let started = Instant::now();
-        let grace_end = (started + self.settings.shutdown_grace).min(until);
+        // Keep time after the grace for what the last batch brings.
+        let grace_end = (started + self.settings.shutdown_grace)
+            .min(until.checked_sub(SHUTDOWN_FLUSH_RESERVE).unwrap_or(started));
         loop {
             self.drain_events();
             let final_seen = last_request.is_some() && self.last_report.as_deref() == last_request;
