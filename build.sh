@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# Build, package and check the kinesis-telemetry-extension Lambda layers.
+#
+#   ./build.sh deps         install/check what the build needs (rustup targets, Debian packages)
+#   ./build.sh [build]      static musl release binaries for x86_64 and arm64, and their layer zips:
+#                             dist/kinesis-telemetry-extension-x86_64.zip
+#                             dist/kinesis-telemetry-extension-arm64.zip
+#                           each holding exactly `extensions/kinesis-telemetry-extension` (mode 0755)
+#   ./build.sh size-check   build, then fail if the stripped x86_64 binary is >= 2.5 MiB
+#                           or any layer zip is >= 1.2 MiB
+#   ./build.sh arm64-smoke  build, take the arm64 binary out of its zip, check it is a static
+#                           AArch64 ELF, run it under qemu-aarch64-static with a Runtime API address
+#                           where nothing listens: it must exit by itself, with the same status as
+#                           the x86_64 binary run natively the same way
+#   ./build.sh local ARGS   cargo run --release --example sandbox -- ARGS   (placeholder)
+#   ./build.sh test ARGS    cargo nextest run ARGS, or cargo test ARGS      (placeholder)
+#
+# Reproducibility: the zips use a fixed timestamp (1980-01-01 00:00:00), one entry, fixed
+# attributes; the binaries are built with build paths remapped (--remap-path-prefix for rustc,
+# -ffile-prefix-map for ring's C), so building twice, or from another checkout path or
+# CARGO_TARGET_DIR, gives byte-identical zips with the same toolchain and Debian packages.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+NAME="kinesis-telemetry-extension"
+DIST="$ROOT/dist"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
+
+# Layer architecture name (as in Lambda's CompatibleArchitectures) -> Rust target triple.
+ARCHES=(x86_64 arm64)
+declare -A TRIPLE=([x86_64]=x86_64-unknown-linux-musl [arm64]=aarch64-unknown-linux-musl)
+
+# Size budget (issue: stripped x86_64 binary < 2.5 MiB, each zip < 1.2 MiB), in bytes.
+MAX_BINARY_BYTES=$((5 * 1024 * 1024 / 2)) # 2.5 MiB = 2621440: fails at >= this
+MAX_ZIP_BYTES=$((12 * 1024 * 1024 / 10))  # 1.2 MiB = 1258291.2: fails at > 1258291
+
+# Commands the build needs, and the Debian package that provides each.
+declare -A DEB_FOR=(
+	[musl-gcc]=musl-tools
+	[aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
+	[qemu-aarch64-static]=qemu-user-static
+	[readelf]=binutils
+	[strip]=binutils
+	[python3]=python3
+)
+REQUIRED_CMDS=(musl-gcc aarch64-linux-gnu-gcc qemu-aarch64-static readelf strip python3)
+# Files the build needs: the arm64 C headers ring's C compiles against (a Recommends of
+# gcc-aarch64-linux-gnu, so not there after an install with --no-install-recommends).
+declare -A DEB_FOR_FILE=([/usr/aarch64-linux-gnu/include/stdint.h]=libc6-dev-arm64-cross)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+	printf 'build.sh: error: %s\n' "$*" >&2
+	exit 1
+}
+
+binary_path() { echo "$TARGET_DIR/${TRIPLE[$1]}/release/$NAME"; }
+zip_path() { echo "$DIST/$NAME-$1.zip"; }
+file_size() { stat -c %s "$1"; }
+human() { awk -v b="$1" 'BEGIN { printf "%d bytes (%.2f MiB)", b, b / 1048576 }'; }
+
+# ---------------------------------------------------------------------------------------------
+# deps
+# ---------------------------------------------------------------------------------------------
+
+missing_targets() {
+	local installed t
+	installed="$(rustup target list --installed 2>/dev/null || true)"
+	for t in "${TRIPLE[@]}"; do
+		grep -qx "$t" <<<"$installed" || echo "$t"
+	done
+}
+
+# Missing commands (all of REQUIRED_CMDS, or those given) and files, one a line.
+missing_cmds() {
+	local c cmds=("$@")
+	((${#cmds[@]})) || cmds=("${REQUIRED_CMDS[@]}")
+	for c in "${cmds[@]}"; do
+		command -v "$c" >/dev/null 2>&1 || echo "$c"
+	done
+	for c in "${!DEB_FOR_FILE[@]}"; do
+		[[ -e "$c" ]] || echo "$c"
+	done
+}
+
+# Debian packages for missing commands/files, deduplicated, one a line.
+packages_for() {
+	local c
+	for c in "$@"; do
+		echo "${DEB_FOR[$c]:-${DEB_FOR_FILE[$c]}}"
+	done | sort -u
+}
+
+cmd_deps() {
+	command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (rustup) first"
+	command -v rustup >/dev/null 2>&1 ||
+		die "rustup not found: install the Rust std for ${TRIPLE[*]} for your toolchain by hand"
+
+	local targets=()
+	mapfile -t targets < <(missing_targets)
+	if ((${#targets[@]})); then
+		log "rustup target add ${targets[*]}"
+		rustup target add "${targets[@]}" || die "could not install Rust targets: ${targets[*]}"
+		mapfile -t targets < <(missing_targets)
+		((${#targets[@]} == 0)) || die "Rust targets still missing: ${targets[*]}"
+	fi
+
+	local missing=() pkgs=() sudo=()
+	mapfile -t missing < <(missing_cmds)
+	if ((${#missing[@]})); then
+		mapfile -t pkgs < <(packages_for "${missing[@]}")
+		log "missing: ${missing[*]} (Debian packages: ${pkgs[*]})"
+		if ((EUID != 0)); then
+			command -v sudo >/dev/null 2>&1 ||
+				die "missing ${missing[*]}; run as root, or install: apt-get install ${pkgs[*]}"
+			sudo=(sudo)
+		fi
+		command -v apt-get >/dev/null 2>&1 ||
+			die "missing ${missing[*]} and no apt-get here; install the equivalents of: ${pkgs[*]}"
+		log "apt-get update && apt-get install -y --no-install-recommends ${pkgs[*]}"
+		local aptlog
+		aptlog="$(mktemp)"
+		if ! "${sudo[@]}" apt-get update -qq >"$aptlog" 2>&1 ||
+			! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+				"${pkgs[@]}" >>"$aptlog" 2>&1; then
+			tail -n 20 "$aptlog" >&2
+			die "apt-get failed; install by hand: apt-get install ${pkgs[*]}"
+		fi
+		rm -f "$aptlog"
+		mapfile -t missing < <(missing_cmds)
+		((${#missing[@]} == 0)) || die "still missing after install: ${missing[*]}"
+	fi
+	log "deps OK: rust targets ${TRIPLE[*]}; ${REQUIRED_CMDS[*]}; ${!DEB_FOR_FILE[*]}"
+}
+
+# Fail early, with the fix, when a prerequisite is missing (only `deps` installs anything).
+# Arguments: the commands this subcommand needs besides the build's own.
+require_deps() {
+	local missing=()
+	mapfile -t missing < <(
+		missing_targets
+		missing_cmds musl-gcc aarch64-linux-gnu-gcc python3 "$@"
+	)
+	((${#missing[@]} == 0)) || die "missing ${missing[*]} - run: ./build.sh deps"
+}
+
+# ---------------------------------------------------------------------------------------------
+# build
+# ---------------------------------------------------------------------------------------------
+
+# rustc flags that keep local paths out of the binary (panic locations of dependencies,
+# build-script output), joined with 0x1f as CARGO_ENCODED_RUSTFLAGS wants. rustc applies the
+# last matching prefix, so the target dir (often inside ROOT) comes after ROOT. Any RUSTFLAGS
+# from the caller are kept (split on whitespace, as cargo does).
+encoded_rustflags() {
+	local flags=()
+	if [[ -n "${RUSTFLAGS:-}" ]]; then
+		read -r -a flags <<<"$RUSTFLAGS"
+	fi
+	flags+=(
+		"--remap-path-prefix=$CARGO_HOME_DIR=/cargo"
+		"--remap-path-prefix=$ROOT=/build"
+		"--remap-path-prefix=$TARGET_DIR=/target"
+	)
+	local IFS=$'\x1f'
+	printf '%s' "${flags[*]}"
+}
+
+cmd_build() {
+	require_deps
+	build_and_package
+}
+
+build_and_package() {
+	local cprefix="-ffile-prefix-map=$ROOT=/build -ffile-prefix-map=$TARGET_DIR=/target -ffile-prefix-map=$CARGO_HOME_DIR=/cargo"
+	local args=() a
+	for a in "${ARCHES[@]}"; do args+=(--target "${TRIPLE[$a]}"); done
+
+	log "cargo build --release --locked ${args[*]}"
+	# One cargo invocation for both targets: the two LTO links run in parallel on two cores.
+	env -u RUSTFLAGS \
+		CARGO_TARGET_DIR="$TARGET_DIR" \
+		CARGO_ENCODED_RUSTFLAGS="$(encoded_rustflags)" \
+		CC_x86_64_unknown_linux_musl=musl-gcc \
+		CFLAGS_x86_64_unknown_linux_musl="$cprefix" \
+		CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc \
+		CFLAGS_aarch64_unknown_linux_musl="$cprefix" \
+		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
+		cargo build --release --locked "${args[@]}"
+
+	mkdir -p "$DIST"
+	for a in "${ARCHES[@]}"; do
+		package_zip "$(binary_path "$a")" "$(zip_path "$a")"
+	done
+	print_sizes
+}
+
+# Write a deterministic layer zip holding exactly extensions/$NAME (-rwxr-xr-x).
+package_zip() {
+	local bin="$1" out="$2"
+	[[ -f "$bin" ]] || die "binary not found: $bin"
+	python3 - "$bin" "$out" "extensions/$NAME" <<'PY'
+import os, sys, zipfile
+
+src, out, arcname = sys.argv[1:4]
+with open(src, "rb") as f:
+    data = f.read()
+info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
+info.create_system = 3  # Unix, so unzip/Lambda honour the mode bits below
+info.external_attr = 0o100755 << 16  # regular file, rwxr-xr-x
+info.compress_type = zipfile.ZIP_DEFLATED
+tmp = out + ".tmp"
+with zipfile.ZipFile(tmp, "w") as z:
+    z.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+os.replace(tmp, out)
+PY
+}
+
+print_sizes() {
+	local a bin zip
+	for a in "${ARCHES[@]}"; do
+		bin="$(binary_path "$a")"
+		zip="$(zip_path "$a")"
+		printf '%-7s binary %-58s %s\n' "$a" "${bin#"$ROOT"/}" "$(human "$(file_size "$bin")")"
+		printf '%-7s zip    %-58s %s  sha256 %s\n' "$a" "${zip#"$ROOT"/}" "$(human "$(file_size "$zip")")" \
+			"$(sha256sum "$zip" | cut -c1-16)"
+	done
+}
+
+# ---------------------------------------------------------------------------------------------
+# size-check
+# ---------------------------------------------------------------------------------------------
+
+cmd_size_check() {
+	require_deps strip
+	build_and_package
+	local fail=0 a zip size tmp
+	# Measure the x86_64 binary stripped, whatever the profile says.
+	tmp="$(mktemp)"
+	strip -o "$tmp" "$(binary_path x86_64)"
+	size="$(file_size "$tmp")"
+	rm -f "$tmp"
+	if ((size >= MAX_BINARY_BYTES)); then
+		echo "FAIL stripped x86_64 binary: $(human "$size") >= budget $(human "$MAX_BINARY_BYTES")"
+		fail=1
+	else
+		echo "ok   stripped x86_64 binary: $(human "$size") < budget $(human "$MAX_BINARY_BYTES")"
+	fi
+	for a in "${ARCHES[@]}"; do
+		zip="$(zip_path "$a")"
+		size="$(file_size "$zip")"
+		# budget is 1.2 MiB = 1258291.2 bytes: an integer size is under it iff <= 1258291
+		if ((size > MAX_ZIP_BYTES)); then
+			echo "FAIL $a zip: $(human "$size") >= budget 1.2 MiB (1258291.2 bytes)"
+			fail=1
+		else
+			echo "ok   $a zip: $(human "$size") < budget 1.2 MiB (1258291.2 bytes)"
+		fi
+	done
+	((fail == 0)) || die "size budget exceeded"
+}
+
+# ---------------------------------------------------------------------------------------------
+# arm64-smoke
+# ---------------------------------------------------------------------------------------------
+
+# Runs a binary (optionally through an emulator) with an environment in which the extension
+# cannot reach a Runtime API (connection refused), so it must give up by itself. Prints the
+# output; echoes the exit status (124 = timed out).
+run_fail_fast() {
+	local out="$1"
+	shift
+	local rc=0
+	env -i PATH=/usr/bin:/bin \
+		AWS_LAMBDA_RUNTIME_API=127.0.0.1:1 \
+		KINESIS_TELEMETRY_STREAM=arm64-smoke \
+		AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=AKIDSMOKE AWS_SECRET_ACCESS_KEY=smoke \
+		KINESIS_TELEMETRY_ENDPOINT=http://127.0.0.1:1 \
+		KINESIS_TELEMETRY_PORT=0 KINESIS_TELEMETRY_BIND_ADDRESS=127.0.0.1 \
+		RUST_LOG=info \
+		timeout 60 "$@" >"$out" 2>&1 </dev/null || rc=$?
+	echo "$rc"
+}
+
+cmd_arm64_smoke() {
+	require_deps qemu-aarch64-static readelf
+	build_and_package
+	local work bin native rc_arm rc_x86
+	work="$(mktemp -d)"
+	SMOKE_WORK="$work"
+	trap 'rm -rf "$SMOKE_WORK"' EXIT
+	# Take the binary out of the zip that would be deployed, not from target/.
+	python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+		"$(zip_path arm64)" "$work/arm64"
+	python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+		"$(zip_path x86_64)" "$work/x86_64"
+	bin="$work/arm64/extensions/$NAME"
+	native="$work/x86_64/extensions/$NAME"
+	chmod 0755 "$bin" "$native" # zipfile.extractall does not apply the mode bits
+
+	log "check 1: $bin is an AArch64 ELF, statically linked (no interpreter, no shared libraries)"
+	local elf
+	elf="$(readelf -h -l -d "$bin")" # captured first: grep -q in a pipe + pipefail can misfire
+	grep -q 'Machine:[[:space:]]*AArch64' <<<"$elf" || die "arm64 binary is not AArch64"
+	! grep -q 'INTERP' <<<"$elf" || die "arm64 binary asks for a dynamic loader (not static)"
+	! grep -q '(NEEDED)' <<<"$elf" || die "arm64 binary needs shared libraries"
+
+	log "check 2: it runs under qemu-aarch64-static and ends by itself when no Runtime API answers"
+	rc_arm="$(run_fail_fast "$work/arm64.out" qemu-aarch64-static "$bin")"
+	sed 's/^/  arm64 | /' "$work/arm64.out"
+	echo "  arm64 exit status: $rc_arm"
+	case "$rc_arm" in
+	124) die "arm64 binary did not exit within 60 s under qemu" ;;
+	125 | 126 | 127) die "qemu could not execute the arm64 binary (status $rc_arm)" ;;
+	esac
+	((rc_arm < 128)) || die "arm64 binary was killed by signal $((rc_arm - 128)) under qemu"
+
+	log "check 3: the x86_64 binary, run natively the same way, ends with the same status"
+	rc_x86="$(run_fail_fast "$work/x86_64.out" "$native")"
+	sed 's/^/  x86_64 | /' "$work/x86_64.out"
+	echo "  x86_64 exit status: $rc_x86"
+	[[ "$rc_arm" == "$rc_x86" ]] || die "arm64 exit status $rc_arm differs from x86_64 status $rc_x86"
+
+	log "arm64 smoke OK (exit status $rc_arm on both architectures)"
+}
+
+# ---------------------------------------------------------------------------------------------
+# placeholders for the main owner
+# ---------------------------------------------------------------------------------------------
+
+cmd_local() { cargo run --release --example sandbox -- "$@"; }
+
+cmd_test() {
+	if cargo nextest --version >/dev/null 2>&1; then
+		cargo nextest run "$@"
+	else
+		cargo test "$@"
+	fi
+}
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set /{ exit }' "$0"; }
+
+main() {
+	local cmd="${1:-build}"
+	[[ $# -eq 0 ]] || shift
+	case "$cmd" in
+	build) cmd_build ;;
+	deps) cmd_deps ;;
+	size-check) cmd_size_check ;;
+	arm64-smoke) cmd_arm64_smoke ;;
+	local) cmd_local "$@" ;;
+	test) cmd_test "$@" ;;
+	-h | --help | help) usage ;;
+	*)
+		usage >&2
+		die "unknown subcommand: $cmd"
+		;;
+	esac
+}
+
+main "$@"
