@@ -12,8 +12,9 @@
 #                           AArch64 ELF, run it under qemu-aarch64-static with a Runtime API address
 #                           where nothing listens: it must exit by itself, with the same status as
 #                           the x86_64 binary run natively the same way
-#   ./build.sh local ARGS   cargo run --release --example sandbox -- ARGS   (placeholder)
-#   ./build.sh test ARGS    cargo nextest run ARGS, or cargo test ARGS      (placeholder)
+#   ./build.sh local ARGS   run the extension in the local Lambda sandbox (mock endpoints), report
+#   ./build.sh test ARGS    every test: set up .venv (moto, cfn-lint), cargo nextest run (or
+#                           cargo test) ARGS, cfn-lint template.yml
 #
 # Reproducibility: the zips use a fixed timestamp (1980-01-01 00:00:00), one entry, fixed
 # attributes; the binaries are built with build paths remapped (--remap-path-prefix for rustc,
@@ -334,11 +335,15 @@ cmd_arm64_smoke() {
 cmd_local() { cargo run --release --example sandbox -- "$@"; }
 
 cmd_test() {
+	# Test peers: a venv in .venv with moto[server] (a real Kinesis implementation with IAM
+	# auth, for tests/moto.rs) and cfn-lint (for template.yml).
+	bash "$ROOT/.ci/python-tools.sh"
 	if cargo nextest --version >/dev/null 2>&1; then
-		cargo nextest run "$@"
+		cargo nextest run --no-fail-fast "$@"
 	else
-		cargo test "$@"
+		cargo test --no-fail-fast "$@"
 	fi
+	bash "$ROOT/.ci/cfn-lint.sh"
 }
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set /{ exit }' "$0"; }
