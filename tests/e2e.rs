@@ -429,3 +429,43 @@ fn a_full_buffer_drops_the_newest_events_counts_them_and_keeps_the_rest() {
         .count();
     assert_eq!(warnings, 1, "logged once per episode\n{}", l.log_text());
 }
+
+#[test]
+fn credentials_never_reach_the_log_even_at_trace_level() {
+    let creds = support::fake_kinesis::test_credentials();
+    let token = creds
+        .session_token
+        .clone()
+        .expect("the harness uses a session token");
+    let mut l = Lambda::start(
+        opts()
+            .env("KINESIS_TELEMETRY_LOG_LEVEL", "trace")
+            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0"),
+    );
+    // Every path that logs: throttling, server errors, a refused request, a bad body.
+    l.kinesis.throttle_next_records(3);
+    l.kinesis.fail_next_requests(2, 500);
+    l.invoke(2);
+    l.runtime.post_raw(b"{not json");
+    l.kinesis.set_fatal(Some(AwsError::access_denied(
+        "123456789012",
+        "telemetry-stream",
+    )));
+    l.invoke(2);
+    l.kinesis.set_fatal(None);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    let log = l.log_text();
+    assert!(
+        log.contains("AccessDenied"),
+        "the refusal was logged\n{log}"
+    );
+    assert!(
+        !log.contains(&creds.secret_access_key),
+        "secret key in the log"
+    );
+    assert!(!log.contains(&token), "session token in the log");
+    // Not even a recognisable piece of them.
+    assert!(!log.contains(&creds.secret_access_key[..12]));
+    assert!(!log.contains(&token[..12]));
+}
