@@ -446,7 +446,8 @@ fn credentials_never_reach_the_log_even_at_trace_level() {
     l.kinesis.throttle_next_records(3);
     l.kinesis.fail_next_requests(2, 500);
     l.invoke(2);
-    l.runtime.post_raw(b"{not json");
+    let answer = l.runtime.post_raw(b"{not json").expect("listener answers");
+    assert_eq!(answer.status, 200);
     l.kinesis.set_fatal(Some(AwsError::access_denied(
         "123456789012",
         "telemetry-stream",
