@@ -52,6 +52,7 @@ pub fn encode_into_vec(input: &[u8], out: &mut Vec<u8>) {
 ///
 /// Encodes through a small stack buffer so that only the new ASCII bytes are
 /// UTF-8 checked (no `unsafe`, no re-validation of what `out` already holds).
+#[cfg(test)]
 pub fn encode_into(input: &[u8], out: &mut String) {
     const IN_CHUNK: usize = 3 * 1024;
     let mut buf = Vec::with_capacity(encoded_len(IN_CHUNK.min(input.len())));

@@ -127,6 +127,7 @@ impl Fit {
     }
 
     /// Packing stopped at a limit: a full request is ready.
+    #[cfg(test)]
     pub fn is_full(&self) -> bool {
         matches!(self.stop, Stop::MaxRecords | Stop::MaxRequestBytes)
     }

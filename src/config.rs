@@ -444,10 +444,13 @@ fn read_subscription(r: &mut Reader<'_>) -> Subscription {
 /// Stream, region, endpoint and credentials; `None` (with a problem) when delivery can't work.
 fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
     let stream_var = format!("{PREFIX}STREAM");
-    let stream = match r.raw(&stream_var).map(|v| (stream_var.as_str(), v)).or_else(|| {
-        r.raw("KINESIS_STREAM_NAME")
-            .map(|v| ("KINESIS_STREAM_NAME", v))
-    }) {
+    let stream = match r
+        .raw(&stream_var)
+        .map(|v| (stream_var.as_str(), v))
+        .or_else(|| {
+            r.raw("KINESIS_STREAM_NAME")
+                .map(|v| ("KINESIS_STREAM_NAME", v))
+        }) {
         None => {
             r.missing(format!(
                 "no stream set: set {stream_var} to the Kinesis stream's name or ARN; telemetry is not delivered"
@@ -468,16 +471,20 @@ fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
     // A stream ARN names its region; it wins over AWS_REGION so cross-region streams work.
     let region = stream
         .as_ref()
-        .and_then(|s| s.arn_region().map(str::to_string))
+        .and_then(|s| s.region().map(str::to_string))
         .or_else(|| r.raw("AWS_REGION"))
         .or_else(|| r.raw("AWS_DEFAULT_REGION"));
     if region.is_none() {
         r.missing("AWS_REGION is not set (and the stream is not an ARN): the Kinesis region is unknown; telemetry is not delivered".to_string());
     }
 
-    let endpoint = ["KINESIS_TELEMETRY_ENDPOINT", "AWS_ENDPOINT_URL_KINESIS", "AWS_ENDPOINT_URL"]
-        .iter()
-        .find_map(|var| r.raw(var).map(|v| (*var, v)));
+    let endpoint = [
+        "KINESIS_TELEMETRY_ENDPOINT",
+        "AWS_ENDPOINT_URL_KINESIS",
+        "AWS_ENDPOINT_URL",
+    ]
+    .iter()
+    .find_map(|var| r.raw(var).map(|v| (*var, v)));
     let endpoint = match (endpoint, &region) {
         (Some((var, v)), _) => {
             if v.starts_with("http://") || v.starts_with("https://") {
@@ -542,7 +549,10 @@ mod tests {
         ("KINESIS_TELEMETRY_STREAM", "telemetry"),
         ("AWS_REGION", "eu-west-1"),
         ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ),
     ];
 
     fn with(extra: &[(&'static str, &'static str)]) -> (Config, Vec<Problem>) {

@@ -45,6 +45,9 @@ pub trait Sink {
         records: &[Record<'_>],
         timeout: Duration,
     ) -> Result<PutRecordsResponse, RequestError>;
+
+    /// What the user should fix for a fatal error (names the stream and region).
+    fn fix_hint(&self, err: &RequestError) -> String;
 }
 
 /// Orders from the lifecycle loop.
@@ -278,10 +281,7 @@ impl<S: Sink> Flusher<S> {
             );
             self.drop_all(DropReason::ShutdownDeadline);
         }
-        debug!(
-            "shutdown flush took {} ms",
-            started.elapsed().as_millis()
-        );
+        debug!("shutdown flush took {} ms", started.elapsed().as_millis());
     }
 
     fn drop_all(&mut self, reason: DropReason) {
@@ -296,13 +296,15 @@ impl<S: Sink> Flusher<S> {
     fn key_len(&self, e: &Event) -> usize {
         e.key
             .as_ref()
-            .map_or(batch::RANDOM_PARTITION_KEY_CHARS, |k| k.len().min(crate::receiver::MAX_KEY_BYTES))
+            .map_or(batch::RANDOM_PARTITION_KEY_CHARS, |k| {
+                k.len().min(crate::receiver::MAX_KEY_BYTES)
+            })
     }
 
     fn key_for(&mut self, e: &Event) -> String {
         match &e.key {
-            Some(k) => truncate_key(k),
-            None => batch::random_partition_key(&mut self.rng),
+            Some(k) if batch::validate_partition_key(&truncate_key(k)).is_ok() => truncate_key(k),
+            _ => batch::random_partition_key(&mut self.rng),
         }
     }
 
@@ -355,12 +357,14 @@ impl<S: Sink> Flusher<S> {
             if let Err(err) = &result {
                 self.stats.failed_requests.fetch_add(1, Relaxed);
                 if let Some(code) = plan.fatal.clone() {
-                    self.log_cause(&code, || {
-                        format!(
+                    if self.logged_causes.insert(code.clone()) {
+                        warn!(
                             "Kinesis refused PutRecords: {err}; {}. Dropping the batch; no retry",
-                            err.fix_hint()
-                        )
-                    });
+                            self.sink.fix_hint(err)
+                        );
+                    } else {
+                        debug!("Kinesis refused PutRecords again ({code})");
+                    }
                     let n = batch.len() as u64;
                     let cost: u64 = batch.iter().map(|(e, _)| e.cost() as u64).sum();
                     self.stats.release(n, cost);
@@ -369,7 +373,9 @@ impl<S: Sink> Flusher<S> {
                 }
                 debug!("PutRecords attempt {} failed: {err}", attempt + 1);
             }
-            self.stats.throttled.fetch_add(plan.throttled as u64, Relaxed);
+            self.stats
+                .throttled
+                .fetch_add(plan.throttled as u64, Relaxed);
             let mut resend = plan.resend.iter().copied().peekable();
             let mut keep = Vec::with_capacity(plan.resend.len());
             let (mut delivered, mut delivered_cost, mut delivered_bytes) = (0u64, 0u64, 0u64);
@@ -424,14 +430,6 @@ impl<S: Sink> Flusher<S> {
             self.buffer.push_front(e);
         }
     }
-
-    fn log_cause(&mut self, code: &str, message: impl FnOnce() -> String) {
-        if self.logged_causes.insert(code.to_string()) {
-            warn!("{}", message());
-        } else {
-            debug!("Kinesis refused PutRecords again ({code})");
-        }
-    }
 }
 
 fn truncate_key(k: &str) -> String {
@@ -440,6 +438,35 @@ fn truncate_key(k: &str) -> String {
         end -= 1;
     }
     k[..end].to_string()
+}
+
+/// The real [`Sink`]: PutRecords to one stream.
+pub struct KinesisSink {
+    client: crate::kinesis::KinesisClient,
+    target: crate::kinesis::StreamTarget,
+}
+
+impl KinesisSink {
+    pub fn new(
+        client: crate::kinesis::KinesisClient,
+        target: crate::kinesis::StreamTarget,
+    ) -> Self {
+        KinesisSink { client, target }
+    }
+}
+
+impl Sink for KinesisSink {
+    fn put(
+        &mut self,
+        records: &[Record<'_>],
+        timeout: Duration,
+    ) -> Result<PutRecordsResponse, RequestError> {
+        self.client.put_records(&self.target, records, timeout)
+    }
+
+    fn fix_hint(&self, err: &RequestError) -> String {
+        err.fix_hint(&self.target, self.client.region())
+    }
 }
 
 #[cfg(test)]
@@ -471,27 +498,5 @@ mod tests {
         assert!(is_due(1, 1 << 20, young, &p));
         assert!(!is_due(1, 100, Some(Duration::from_millis(4_999)), &p));
         assert!(is_due(1, 100, Some(Duration::from_secs(5)), &p));
-    }
-}
-
-/// The real [`Sink`]: PutRecords to one stream.
-pub struct KinesisSink {
-    client: crate::kinesis::KinesisClient,
-    target: crate::kinesis::StreamTarget,
-}
-
-impl KinesisSink {
-    pub fn new(client: crate::kinesis::KinesisClient, target: crate::kinesis::StreamTarget) -> Self {
-        KinesisSink { client, target }
-    }
-}
-
-impl Sink for KinesisSink {
-    fn put(
-        &mut self,
-        records: &[Record<'_>],
-        timeout: Duration,
-    ) -> Result<PutRecordsResponse, RequestError> {
-        self.client.put_records(&self.target, records, timeout)
     }
 }

@@ -22,10 +22,10 @@
 mod client;
 mod error;
 
-pub use client::{ClientSettings, KinesisClient, SetupError, POOL_MAX_IDLE_AGE};
+pub use client::{ClientSettings, KinesisClient};
 pub use error::{
-    classify, classify_record_code, error_from_response, sanitize_message, ErrorClass,
-    RequestError, TimeoutPhase, MAX_MESSAGE_CHARS,
+    classify_record_code, error_from_response, sanitize_message, ErrorClass, RequestError,
+    TimeoutPhase,
 };
 
 use crate::b64;

@@ -50,7 +50,10 @@ pub fn instant_from_epoch_ms(deadline_ms: u64) -> Instant {
 
 /// End of an INVOKE flush window (pure).
 pub fn invoke_window_end(now: Instant, deadline: Instant, budget: Duration) -> Instant {
-    let by_deadline = deadline.checked_sub(INVOKE_DEADLINE_MARGIN).unwrap_or(now).max(now);
+    let by_deadline = deadline
+        .checked_sub(INVOKE_DEADLINE_MARGIN)
+        .unwrap_or(now)
+        .max(now);
     (now + budget).min(by_deadline)
 }
 
@@ -108,6 +111,9 @@ impl<'a> Lifecycle<'a> {
                     error!("event/next failed ({failures}/{MAX_NEXT_FAILURES}): {e}");
                     if failures >= MAX_NEXT_FAILURES {
                         info!("giving up: {}", self.stats.summary());
+                        let _ = self
+                            .api
+                            .exit_error(self.id, "RuntimeApiFailed", &e.to_string());
                         return 1;
                     }
                     std::thread::sleep(Duration::from_millis(50));

@@ -1,14 +1,225 @@
-#[allow(dead_code)]
-mod b64;
-#[allow(dead_code)]
-mod batch;
-#[allow(dead_code, unused_imports)]
-mod kinesis;
-#[allow(dead_code)]
-mod retry;
-#[allow(dead_code)]
-mod rng;
-#[allow(dead_code)]
-mod sign;
+//! `kinesis-telemetry-extension`: an AWS Lambda external extension that delivers every
+//! Telemetry API event (platform, function and extension logs) to Amazon Kinesis Data Streams.
+//!
+//! Threads, joined by bounded channels:
+//!
+//! ```text
+//!  Lambda Telemetry API --POST--> receiver --Vec<Event>--> flusher --PutRecords--> Kinesis
+//!                                                            ^  |
+//!  Extensions API <--event/next-- lifecycle (main) --Control-+  +--Ack--> lifecycle
+//! ```
+//!
+//! This file only wires them; each module documents its own invariants.
 
-fn main() {}
+#![forbid(unsafe_code)]
+
+mod b64;
+mod batch;
+mod config;
+mod event;
+mod flusher;
+mod kinesis;
+mod lifecycle;
+mod receiver;
+mod retry;
+mod rng;
+mod runtime_api;
+mod sign;
+mod stats;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use log::{error, info, warn};
+
+use config::{Config, Delivery};
+use flusher::{Flusher, Settings};
+use lifecycle::{FlusherHandle, Lifecycle};
+use receiver::Receiver;
+use runtime_api::{RuntimeApi, Subscribed};
+use stats::Stats;
+
+/// The name Lambda knows this extension by when the file is not renamed.
+const DEFAULT_NAME: &str = "kinesis-telemetry-extension";
+/// Batches of events the receiver may queue for the flusher (bytes are capped separately).
+const EVENT_QUEUE_BATCHES: usize = 1024;
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--version") {
+        println!("{DEFAULT_NAME} {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    init_logging();
+    std::process::exit(run());
+}
+
+fn init_logging() {
+    let level = std::env::var("KINESIS_TELEMETRY_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    env_logger::Builder::new()
+        .parse_filters(&format!("off,kinesis_telemetry_extension={level}"))
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "[kinesis-telemetry] {} {}",
+                record.level(),
+                record.args()
+            )
+        })
+        .init();
+}
+
+/// The executable's own file name: Lambda requires it as the registration name, and a
+/// renamed file must still register.
+fn extension_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAME.into())
+}
+
+fn run() -> i32 {
+    let (config, mut problems) = Config::from_env();
+    let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+    let api = match RuntimeApi::new(&runtime_api) {
+        Ok(api) => api,
+        Err(e) => {
+            error!("cannot reach the Extensions API: {e}");
+            return 1;
+        }
+    };
+    let name = extension_name();
+    let id = match api.register(&name) {
+        Ok(id) => id,
+        Err(e) => {
+            error!("registering as {name:?} failed: {e}");
+            return 1;
+        }
+    };
+
+    let stats = Arc::new(Stats::default());
+    let mut flusher = None;
+    let mut init_failure = None;
+    if let Some(delivery) = &config.delivery {
+        match start_pipeline(&config, delivery, &api, &id, &stats) {
+            Ok(handle) => flusher = Some(handle),
+            Err((reason, message)) => {
+                error!("{message}; the function runs normally without telemetry delivery");
+                init_failure = Some((reason, message));
+            }
+        }
+    }
+    for p in &problems {
+        if p.disables_delivery {
+            error!("{p}");
+        } else {
+            warn!("{p}");
+        }
+    }
+    if config.fail_on_error {
+        if init_failure.is_none() && !problems.is_empty() {
+            let all: Vec<String> = problems.drain(..).map(|p| p.message).collect();
+            init_failure = Some(("ConfigInvalid", all.join("; ")));
+        }
+        if let Some((reason, message)) = init_failure {
+            error!("KINESIS_TELEMETRY_FAIL_ON_ERROR=true: failing init (Extension.{reason})");
+            if let Err(e) = api.init_error(&id, reason, &message) {
+                error!("reporting init/error failed: {e}");
+            }
+            return 1;
+        }
+    }
+    Lifecycle::new(&api, &id, flusher, stats).run()
+}
+
+/// Starts the receiver and flusher threads and subscribes to the Telemetry API.
+/// The error names the `Extension.<Reason>` to report when failures are fatal.
+fn start_pipeline(
+    config: &Config,
+    delivery: &Delivery,
+    api: &RuntimeApi,
+    id: &str,
+    stats: &Arc<Stats>,
+) -> Result<FlusherHandle, (&'static str, String)> {
+    let client = kinesis::KinesisClient::new(kinesis::ClientSettings {
+        endpoint: delivery.endpoint.clone(),
+        region: delivery.region.clone(),
+        access_key_id: delivery.credentials.access_key_id.clone(),
+        secret_access_key: delivery.credentials.secret_access_key.clone(),
+        session_token: delivery.credentials.session_token.clone(),
+        connect_timeout: config.http.connect_timeout,
+        ca_file: config.http.ca_file.clone(),
+    })
+    .map_err(|e| {
+        (
+            "KinesisClient",
+            format!("cannot set up the Kinesis client: {e}"),
+        )
+    })?;
+
+    let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE_BATCHES);
+    let (control_tx, control_rx) = crossbeam_channel::bounded(4);
+    let (ack_tx, ack_rx) = crossbeam_channel::bounded(4);
+
+    let receiver = Receiver::bind(
+        config.bind_address,
+        config.port,
+        events_tx,
+        stats.clone(),
+        config.buffer.clone(),
+        config.max_body_bytes(),
+        config
+            .limits
+            .max_record_bytes
+            .min(config.limits.max_request_bytes),
+    )
+    .map_err(|e| ("ListenerFailed", e))?;
+    let port = receiver.port();
+    spawn("telemetry-receiver", move || receiver.run());
+
+    let settings = Settings {
+        policy: config.flush.clone(),
+        limits: config.limits,
+        http: config.http.clone(),
+        partition_key: config.partition_key,
+        shutdown_grace: config.shutdown_grace,
+    };
+    let sink = flusher::KinesisSink::new(client, delivery.stream.clone());
+    let flusher = Flusher::new(sink, settings, stats.clone(), events_rx);
+    spawn("flusher", move || flusher.run(control_rx, ack_tx));
+
+    match api.subscribe(id, &config.subscription, port) {
+        Ok(Subscribed::Yes) => info!(
+            "subscribed to {} telemetry on port {port}; delivering to {} in {}",
+            config.subscription.types.join(","),
+            delivery.stream,
+            delivery.region
+        ),
+        Ok(Subscribed::NotSupported) => {
+            warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");
+        }
+        Err(e) => {
+            return Err((
+                "SubscribeFailed",
+                format!("telemetry subscription failed: {e}"),
+            ))
+        }
+    }
+    Ok(FlusherHandle {
+        control: control_tx,
+        acks: ack_rx,
+        invoke_budget: config.flush.invoke_budget,
+    })
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(256 * 1024)
+        .spawn(f)
+        .expect("spawning a thread");
+}

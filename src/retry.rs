@@ -37,6 +37,7 @@ pub struct Plan {
 
 impl Plan {
     /// Records given up on (all of them when `fatal` is set, else none).
+    #[cfg(test)]
     pub fn dropped(&self) -> usize {
         if self.fatal.is_some() {
             self.sent
@@ -46,6 +47,7 @@ impl Plan {
     }
 
     /// Nothing left to resend.
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.resend.is_empty()
     }

@@ -214,7 +214,12 @@ impl RuntimeApi {
     }
 
     /// Subscribes the listener on `port` to the Telemetry API.
-    pub fn subscribe(&self, id: &str, sub: &Subscription, port: u16) -> Result<Subscribed, ApiError> {
+    pub fn subscribe(
+        &self,
+        id: &str,
+        sub: &Subscription,
+        port: u16,
+    ) -> Result<Subscribed, ApiError> {
         let resp = self
             .agent
             .put(self.url(TELEMETRY_PATH))
@@ -244,7 +249,13 @@ impl RuntimeApi {
         self.report_error("exit/error", id, reason, message)
     }
 
-    fn report_error(&self, what: &str, id: &str, reason: &str, message: &str) -> Result<(), ApiError> {
+    fn report_error(
+        &self,
+        what: &str,
+        id: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), ApiError> {
         let error_type = format!("Extension.{reason}");
         let body = serde_json::json!({
             "errorMessage": message,
@@ -319,7 +330,8 @@ mod tests {
                 deadline_ms: 1676051991311
             }
         );
-        let shutdown = r#"{"eventType":"SHUTDOWN","shutdownReason":"SPINDOWN","deadlineMs":1676051993311}"#;
+        let shutdown =
+            r#"{"eventType":"SHUTDOWN","shutdownReason":"SPINDOWN","deadlineMs":1676051993311}"#;
         assert_eq!(
             parse_next(shutdown).unwrap(),
             NextEvent::Shutdown {

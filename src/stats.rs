@@ -82,10 +82,6 @@ impl Stats {
             .clone()
     }
 
-    pub fn dropped_total(&self) -> u64 {
-        self.dropped().values().sum()
-    }
-
     pub fn count_bad_body(&self, kind: BadBody) -> u64 {
         self.bad_bodies[kind as usize].fetch_add(1, Relaxed) + 1
     }

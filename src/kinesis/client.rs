@@ -155,10 +155,6 @@ impl KinesisClient {
     }
 
     /// The URL every request is POSTed to.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     pub fn region(&self) -> &str {
         self.signer.region()
     }

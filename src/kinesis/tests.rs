@@ -1,4 +1,6 @@
 use super::client::request_url;
+use super::client::SetupError;
+use super::error::{classify, MAX_MESSAGE_CHARS};
 use super::*;
 use serde_json::Value;
 use std::net::TcpListener;
