@@ -226,7 +226,14 @@ impl<S: Sink> Flusher<S> {
         let target = self.buffer.len();
         let mut settled = 0;
         while settled < target && !self.buffer.is_empty() {
-            match self.send_batch(until) {
+            // While Kinesis is failing, one probe request per invocation: an outage must not
+            // add a full retry sequence to every invocation.
+            let attempts = if self.struggling {
+                1
+            } else {
+                self.settings.http.max_attempts
+            };
+            match self.send_batch(until, attempts) {
                 Step::Settled(n) => settled += n,
                 Step::Stop | Step::Fatal(_) => break,
             }
@@ -250,8 +257,12 @@ impl<S: Sink> Flusher<S> {
                 if let Ok(batch) = self.events_rx.recv_deadline(grace_end) {
                     self.append(batch);
                 }
-            } else if let Step::Fatal(code) = self.send_batch(until) {
-                self.drop_all(DropReason::Fatal(code));
+            } else {
+                match self.send_batch(until, self.settings.http.max_attempts) {
+                    Step::Settled(_) => {}
+                    Step::Stop => self.pause_after_stop(until),
+                    Step::Fatal(code) => self.drop_all(DropReason::Fatal(code)),
+                }
             }
         }
         loop {
@@ -259,17 +270,9 @@ impl<S: Sink> Flusher<S> {
             if self.buffer.is_empty() || Instant::now() + MIN_REQUEST_TIME >= until {
                 break;
             }
-            match self.send_batch(until) {
+            match self.send_batch(until, self.settings.http.max_attempts) {
                 Step::Settled(_) => {}
-                Step::Stop => {
-                    let pause = retry::backoff(
-                        1,
-                        self.settings.http.backoff_base,
-                        self.settings.http.backoff_max,
-                        &mut self.rng,
-                    );
-                    self.absorb_until((Instant::now() + pause).min(until));
-                }
+                Step::Stop => self.pause_after_stop(until),
                 Step::Fatal(code) => self.drop_all(DropReason::Fatal(code)),
             }
         }
@@ -282,6 +285,13 @@ impl<S: Sink> Flusher<S> {
             self.drop_all(DropReason::ShutdownDeadline);
         }
         debug!("shutdown flush took {} ms", started.elapsed().as_millis());
+    }
+
+    /// At SHUTDOWN, after a batch used up its attempts: back off before the next round.
+    fn pause_after_stop(&mut self, until: Instant) {
+        let http = &self.settings.http;
+        let pause = retry::backoff(1, http.backoff_base, http.backoff_max, &mut self.rng);
+        self.absorb_until((Instant::now() + pause).min(until));
     }
 
     fn drop_all(&mut self, reason: DropReason) {
@@ -309,7 +319,7 @@ impl<S: Sink> Flusher<S> {
     }
 
     /// Sends one request's worth from the front of the buffer, retrying what fails.
-    fn send_batch(&mut self, until: Instant) -> Step {
+    fn send_batch(&mut self, until: Instant, max_attempts: u32) -> Step {
         let fit = batch::fit(
             self.buffer.iter().map(|e| (e.raw.len(), self.key_len(e))),
             &self.settings.limits,
@@ -403,7 +413,7 @@ impl<S: Sink> Flusher<S> {
             self.stats.retried.fetch_add(keep.len() as u64, Relaxed);
             attempt += 1;
             let wait = retry::backoff(attempt, http.backoff_base, http.backoff_max, &mut self.rng);
-            if attempt >= http.max_attempts || Instant::now() + wait + MIN_REQUEST_TIME > until {
+            if attempt >= max_attempts || Instant::now() + wait + MIN_REQUEST_TIME > until {
                 if !self.struggling {
                     let cause = match &result {
                         Err(e) => e.to_string(),
@@ -480,6 +490,350 @@ mod tests {
             max_age: Duration::from_secs(5),
             invoke_budget: Duration::from_secs(3),
         }
+    }
+
+    use crate::kinesis::RecordOutcome;
+    use crossbeam_channel::bounded;
+    use std::sync::Mutex;
+
+    /// One scripted answer: given the records of a call, what Kinesis says.
+    type Answer = Box<dyn FnMut(&[Record<'_>]) -> Result<PutRecordsResponse, RequestError> + Send>;
+
+    #[derive(Default)]
+    struct Log {
+        /// Data of every record of every call, as sent.
+        calls: Vec<Vec<String>>,
+        starts: Vec<Instant>,
+        timeouts: Vec<Duration>,
+    }
+
+    struct Scripted {
+        answers: VecDeque<Answer>,
+        log: Arc<Mutex<Log>>,
+    }
+
+    impl Sink for Scripted {
+        fn put(
+            &mut self,
+            records: &[Record<'_>],
+            timeout: Duration,
+        ) -> Result<PutRecordsResponse, RequestError> {
+            {
+                let mut log = self.log.lock().unwrap();
+                log.starts.push(Instant::now());
+                log.timeouts.push(timeout);
+                log.calls.push(
+                    records
+                        .iter()
+                        .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+                        .collect(),
+                );
+            }
+            match self.answers.pop_front() {
+                Some(mut answer) => answer(records),
+                None => ok(records),
+            }
+        }
+
+        fn fix_hint(&self, _err: &RequestError) -> String {
+            "fix it".into()
+        }
+    }
+
+    fn ok(records: &[Record<'_>]) -> Result<PutRecordsResponse, RequestError> {
+        Ok(PutRecordsResponse {
+            failed_record_count: 0,
+            records: records
+                .iter()
+                .map(|_| RecordOutcome::Ok {
+                    sequence_number: "1".into(),
+                    shard_id: "shardId-000000000000".into(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Throttles the records at `failed` indices, accepts the rest.
+    fn throttle(failed: &'static [usize]) -> Answer {
+        Box::new(move |records| {
+            Ok(PutRecordsResponse {
+                failed_record_count: failed.len() as u64,
+                records: (0..records.len())
+                    .map(|i| {
+                        if failed.contains(&i) {
+                            RecordOutcome::Failed {
+                                code: "ProvisionedThroughputExceededException".into(),
+                                message: "Rate exceeded for shard".into(),
+                            }
+                        } else {
+                            RecordOutcome::Ok {
+                                sequence_number: "1".into(),
+                                shard_id: "shardId-000000000000".into(),
+                            }
+                        }
+                    })
+                    .collect(),
+            })
+        })
+    }
+
+    fn http_error(status: u16, code: &'static str) -> Answer {
+        Box::new(move |_| {
+            Err(RequestError::Http {
+                status,
+                code: code.into(),
+                message: "scripted".into(),
+            })
+        })
+    }
+
+    fn settings(max_age_ms: u64) -> Settings {
+        Settings {
+            policy: FlushPolicy {
+                max_age: Duration::from_millis(max_age_ms),
+                ..policy()
+            },
+            limits: Limits::default(),
+            http: Http {
+                connect_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(2),
+                ca_file: None,
+                max_attempts: 4,
+                backoff_base: Duration::from_millis(1),
+                backoff_max: Duration::from_millis(5),
+            },
+            partition_key: PartitionKeyMode::Random,
+            shutdown_grace: Duration::from_millis(500),
+        }
+    }
+
+    struct Rig {
+        flusher: Flusher<Scripted>,
+        log: Arc<Mutex<Log>>,
+        stats: Arc<Stats>,
+        tx: Sender<Vec<Event>>,
+    }
+
+    fn rig(max_age_ms: u64, answers: Vec<Answer>) -> Rig {
+        let log = Arc::new(Mutex::new(Log::default()));
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = bounded(16);
+        let sink = Scripted {
+            answers: answers.into(),
+            log: log.clone(),
+        };
+        Rig {
+            flusher: Flusher::new(sink, settings(max_age_ms), stats.clone(), rx),
+            log,
+            stats,
+            tx,
+        }
+    }
+
+    /// `n` function events `"<tag>-<i>"`, accounted as the receiver would.
+    fn events(stats: &Stats, tag: &str, n: usize) -> Vec<Event> {
+        let body: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"time":"t","type":"function","record":"{tag}-{i}"}}"#))
+            .collect();
+        let events =
+            crate::event::parse_batch(format!("[{}]", body.join(",")).as_bytes(), Instant::now())
+                .unwrap();
+        account(stats, &events);
+        events
+    }
+
+    fn account(stats: &Stats, events: &[Event]) {
+        stats.received.fetch_add(events.len() as u64, Relaxed);
+        stats
+            .buffered_events
+            .fetch_add(events.len() as u64, Relaxed);
+        let cost: u64 = events.iter().map(|e| e.cost() as u64).sum();
+        stats.buffered_bytes.fetch_add(cost, Relaxed);
+    }
+
+    fn record_of(data: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        v["record"].as_str().unwrap().to_string()
+    }
+
+    fn in_the_future(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn nothing_due_means_no_request_and_nothing_lost() {
+        let mut r = rig(5_000, vec![]);
+        let batch = events(&r.stats, "a", 3);
+        r.flusher.append(batch);
+        r.flusher.invoke_window(in_the_future(1_000));
+        assert!(r.log.lock().unwrap().calls.is_empty());
+        assert_eq!(r.flusher.buffer.len(), 3);
+        assert_eq!(r.stats.buffered_events.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn a_due_flush_sends_everything_in_order_in_full_requests() {
+        let mut r = rig(0, vec![]);
+        r.tx.send(events(&r.stats, "e", 1_200)).unwrap();
+        r.flusher.invoke_window(in_the_future(1_000));
+        let log = r.log.lock().unwrap();
+        let sizes: Vec<usize> = log.calls.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [500, 500, 200]);
+        let sent: Vec<String> = log.calls.concat().iter().map(|d| record_of(d)).collect();
+        let expected: Vec<String> = (0..1_200).map(|i| format!("e-{i}")).collect();
+        assert_eq!(sent, expected);
+        assert_eq!(r.stats.delivered.load(Relaxed), 1_200);
+        assert_eq!(r.stats.buffered_events.load(Relaxed), 0);
+        assert_eq!(r.stats.buffered_bytes.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn throttled_records_alone_are_resent() {
+        let mut r = rig(0, vec![throttle(&[1, 3])]);
+        let batch = events(&r.stats, "t", 5);
+        r.flusher.append(batch);
+        r.flusher.invoke_window(in_the_future(1_000));
+        let log = r.log.lock().unwrap();
+        assert_eq!(log.calls.len(), 2);
+        let resent: Vec<String> = log.calls[1].iter().map(|d| record_of(d)).collect();
+        assert_eq!(resent, ["t-1", "t-3"]);
+        assert_eq!(r.stats.delivered.load(Relaxed), 5);
+        assert_eq!(r.stats.retried.load(Relaxed), 2);
+        assert_eq!(r.stats.throttled.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn no_request_starts_after_the_window_and_the_rest_stays_in_order() {
+        let slow: Answer = Box::new(|records| {
+            std::thread::sleep(Duration::from_millis(60));
+            ok(records)
+        });
+        let mut r = rig(0, vec![slow]);
+        r.flusher.settings.limits = Limits {
+            max_records: 10,
+            ..Limits::default()
+        };
+        let batch = events(&r.stats, "w", 50);
+        r.flusher.append(batch);
+        let until = in_the_future(50);
+        r.flusher.invoke_window(until);
+        let log = r.log.lock().unwrap();
+        assert_eq!(log.calls.len(), 1, "only the first request fits the window");
+        assert!(log.timeouts[0] <= Duration::from_millis(50));
+        assert!(log.starts.iter().all(|s| *s + MIN_REQUEST_TIME <= until));
+        let left: Vec<String> = r.flusher.buffer.iter().map(|e| record_of(&e.raw)).collect();
+        let expected: Vec<String> = (10..50).map(|i| format!("w-{i}")).collect();
+        assert_eq!(left, expected);
+        assert_eq!(r.stats.delivered.load(Relaxed), 10);
+        assert_eq!(r.stats.buffered_events.load(Relaxed), 40);
+    }
+
+    #[test]
+    fn exhausted_attempts_keep_records_buffered_in_order() {
+        let mut r = rig(
+            0,
+            (0..4)
+                .map(|_| http_error(503, "ServiceUnavailable"))
+                .collect(),
+        );
+        let batch = events(&r.stats, "x", 3);
+        r.flusher.append(batch);
+        r.flusher.invoke_window(in_the_future(1_000));
+        assert_eq!(
+            r.log.lock().unwrap().calls.len(),
+            4,
+            "max_attempts requests"
+        );
+        let left: Vec<String> = r.flusher.buffer.iter().map(|e| record_of(&e.raw)).collect();
+        assert_eq!(left, ["x-0", "x-1", "x-2"]);
+        assert_eq!(r.stats.dropped(), Default::default());
+        // The next window delivers them.
+        r.flusher.invoke_window(in_the_future(1_000));
+        assert_eq!(r.stats.delivered.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn during_an_outage_each_invocation_makes_one_probe_only() {
+        let mut r = rig(
+            0,
+            (0..5)
+                .map(|_| http_error(503, "ServiceUnavailable"))
+                .collect(),
+        );
+        r.flusher.append(events(&r.stats, "p", 3));
+        r.flusher.invoke_window(in_the_future(1_000));
+        assert_eq!(r.log.lock().unwrap().calls.len(), 4);
+        r.flusher.invoke_window(in_the_future(1_000));
+        assert_eq!(
+            r.log.lock().unwrap().calls.len(),
+            5,
+            "one probe, no retries"
+        );
+        assert_eq!(r.flusher.buffer.len(), 3);
+        r.flusher.invoke_window(in_the_future(1_000));
+        assert_eq!(r.stats.delivered.load(Relaxed), 3, "recovered");
+        assert!(!r.flusher.struggling);
+    }
+
+    #[test]
+    fn a_fatal_error_drops_one_batch_counted_and_stops_the_window() {
+        let mut r = rig(0, vec![http_error(400, "ResourceNotFoundException")]);
+        r.flusher.append(events(&r.stats, "f", 700));
+        r.flusher.invoke_window(in_the_future(1_000));
+        assert_eq!(
+            r.log.lock().unwrap().calls.len(),
+            1,
+            "no retry, no hot loop"
+        );
+        let dropped = r.stats.dropped();
+        assert_eq!(
+            dropped.get(&DropReason::Fatal("ResourceNotFoundException".into())),
+            Some(&500)
+        );
+        assert_eq!(r.flusher.buffer.len(), 200);
+        assert_eq!(r.stats.buffered_events.load(Relaxed), 200);
+    }
+
+    #[test]
+    fn shutdown_ends_the_grace_at_the_final_report_and_drains_everything() {
+        let mut r = rig(60_000, vec![]);
+        r.flusher.append(events(&r.stats, "s", 10));
+        let tx = r.tx.clone();
+        let stats = r.stats.clone();
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let body = br#"[{"time":"t","type":"function","record":"last"},{"time":"t","type":"platform.report","record":{"requestId":"r-9"}}]"#;
+            let batch = crate::event::parse_batch(body, Instant::now()).unwrap();
+            account(&stats, &batch);
+            tx.send(batch).unwrap();
+        });
+        let started = Instant::now();
+        r.flusher.shutdown(in_the_future(1_500), Some("r-9"));
+        late.join().unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(400),
+            "grace ended at the report: {took:?}"
+        );
+        assert_eq!(r.stats.delivered.load(Relaxed), 12);
+        assert_eq!(r.stats.buffered_events.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn shutdown_counts_what_the_deadline_leaves_behind() {
+        let mut r = rig(
+            0,
+            (0..100)
+                .map(|_| http_error(500, "InternalFailure"))
+                .collect(),
+        );
+        r.flusher.append(events(&r.stats, "d", 4));
+        r.flusher.shutdown(in_the_future(80), None);
+        assert_eq!(
+            r.stats.dropped().get(&DropReason::ShutdownDeadline),
+            Some(&4)
+        );
+        assert_eq!(r.stats.buffered_events.load(Relaxed), 0);
     }
 
     #[test]

@@ -337,6 +337,13 @@ impl RuntimeHandle {
             .is_some()
     }
 
+    /// Waits until at least `n` `/init/error` or `/exit/error` reports arrived.
+    pub fn wait_errors(&self, n: usize, timeout: Duration) -> bool {
+        self.0
+            .wait_until(timeout, |st| (st.errors.len() >= n).then_some(()))
+            .is_some()
+    }
+
     pub fn extension_id(&self) -> Option<String> {
         self.0.lock().extension_id.clone()
     }

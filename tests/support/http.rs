@@ -515,37 +515,63 @@ impl Client {
         head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
         let mut buf = head.into_bytes();
         buf.extend_from_slice(body);
-        conn.get_mut().write_all(&buf)?;
-        conn.get_mut().flush()?;
-        let mut budget = MAX_HEAD_BYTES;
-        let status_line = read_head_line(conn, &mut budget)?;
-        let mut parts = status_line.splitn(3, ' ');
-        let _version = parts.next();
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
-        let resp_headers = read_headers(conn, &mut budget)?;
-        let no_body =
-            method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
-        let close =
-            header(&resp_headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let body = if no_body {
-            Vec::new()
-        } else {
-            read_body(conn, &resp_headers, true)?
-        };
-        let framed = header(&resp_headers, "content-length").is_some()
-            || header(&resp_headers, "transfer-encoding").is_some();
-        if close || (!framed && !no_body) {
+        // A server may answer (e.g. 413) and close before reading a large body: then
+        // the write fails, but its answer is still there to read.
+        let written = conn
+            .get_mut()
+            .write_all(&buf)
+            .and_then(|_| conn.get_mut().flush());
+        if let Err(e) = written {
+            return match read_response(conn, method) {
+                Ok((resp, _)) => {
+                    self.conn = None;
+                    Ok(resp)
+                }
+                Err(_) => Err(e),
+            };
+        }
+        let (resp, keep) = read_response(conn, method)?;
+        if !keep {
             self.conn = None;
         }
-        Ok(ClientResponse {
+        Ok(resp)
+    }
+}
+
+/// Reads one response; the flag says whether the connection can be reused.
+fn read_response(
+    conn: &mut BufReader<TcpStream>,
+    method: &str,
+) -> io::Result<(ClientResponse, bool)> {
+    let mut budget = MAX_HEAD_BYTES;
+    let status_line = read_head_line(conn, &mut budget)?;
+    let mut parts = status_line.splitn(3, ' ');
+    let _version = parts.next();
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+    let resp_headers = read_headers(conn, &mut budget)?;
+    let no_body =
+        method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    let close =
+        header(&resp_headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let body = if no_body {
+        Vec::new()
+    } else {
+        read_body(conn, &resp_headers, true)?
+    };
+    let framed = header(&resp_headers, "content-length").is_some()
+        || header(&resp_headers, "transfer-encoding").is_some();
+    let keep = !close && (framed || no_body);
+    Ok((
+        ClientResponse {
             status,
             headers: resp_headers,
             body,
-        })
-    }
+        },
+        keep,
+    ))
 }
 
 fn is_stale_connection(e: &io::Error) -> bool {

@@ -203,10 +203,8 @@ impl Lambda {
         set("KINESIS_TELEMETRY_ENDPOINT", &kinesis.endpoint());
         set("KINESIS_TELEMETRY_PORT", "0");
         set("KINESIS_TELEMETRY_BIND_ADDRESS", "127.0.0.1");
-        set(
-            "RUST_LOG",
-            &std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
-        );
+        let level = std::env::var("HARNESS_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
+        set("KINESIS_TELEMETRY_LOG_LEVEL", &level);
         if let Ok(bt) = std::env::var("RUST_BACKTRACE") {
             set("RUST_BACKTRACE", &bt);
         }
@@ -362,19 +360,21 @@ impl Lambda {
         ids
     }
 
-    /// Delivers the last platform.report, flushes telemetry, sends SHUTDOWN
-    /// (`spindown`) and waits for the process to exit (until the deadline + 1 s).
+    /// Shuts down the way Lambda does: SHUTDOWN (`spindown`) is delivered, then the
+    /// platform's last telemetry batch (the last invocation's platform.report and
+    /// whatever was still buffered) is POSTed right away; then waits for the process
+    /// to exit (until the deadline + 1 s).
     pub fn shutdown(&mut self) -> ShutdownOutcome {
         if let Some(prev) = self.pending_report.take() {
             let report = self.events.report(&prev, Duration::from_millis(12));
             self.push(&report);
         }
-        self.runtime.flush_telemetry(Duration::from_secs(10));
-        self.shutdown_now("spindown")
+        self.shutdown_with("spindown", true)
     }
 
-    /// Sends SHUTDOWN without flushing telemetry first, and waits for the exit.
-    pub fn shutdown_now(&mut self, reason: &str) -> ShutdownOutcome {
+    /// Sends SHUTDOWN with `reason`; when `flush_after`, the pusher sends its buffer
+    /// at once after delivery (otherwise on its own timer). Waits for the exit.
+    pub fn shutdown_with(&mut self, reason: &str, flush_after: bool) -> ShutdownOutcome {
         let delivered = self.runtime.delivered().len();
         self.runtime.shutdown(reason);
         let budget = self.runtime.config().shutdown_budget;
@@ -388,6 +388,9 @@ impl Lambda {
                 margin_ms: None,
                 took: None,
             };
+        }
+        if flush_after {
+            self.runtime.flush_telemetry(budget);
         }
         let ev = self.runtime.delivered().pop().expect("delivered above");
         let status = self.wait_exit(budget + Duration::from_secs(1));
@@ -404,6 +407,23 @@ impl Lambda {
             margin_ms,
             took,
         }
+    }
+
+    /// The extension's shutdown summary line (`shutdown (<reason>): events received=...`).
+    pub fn summary_line(&self) -> Option<String> {
+        self.log()
+            .into_iter()
+            .rev()
+            .find(|l| l.contains("shutdown (") && l.contains("received="))
+    }
+
+    /// A `key=value` count from the summary line, e.g. `summary_count("delivered")`.
+    pub fn summary_count(&self, key: &str) -> Option<u64> {
+        let line = self.summary_line()?;
+        let needle = format!("{key}=");
+        line.split(|c: char| c.is_whitespace() || c == '(' || c == ',' || c == ')')
+            .find_map(|tok| tok.strip_prefix(&needle))
+            .and_then(|v| v.parse().ok())
     }
 
     fn try_exit_status(&mut self) -> Option<ExitStatus> {
