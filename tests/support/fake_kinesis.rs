@@ -156,6 +156,7 @@ pub struct KinesisStats {
 #[derive(Debug, Default)]
 struct Faults {
     drop_next: u64,
+    drop_fraction: f64,
     stall_next: u64,
     stall_for: Duration,
     after_stall: Option<AfterStall>,
@@ -316,6 +317,13 @@ impl KinesisHandle {
         self.faults(|f| f.drop_next = n);
     }
 
+    /// Closes the connection of each request with probability `fraction` (seeded RNG).
+    pub fn drop_fraction_of_requests(&self, fraction: f64, seed: u64) {
+        let mut st = self.0.lock();
+        st.faults.drop_fraction = fraction.clamp(0.0, 1.0);
+        st.rng = Rng::new(seed);
+    }
+
     /// Holds each of the next `n` requests for `duration` (at most [`MAX_STALL`]) before `then`.
     pub fn stall_next_requests(&self, n: u64, duration: Duration, then: AfterStall) {
         self.faults(|f| {
@@ -453,9 +461,15 @@ impl Handler for KinesisHandler {
                 stalled: false,
                 outcome: Outcome::Pending,
             });
+            let drop_roll = st.faults.drop_fraction > 0.0 && {
+                let roll = st.rng.next_f64();
+                roll < st.faults.drop_fraction
+            };
             let f = &mut st.faults;
             let transport = if f.drop_next > 0 {
                 f.drop_next -= 1;
+                Transport::Drop
+            } else if drop_roll {
                 Transport::Drop
             } else if f.stall_next > 0 {
                 f.stall_next -= 1;

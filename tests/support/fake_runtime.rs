@@ -419,6 +419,28 @@ impl RuntimeHandle {
         self.0.pusher.wait_idle(timeout)
     }
 
+    /// Holds telemetry deliveries while the sandbox is frozen; returns once no POST is
+    /// in flight (false on timeout). Events pushed meanwhile wait for
+    /// [`RuntimeHandle::resume_telemetry`].
+    pub fn pause_telemetry(&self, timeout: Duration) -> bool {
+        self.0.pusher.pause(timeout)
+    }
+
+    /// Resumes telemetry deliveries after a freeze; overdue batches go out at once.
+    pub fn resume_telemetry(&self) {
+        self.0.pusher.resume();
+    }
+
+    /// The `i`-th `/event/next` call (without copying the whole log).
+    pub fn next_call(&self, i: usize) -> Option<NextCall> {
+        self.0.lock().next_calls.get(i).cloned()
+    }
+
+    /// Number of `/event/next` calls so far.
+    pub fn next_call_count(&self) -> usize {
+        self.0.lock().next_calls.len()
+    }
+
     /// Every telemetry POST made by the pusher.
     pub fn telemetry_posts(&self) -> Vec<TelemetryPost> {
         self.0.pusher.posts()

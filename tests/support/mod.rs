@@ -151,6 +151,8 @@ pub struct Lambda {
     pushed: Vec<String>,
     pending_report: Option<String>,
     pub started_at: Instant,
+    /// Just before the process was spawned (the start of a cold start).
+    pub spawned_at: Instant,
 }
 
 impl Lambda {
@@ -217,6 +219,7 @@ impl Lambda {
         }
 
         let binary = opts.binary.clone().unwrap_or_else(extension_binary);
+        let spawned_at = Instant::now();
         let mut child = Command::new(&binary)
             .env_clear()
             .envs(&env)
@@ -260,6 +263,7 @@ impl Lambda {
             pushed: Vec::new(),
             pending_report: None,
             started_at: Instant::now(),
+            spawned_at,
         };
         if opts.wait_for_init && !lambda.runtime.wait_for_next_calls(1, opts.init_timeout) {
             return Err(format!(

@@ -38,6 +38,8 @@ enum PushMsg {
     Event(String),
     Subscribed(Subscription),
     Flush(Sender<()>),
+    Pause(Sender<()>),
+    Resume,
     Stop,
 }
 
@@ -103,6 +105,18 @@ impl PusherHandle {
         self.tx.send(PushMsg::Flush(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
     }
 
+    /// Holds deliveries, as a frozen sandbox does: returns once no POST is in flight.
+    /// Events keep queueing; an explicit [`PusherHandle::flush`] still sends.
+    pub fn pause(&self, timeout: Duration) -> bool {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx.send(PushMsg::Pause(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Ends a [`PusherHandle::pause`]: overdue batches go out at once.
+    pub fn resume(&self) {
+        let _ = self.tx.send(PushMsg::Resume);
+    }
+
     /// Ends the thread after its current POST.
     pub fn stop(&self) {
         let _ = self.tx.send(PushMsg::Stop);
@@ -148,6 +162,7 @@ struct Pusher {
     buffer_bytes: usize,
     first_buffered_at: Option<Instant>,
     client: Option<Client>,
+    paused: bool,
 }
 
 impl Pusher {
@@ -160,13 +175,14 @@ impl Pusher {
             buffer_bytes: 0,
             first_buffered_at: None,
             client: None,
+            paused: false,
         }
     }
 
     fn run(mut self, rx: Receiver<PushMsg>) {
         loop {
             let wait = match (&self.subscription, self.first_buffered_at) {
-                (Some(sub), Some(first)) => {
+                (Some(sub), Some(first)) if !self.paused => {
                     (first + sub.buffering.timeout).saturating_duration_since(Instant::now())
                 }
                 _ => Duration::from_secs(3600),
@@ -189,8 +205,17 @@ impl Pusher {
                     self.flush_all();
                     let _ = ack.send(());
                 }
+                Ok(PushMsg::Pause(ack)) => {
+                    self.paused = true;
+                    let _ = ack.send(());
+                }
+                Ok(PushMsg::Resume) => {
+                    self.paused = false;
+                    self.flush_full();
+                }
                 Ok(PushMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Err(RecvTimeoutError::Timeout) => self.flush_all(),
+                Err(RecvTimeoutError::Timeout) if !self.paused => self.flush_all(),
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
     }
@@ -218,6 +243,9 @@ impl Pusher {
         let Some(b) = self.subscription.as_ref().map(|s| s.buffering) else {
             return;
         };
+        if self.paused {
+            return;
+        }
         while self.buffer.len() >= b.max_items || self.buffer_bytes >= b.max_bytes {
             self.post_batch(b);
         }
