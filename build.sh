@@ -13,6 +13,8 @@
 #                           where nothing listens: it must exit by itself, with the same status as
 #                           the x86_64 binary run natively the same way
 #   ./build.sh local ARGS   run the extension in the local Lambda sandbox (mock endpoints), report
+#   ./build.sh bench ARGS   the benchmarks (sandbox --bench): cold start, per-invoke overhead,
+#                           sustained events/s, peak RSS, binary size
 #   ./build.sh test ARGS    every test: set up .venv (moto, cfn-lint), cargo nextest run (or
 #                           cargo test) ARGS, cfn-lint template.yml
 #
@@ -332,7 +334,14 @@ cmd_arm64_smoke() {
 # placeholders for the main owner
 # ---------------------------------------------------------------------------------------------
 
-cmd_local() { cargo run --release --example sandbox -- "$@"; }
+# The sandbox (examples/sandbox) runs the release binary; `cargo run --example` would not
+# build it, so both are built first.
+run_sandbox() {
+	cargo build --release --bin "$NAME" --example sandbox
+	exec "$TARGET_DIR/release/examples/sandbox" "$@"
+}
+cmd_local() { run_sandbox "$@"; }
+cmd_bench() { run_sandbox --bench "$@"; }
 
 cmd_test() {
 	# Test peers: a venv in .venv with moto[server] (a real Kinesis implementation with IAM
@@ -357,6 +366,7 @@ main() {
 	size-check) cmd_size_check ;;
 	arm64-smoke) cmd_arm64_smoke ;;
 	local) cmd_local "$@" ;;
+	bench) cmd_bench "$@" ;;
 	test) cmd_test "$@" ;;
 	-h | --help | help) usage ;;
 	*)
