@@ -11,7 +11,8 @@
 #   ./build.sh arm64-smoke  build, take the arm64 binary out of its zip, check it is a static
 #                           AArch64 ELF, run it under qemu-aarch64-static with a Runtime API address
 #                           where nothing listens: it must exit by itself, with the same status as
-#                           the x86_64 binary run natively the same way
+#                           the x86_64 binary run natively the same way; then run it under qemu in
+#                           the local sandbox (20 invocations): every event must reach the mock
 #   ./build.sh local ARGS   run the extension in the local Lambda sandbox (mock endpoints), report
 #   ./build.sh bench ARGS   the benchmarks (sandbox --bench): cold start, per-invoke overhead,
 #                           sustained events/s, peak RSS, binary size
@@ -327,7 +328,13 @@ cmd_arm64_smoke() {
 	echo "  x86_64 exit status: $rc_x86"
 	[[ "$rc_arm" == "$rc_x86" ]] || die "arm64 exit status $rc_arm differs from x86_64 status $rc_x86"
 
-	log "arm64 smoke OK (exit status $rc_arm on both architectures)"
+	log "check 4: under qemu, a short run in the local sandbox delivers every event to the mock Kinesis"
+	cargo build --release --example sandbox
+	KINESIS_TELEMETRY_EXTENSION_BIN="$bin" KINESIS_TELEMETRY_EXTENSION_WRAPPER=qemu-aarch64-static \
+		"$TARGET_DIR/release/examples/sandbox" --invocations 20 --lines 5 --progress-every 10 ||
+		die "the arm64 binary under qemu did not deliver every event in the sandbox"
+
+	log "arm64 smoke OK (exit status $rc_arm on both architectures; sandbox run passed)"
 }
 
 # ---------------------------------------------------------------------------------------------

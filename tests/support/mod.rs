@@ -220,7 +220,17 @@ impl Lambda {
 
         let binary = opts.binary.clone().unwrap_or_else(extension_binary);
         let spawned_at = Instant::now();
-        let mut child = Command::new(&binary)
+        // `KINESIS_TELEMETRY_EXTENSION_WRAPPER=qemu-aarch64-static` runs a foreign-architecture
+        // build (CI's arm64 proof); the guest still sees the binary's own path as argv[0].
+        let mut command = match std::env::var_os("KINESIS_TELEMETRY_EXTENSION_WRAPPER") {
+            Some(wrapper) if !wrapper.is_empty() => {
+                let mut c = Command::new(wrapper);
+                c.arg(&binary);
+                c
+            }
+            _ => Command::new(&binary),
+        };
+        let mut child = command
             .env_clear()
             .envs(&env)
             .stdin(Stdio::null())
