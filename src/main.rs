@@ -50,6 +50,10 @@ fn main() {
         return;
     }
     init_logging();
+    // The release build aborts on panic (smaller binary); say why in one line first.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("[kinesis-telemetry] ERROR internal error, exiting: {info}");
+    }));
     std::process::exit(run());
 }
 
@@ -179,7 +183,7 @@ fn start_pipeline(
     )
     .map_err(|e| ("ListenerFailed", e))?;
     let port = receiver.port();
-    spawn("telemetry-receiver", move || receiver.run());
+    spawn("telemetry-receiver", move || receiver.run())?;
 
     let settings = Settings {
         policy: config.flush.clone(),
@@ -190,7 +194,7 @@ fn start_pipeline(
     };
     let sink = flusher::KinesisSink::new(client, delivery.stream.clone());
     let flusher = Flusher::new(sink, settings, stats.clone(), events_rx);
-    spawn("flusher", move || flusher.run(control_rx, ack_tx));
+    spawn("flusher", move || flusher.run(control_rx, ack_tx))?;
 
     match api.subscribe(id, &config.subscription, port) {
         Ok(Subscribed::Yes) => info!(
@@ -216,10 +220,16 @@ fn start_pipeline(
     })
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), (&'static str, String)> {
     std::thread::Builder::new()
         .name(name.into())
-        .stack_size(256 * 1024)
+        .stack_size(1024 * 1024)
         .spawn(f)
-        .expect("spawning a thread");
+        .map(drop)
+        .map_err(|e| {
+            (
+                "ThreadSpawn",
+                format!("cannot start the {name} thread: {e}"),
+            )
+        })
 }
