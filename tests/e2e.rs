@@ -470,3 +470,38 @@ fn credentials_never_reach_the_log_even_at_trace_level() {
     assert!(!log.contains(&creds.secret_access_key[..12]));
     assert!(!log.contains(&token[..12]));
 }
+
+#[test]
+fn a_renamed_extension_registers_under_its_own_file_name() {
+    let dir = std::env::temp_dir().join(format!("kte-rename-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let renamed = dir.join("my-telemetry");
+    std::fs::copy(support::extension_binary(), &renamed).unwrap();
+    let mut o = opts();
+    o.binary = Some(renamed);
+    o.runtime.extension_name = "my-telemetry".into();
+    let mut l = Lambda::start(o);
+    l.invoke(2);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failed_registration_exits_non_zero_with_a_clear_line() {
+    let mut o = opts();
+    // Lambda answers 403 when the name does not match the executable's file name.
+    o.runtime.extension_name = "some-other-extension".into();
+    o.wait_for_init = false;
+    let mut l = Lambda::start(o);
+    let status = l.wait_exit(T).expect("exits by itself");
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        l.log()
+            .iter()
+            .any(|line| line.contains("registering as \"kinesis-telemetry-extension\" failed")),
+        "{}",
+        l.log_text()
+    );
+}
