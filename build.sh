@@ -341,7 +341,7 @@ cmd_arm64_smoke() {
 # placeholders for the main owner
 # ---------------------------------------------------------------------------------------------
 
-# The sandbox (examples/sandbox) runs the release binary; `cargo run --example` would not
+# The sandbox (example `sandbox`, tests/support/sandbox_cli) runs the release binary; `cargo run --example` would not
 # build it, so both are built first.
 run_sandbox() {
 	cargo build --release --bin "$NAME" --example sandbox

@@ -2,10 +2,10 @@
 //! against mocked endpoints and reports what happened (`./build.sh local`), or measures it
 //! (`--bench`). See `--help`; the simulation itself is `tests/support/sandbox.rs`.
 
-#[path = "../../tests/support/mod.rs"]
+#[path = "../mod.rs"]
 mod support;
 
-#[path = "../../tests/support/sandbox.rs"]
+#[path = "../sandbox.rs"]
 mod sandbox;
 
 mod bench;
