@@ -105,18 +105,6 @@ fn run() -> i32 {
         }
     };
 
-    let stats = Arc::new(Stats::default());
-    let mut flusher = None;
-    let mut init_failure = None;
-    if let Some(delivery) = &config.delivery {
-        match start_pipeline(&config, delivery, &api, &id, &stats) {
-            Ok(handle) => flusher = Some(handle),
-            Err((reason, message)) => {
-                error!("{message}; the function runs normally without telemetry delivery");
-                init_failure = Some((reason, message));
-            }
-        }
-    }
     for p in &problems {
         if p.disables_delivery {
             error!("{p}");
@@ -124,20 +112,37 @@ fn run() -> i32 {
             warn!("{p}");
         }
     }
-    if config.fail_on_error {
-        if init_failure.is_none() && !problems.is_empty() {
-            let all: Vec<String> = problems.drain(..).map(|p| p.message).collect();
-            init_failure = Some(("ConfigInvalid", all.join("; ")));
-        }
-        if let Some((reason, message)) = init_failure {
-            error!("KINESIS_TELEMETRY_FAIL_ON_ERROR=true: failing init (Extension.{reason})");
-            if let Err(e) = api.init_error(&id, reason, &message) {
-                error!("reporting init/error failed: {e}");
-            }
-            return 1;
-        }
+    if config.fail_on_error && !problems.is_empty() {
+        let all: Vec<String> = problems.drain(..).map(|p| p.message).collect();
+        return fail_init(&api, &id, "ConfigInvalid", &all.join("; "));
     }
+
+    let stats = Arc::new(Stats::default());
+    let flusher = match &config.delivery {
+        None => None,
+        Some(delivery) => match start_pipeline(&config, delivery, &api, &id, &stats) {
+            Ok(handle) => Some(handle),
+            Err((reason, message)) if config.fail_on_error => {
+                error!("{message}");
+                return fail_init(&api, &id, reason, &message);
+            }
+            Err((_, message)) => {
+                error!("{message}; the function runs normally without telemetry delivery");
+                None
+            }
+        },
+    };
     Lifecycle::new(&api, &id, flusher, stats).run()
+}
+
+/// Reports `Extension.<reason>` through `/init/error` (the user made errors fatal with
+/// `KINESIS_TELEMETRY_FAIL_ON_ERROR=true`) and returns the exit code.
+fn fail_init(api: &RuntimeApi, id: &str, reason: &str, message: &str) -> i32 {
+    error!("KINESIS_TELEMETRY_FAIL_ON_ERROR=true: failing init with Extension.{reason}");
+    if let Err(e) = api.init_error(id, reason, message) {
+        error!("reporting init/error failed: {e}");
+    }
+    1
 }
 
 /// Starts the receiver and flusher threads and subscribes to the Telemetry API.
