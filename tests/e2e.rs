@@ -505,3 +505,42 @@ fn a_failed_registration_exits_non_zero_with_a_clear_line() {
         l.log_text()
     );
 }
+
+#[test]
+fn a_failed_subscription_is_logged_and_the_function_keeps_running() {
+    let mut o = opts();
+    o.runtime.subscribe_mode = support::SubscribeMode::ServerError;
+    o.wait_for_init = false;
+    let mut l = Lambda::start(o);
+    l.invoke(3);
+    let out = l.shutdown();
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "{out:?}\n{}",
+        l.log_text()
+    );
+    assert!(l.runtime.errors().is_empty(), "no /init/error unless asked");
+    let lines: Vec<String> = l
+        .log()
+        .into_iter()
+        .filter(|line| line.contains("telemetry subscription failed"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one clear line\n{}", l.log_text());
+    assert!(lines[0].contains("HTTP 500"), "{lines:?}");
+}
+
+#[test]
+fn fail_on_error_turns_a_failed_subscription_into_an_init_error() {
+    let mut o = opts().env("KINESIS_TELEMETRY_FAIL_ON_ERROR", "true");
+    o.runtime.subscribe_mode = support::SubscribeMode::ServerError;
+    o.wait_for_init = false;
+    let mut l = Lambda::start(o);
+    assert!(l.runtime.wait_errors(1, T), "{}", l.log_text());
+    let err = &l.runtime.errors()[0];
+    assert_eq!(
+        (err.kind.as_str(), err.error_type.as_deref()),
+        ("init", Some("Extension.SubscribeFailed"))
+    );
+    let status = l.wait_exit(T).expect("exits after reporting");
+    assert!(!status.success());
+}
