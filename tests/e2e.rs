@@ -544,3 +544,31 @@ fn fail_on_error_turns_a_failed_subscription_into_an_init_error() {
     let status = l.wait_exit(T).expect("exits after reporting");
     assert!(!status.success());
 }
+
+#[test]
+fn request_id_partition_keys_keep_an_invocation_on_one_key() {
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_PARTITION_KEY", "request_id"));
+    let ids = l.invoke(4);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    l.assert_each_event_delivered_once();
+    let mut checked = 0;
+    for r in l.kinesis.records() {
+        let event: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+        let request_id = match (event["type"].as_str(), &event["record"]) {
+            (Some("platform.start" | "platform.runtimeDone"), rec) => rec["requestId"].as_str(),
+            (Some("function"), serde_json::Value::String(line)) => line.split('\t').nth(1),
+            (Some("function"), rec) => rec["requestId"].as_str(),
+            _ => None,
+        };
+        if let Some(id) = request_id {
+            assert_eq!(r.partition_key, id, "{event}");
+            checked += 1;
+        }
+    }
+    assert_eq!(
+        checked,
+        ids.len() * 4,
+        "start, two function records, runtimeDone each"
+    );
+}
