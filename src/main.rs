@@ -57,8 +57,20 @@ fn main() {
     std::process::exit(run());
 }
 
+/// Logs go to stderr (the function's log group). `KINESIS_TELEMETRY_LOG_LEVEL` sets the level
+/// of this extension's lines only: dependencies never log, so no request header (and no
+/// credential) can reach the log through them. An unknown level falls back to `info` with a
+/// warning instead of silencing the extension.
 fn init_logging() {
-    let level = std::env::var("KINESIS_TELEMETRY_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let raw = std::env::var("KINESIS_TELEMETRY_LOG_LEVEL").unwrap_or_default();
+    let wanted = raw.trim().to_ascii_lowercase();
+    let invalid = !wanted.is_empty() && !LEVELS.contains(&wanted.as_str());
+    let level = if wanted.is_empty() || invalid {
+        "info"
+    } else {
+        wanted.as_str()
+    };
     env_logger::Builder::new()
         .parse_filters(&format!("off,kinesis_telemetry_extension={level}"))
         .format(|buf, record| {
@@ -70,6 +82,12 @@ fn init_logging() {
             )
         })
         .init();
+    if invalid {
+        warn!(
+            "KINESIS_TELEMETRY_LOG_LEVEL={raw:?} is invalid: allowed {}; using the default info",
+            LEVELS.join(", ")
+        );
+    }
 }
 
 /// The executable's own file name: Lambda requires it as the registration name, and a

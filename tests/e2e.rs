@@ -572,3 +572,18 @@ fn request_id_partition_keys_keep_an_invocation_on_one_key() {
         "start, two function records, runtimeDone each"
     );
 }
+
+#[test]
+fn an_unknown_log_level_warns_and_keeps_logging_at_info() {
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_LOG_LEVEL", "verbose"));
+    l.invoke(1);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+    assert!(
+        l.log()
+            .iter()
+            .any(|line| line.contains("KINESIS_TELEMETRY_LOG_LEVEL=\"verbose\" is invalid")),
+        "{}",
+        l.log_text()
+    );
+}
