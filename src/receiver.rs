@@ -164,8 +164,14 @@ impl Receiver {
         let mut refused = 0u64;
         for mut e in events.drain(..) {
             if e.raw.len() > self.max_event_bytes {
+                let original = e.raw.len();
                 e.raw = batch::truncate_event(&e.raw, self.max_event_bytes).into();
-                self.stats.truncated.fetch_add(1, Relaxed);
+                if self.stats.truncated.fetch_add(1, Relaxed) == 0 {
+                    warn!(
+                        "an event of {original} bytes is larger than a Kinesis record allows ({} bytes with its key): delivered with its record cut and marked \"truncated\"; further ones are counted in the shutdown summary",
+                        self.max_event_bytes
+                    );
+                }
             }
             let cost = e.cost() as u64;
             let events_now = self.stats.buffered_events.load(Relaxed);
@@ -204,10 +210,13 @@ impl Receiver {
             self.stats.release(lost.len() as u64, bytes);
             self.stats
                 .add_dropped(DropReason::BufferFull, lost.len() as u64);
-            warn!(
-                "flusher queue full: dropped {} newly arriving events",
-                lost.len()
-            );
+            if !self.full {
+                warn!(
+                    "flusher queue full: dropping newly arriving telemetry ({} events so far)",
+                    lost.len()
+                );
+            }
+            self.full = true;
         }
     }
 }

@@ -587,3 +587,49 @@ fn an_unknown_log_level_warns_and_keeps_logging_at_info() {
         l.log_text()
     );
 }
+
+#[test]
+fn an_event_bigger_than_a_record_is_delivered_truncated_and_counted() {
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_MAX_RECORD_BYTES", "4096"));
+    let ids = l.invoke(1);
+    let big = l.events.function_sized(&ids[0], 10_000);
+    let big_text = l.push(&big);
+    let after = l.events.function_text(&ids[0]);
+    l.push(&after);
+    l.invoke(1);
+    let out = l.shutdown();
+    assert_clean_exit(&l, &out);
+
+    let records = l.kinesis.records();
+    assert!(records
+        .iter()
+        .all(|r| r.data.len() + r.partition_key.len() <= 4096));
+    let original: serde_json::Value = serde_json::from_str(&big_text).unwrap();
+    let truncated: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.data).unwrap())
+        .filter(|v| v.get("truncated").is_some())
+        .collect();
+    assert_eq!(truncated.len(), 1, "exactly the big event is truncated");
+    let t = &truncated[0];
+    assert_eq!(t["type"], original["type"]);
+    assert_eq!(t["time"], original["time"]);
+    assert_eq!(t["truncated"]["originalBytes"], big_text.len());
+    let kept = t["record"]
+        .as_str()
+        .expect("record kept as a string prefix");
+    assert!(!kept.is_empty() && kept.len() < 4096);
+    assert_eq!(
+        l.summary_count("truncated"),
+        Some(1),
+        "{:?}",
+        l.summary_line()
+    );
+    // Everything else arrived whole, including the event right behind the big one.
+    let delivered = l.events_delivered();
+    let whole: Vec<&String> = l.pushed().iter().filter(|p| **p != big_text).collect();
+    for p in whole {
+        assert!(delivered.contains(p), "missing {p}");
+    }
+    assert_eq!(l.summary_count("dropped"), Some(0));
+}
