@@ -186,7 +186,7 @@ impl RequestError {
         match self {
             Self::Connect(detail) if detail.starts_with("TLS") => format!(
                 "TLS handshake with the Kinesis endpoint failed ({detail}): for a private \
-                 endpoint or a TLS-inspecting proxy, point the CA file setting at its CA bundle"
+                 endpoint or a TLS-inspecting proxy, point KINESIS_TELEMETRY_CA_FILE at its CA bundle"
             ),
             Self::Connect(detail) => format!(
                 "cannot reach Kinesis ({detail}): check the function's network path to the \
