@@ -12,7 +12,8 @@
 #                           AArch64 ELF, run it under qemu-aarch64-static with a Runtime API address
 #                           where nothing listens: it must exit by itself, with the same status as
 #                           the x86_64 binary run natively the same way; then run it under qemu in
-#                           the local sandbox (20 invocations): every event must reach the mock
+#                           the local sandbox (20 invocations): every event must reach the mock;
+#                           then run the unit tests for arm64 under qemu (HTTPS tests included)
 #   ./build.sh local ARGS   run the extension in the local Lambda sandbox (mock endpoints), report
 #   ./build.sh bench ARGS   the benchmarks (sandbox --bench): cold start, per-invoke overhead,
 #                           sustained events/s, peak RSS, binary size
@@ -334,7 +335,14 @@ cmd_arm64_smoke() {
 		"$TARGET_DIR/release/examples/sandbox" --invocations 20 --lines 5 --progress-every 10 ||
 		die "the arm64 binary under qemu did not deliver every event in the sandbox"
 
-	log "arm64 smoke OK (exit status $rc_arm on both architectures; sandbox run passed)"
+	log "check 5: the unit tests pass on arm64 under qemu (TLS handshakes run ring's arm64 code)"
+	CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc \
+		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
+		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
+		cargo test --target "${TRIPLE[arm64]}" --bins ||
+		die "the unit tests fail on arm64 under qemu"
+
+	log "arm64 smoke OK (exit status $rc_arm on both architectures; sandbox run and unit tests passed)"
 }
 
 # ---------------------------------------------------------------------------------------------
