@@ -859,7 +859,9 @@ mod https {
                 matches!(&e, RequestError::Connect(d) if d.starts_with("TLS")),
                 "{ca_file:?}: {e:?}"
             );
-            assert!(e.fix_hint(&target, "us-east-1").contains("KINESIS_TELEMETRY_CA_FILE"));
+            assert!(e
+                .fix_hint(&target, "us-east-1")
+                .contains("KINESIS_TELEMETRY_CA_FILE"));
             assert!(server.join().unwrap().is_none(), "no request got through");
         }
     }
