@@ -175,9 +175,7 @@ fn start_pipeline(
     let client = kinesis::KinesisClient::new(kinesis::ClientSettings {
         endpoint: delivery.endpoint.clone(),
         region: delivery.region.clone(),
-        access_key_id: delivery.credentials.access_key_id.clone(),
-        secret_access_key: delivery.credentials.secret_access_key.clone(),
-        session_token: delivery.credentials.session_token.clone(),
+        credentials: delivery.credentials.clone(),
         connect_timeout: config.http.connect_timeout,
         ca_file: config.http.ca_file.clone(),
     })

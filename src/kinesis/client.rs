@@ -12,6 +12,7 @@ use super::{
     error_from_response, parse_put_records_response, put_records_body, PutRecordsResponse, Record,
     RequestError, StreamTarget, TimeoutPhase, CONTENT_TYPE, PUT_RECORDS_TARGET, SIGNING_SERVICE,
 };
+use crate::config::Credentials;
 use crate::sign::Signer;
 use std::fmt;
 use std::path::PathBuf;
@@ -24,40 +25,22 @@ pub const POOL_MAX_IDLE_AGE: Duration = Duration::from_secs(15);
 
 const USER_AGENT: &str = concat!("kinesis-telemetry-extension/", env!("CARGO_PKG_VERSION"));
 
-/// Everything the client needs. `Debug` never shows the secret or the token.
-#[derive(Clone)]
+/// Everything the client needs. `Debug` never shows the secret or the token (see
+/// [`Credentials`]).
+#[derive(Clone, Debug)]
 pub struct ClientSettings {
     /// `http://` or `https://` base URL, path prefix allowed
     /// (e.g. [`super::endpoint_for_region`] or `http://127.0.0.1:4567`).
     pub endpoint: String,
     /// Signing region.
     pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
+    pub credentials: Credentials,
     /// Limit on DNS + TCP connect + TLS handshake.
     pub connect_timeout: Duration,
     /// PEM bundle of CA certificates to trust for an `https` endpoint. When set it
     /// *replaces* the bundled Mozilla roots (like `AWS_CA_BUNDLE` in the AWS CLI):
     /// it is meant for a private endpoint or a TLS-inspecting proxy.
     pub ca_file: Option<PathBuf>,
-}
-
-impl fmt::Debug for ClientSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientSettings")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("connect_timeout", &self.connect_timeout)
-            .field("ca_file", &self.ca_file)
-            .finish()
-    }
 }
 
 /// Why the client could not be built: a setting to fix.
@@ -111,10 +94,11 @@ impl fmt::Debug for KinesisClient {
 
 impl KinesisClient {
     pub fn new(s: ClientSettings) -> Result<Self, SetupError> {
+        let c = &s.credentials;
         for (value, what) in [
             (&s.region, "AWS_REGION"),
-            (&s.access_key_id, "AWS_ACCESS_KEY_ID"),
-            (&s.secret_access_key, "AWS_SECRET_ACCESS_KEY"),
+            (&c.access_key_id, "AWS_ACCESS_KEY_ID"),
+            (&c.secret_access_key, "AWS_SECRET_ACCESS_KEY"),
         ] {
             if value.trim().is_empty() {
                 return Err(SetupError::Missing(what));
@@ -138,15 +122,15 @@ impl KinesisClient {
             .build()
             .into();
 
-        let mut secrets = vec![s.secret_access_key.clone()];
-        secrets.extend(s.session_token.clone());
+        let mut secrets = vec![c.secret_access_key.clone()];
+        secrets.extend(c.session_token.clone());
         Ok(Self {
             agent,
             url,
             signer: Signer::new(
-                &s.access_key_id,
-                &s.secret_access_key,
-                s.session_token.as_deref(),
+                &c.access_key_id,
+                &c.secret_access_key,
+                c.session_token.as_deref(),
                 &s.region,
                 SIGNING_SERVICE,
             ),

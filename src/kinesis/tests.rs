@@ -352,9 +352,11 @@ fn settings(endpoint: &str) -> ClientSettings {
     ClientSettings {
         endpoint: endpoint.to_owned(),
         region: "us-east-1".into(),
-        access_key_id: "AKIDTEST".into(),
-        secret_access_key: "SECRETKEYVALUE".into(),
-        session_token: Some("SESSIONTOKENVALUE".into()),
+        credentials: crate::config::Credentials {
+            access_key_id: "AKIDTEST".into(),
+            secret_access_key: "SECRETKEYVALUE".into(),
+            session_token: Some("SESSIONTOKENVALUE".into()),
+        },
         connect_timeout: Duration::from_secs(2),
         ca_file: None,
     }
