@@ -174,7 +174,14 @@ impl<S: Sink> Flusher<S> {
     fn append(&mut self, batch: Vec<Event>) {
         for mut e in batch {
             match &e.marker {
-                Marker::Start(id) => self.current_request = Some(Arc::from(&**id)),
+                Marker::Start(id) => {
+                    // Kept only as a valid key (1..=256 chars, at most MAX_KEY_BYTES), so
+                    // the size `fit` counts is the size sent.
+                    let key = truncate_key(id);
+                    self.current_request = batch::validate_partition_key(&key)
+                        .is_ok()
+                        .then(|| Arc::from(key));
+                }
                 Marker::Report(id) => self.last_report = Some(id.clone()),
                 Marker::Other => {}
             }
@@ -309,25 +316,23 @@ impl<S: Sink> Flusher<S> {
         self.stats.add_dropped(reason, n);
     }
 
-    fn key_len(&self, e: &Event) -> usize {
+    fn key_len(e: &Event) -> usize {
         e.key
             .as_ref()
-            .map_or(batch::RANDOM_PARTITION_KEY_CHARS, |k| {
-                k.len().min(crate::receiver::MAX_KEY_BYTES)
-            })
+            .map_or(batch::RANDOM_PARTITION_KEY_CHARS, |k| k.len())
     }
 
     fn key_for(&mut self, e: &Event) -> String {
         match &e.key {
-            Some(k) if batch::validate_partition_key(&truncate_key(k)).is_ok() => truncate_key(k),
-            _ => batch::random_partition_key(&mut self.rng),
+            Some(k) => k.to_string(),
+            None => batch::random_partition_key(&mut self.rng),
         }
     }
 
     /// Sends one request's worth from the front of the buffer, retrying what fails.
     fn send_batch(&mut self, until: Instant, max_attempts: u32) -> Step {
         let fit = batch::fit(
-            self.buffer.iter().map(|e| (e.raw.len(), self.key_len(e))),
+            self.buffer.iter().map(|e| (e.raw.len(), Self::key_len(e))),
             &self.settings.limits,
         );
         if fit.oversize_front() {
