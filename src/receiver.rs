@@ -91,21 +91,16 @@ impl Receiver {
                     continue;
                 }
             };
-            let status = self.handle(request_parts(&request), &mut body, request);
+            let status = self.handle(request, &mut body);
             debug!("telemetry POST answered {status}");
         }
     }
 
-    fn handle(
-        &mut self,
-        (method, length): (tiny_http::Method, Option<usize>),
-        body: &mut Vec<u8>,
-        mut request: tiny_http::Request,
-    ) -> u16 {
-        if method != tiny_http::Method::Post {
+    fn handle(&mut self, mut request: tiny_http::Request, body: &mut Vec<u8>) -> u16 {
+        if *request.method() != tiny_http::Method::Post {
             return respond(request, 405);
         }
-        if length.is_some_and(|n| n > self.max_body) {
+        if request.body_length().is_some_and(|n| n > self.max_body) {
             self.too_large();
             return respond(request, 413);
         }
@@ -219,10 +214,6 @@ impl Receiver {
             self.full = true;
         }
     }
-}
-
-fn request_parts(r: &tiny_http::Request) -> (tiny_http::Method, Option<usize>) {
-    (r.method().clone(), r.body_length())
 }
 
 fn respond(request: tiny_http::Request, status: u16) -> u16 {
