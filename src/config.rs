@@ -487,10 +487,10 @@ fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
         "AWS_ENDPOINT_URL",
     ]
     .iter()
-    .find_map(|var| r.raw(var).map(|v| (*var, v)));
+    .find_map(|var| r.raw(var));
     // Checked (scheme, host, no query) where it is used: KinesisClient::new.
     let endpoint = match (endpoint, &region) {
-        (Some((_, v)), _) => Some(v.trim_end_matches('/').to_string()),
+        (Some(v), _) => Some(v.trim_end_matches('/').to_string()),
         (None, Some(region)) => Some(crate::kinesis::endpoint_for_region(region)),
         (None, None) => None,
     };
