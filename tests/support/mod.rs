@@ -28,6 +28,7 @@ pub mod fake_kinesis;
 pub mod fake_runtime;
 pub mod http;
 pub mod kinesis_api;
+pub mod kpl;
 pub mod moto;
 pub mod rng;
 pub mod sigv4;
