@@ -97,7 +97,7 @@ pub struct Limits {
     /// [`DEFAULT_MAX_CONNECTIONS`]; 0 counts as 1.
     pub max_connections: usize,
     /// Time from a request's first byte to the end of its body. Default
-    /// [`DEFAULT_REQUEST_TIMEOUT`].
+    /// [`DEFAULT_REQUEST_TIMEOUT`]; clamped to 1 ms ..= 1 day.
     pub request_timeout: Duration,
 }
 

@@ -117,6 +117,8 @@ pub(super) struct Connection<'a> {
     /// or the next pipelined request.
     inbuf: Vec<u8>,
     body: Vec<u8>,
+    /// [`Limits::request_timeout`], clamped to 1 ms ..= 1 day.
+    request_timeout: Duration,
     shared: &'a Shared,
 }
 
@@ -125,7 +127,13 @@ impl<'a> Connection<'a> {
         // Answers are one small write each: send them at once, and never wait long on a peer
         // that does not read.
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(shared.limits.request_timeout));
+        // Bounded both ways so that no setting can panic `Instant + Duration` or make every
+        // request stall at once.
+        let request_timeout = shared
+            .limits
+            .request_timeout
+            .clamp(Duration::from_millis(1), Duration::from_secs(86_400));
+        let _ = stream.set_write_timeout(Some(request_timeout));
         Connection {
             wire: Wire {
                 stream,
@@ -133,6 +141,7 @@ impl<'a> Connection<'a> {
             },
             inbuf: Vec::new(),
             body: Vec::new(),
+            request_timeout,
             shared,
         }
     }
@@ -165,8 +174,8 @@ impl<'a> Connection<'a> {
             End::Stalled => count_once(
                 &stats.stalled,
                 format_args!(
-                    "a telemetry request did not arrive within {:?}: closed its connection (other connections are unaffected)",
-                    self.shared.limits.request_timeout
+                    "a telemetry request was not complete {:?} after its first byte: closed its connection (other connections are unaffected)",
+                    self.request_timeout
                 ),
             ),
             End::Refuse(status) => {
@@ -194,7 +203,7 @@ impl<'a> Connection<'a> {
         if self.inbuf.is_empty() {
             self.fill()?;
         }
-        self.wire.deadline = Some(Instant::now() + self.shared.limits.request_timeout);
+        self.wire.deadline = Some(Instant::now() + self.request_timeout);
         let head = self.read_head()?;
         if !head.post {
             return Err(End::Refuse(405));
