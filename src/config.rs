@@ -1,76 +1,227 @@
 //! Settings, read once at start from the environment into a typed [`Config`].
 //!
 //! Every extension setting shares the prefix `KINESIS_TELEMETRY_` because the function's own
-//! variables are shared with the extension. Each setting has a documented default and a
-//! validated range; the README's settings table lists the same names, defaults and ranges.
+//! variables are shared with the extension. Each one is listed in [`KNOWN`] with its
+//! documented default (ranges live in the [`Int`] constants below); the README's settings
+//! table lists the same names and defaults, and a test keeps the two in step.
 //!
 //! Invariants:
 //! - Parsing never fails as a whole. An invalid value gives one [`Problem`] naming the
-//!   variable, the value it had and what is allowed, and the default is used instead, so a
-//!   typo in a tuning knob never stops telemetry.
-//! - What delivery cannot work without (a stream, a region, credentials) is reported as a
+//!   variable, the value it had and what is allowed, and the default is used, so a typo in a
+//!   tuning knob never stops telemetry. A `KINESIS_TELEMETRY_*` variable nobody reads gives a
+//!   warning naming the closest known one.
+//! - What delivery cannot work without (a valid stream, a region, credentials) is a
 //!   [`Problem`] with `disables_delivery = true`; the extension then stays registered and
 //!   keeps serving `/event/next` so the function runs normally, but ships nothing.
 //! - Secrets are never part of a [`Problem`] message or of `Debug` output.
+
+mod reader;
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::batch::{self, Limits};
+use reader::Reader;
+pub use reader::{Int, Known};
+
+use crate::filter::{Filter, Level, TypeSelection, LEVEL_NAMES};
 use crate::kinesis::StreamTarget;
+use crate::limits::{self as batch, Limits};
 
 /// The prefix every extension setting shares.
 pub const PREFIX: &str = "KINESIS_TELEMETRY_";
 
 /// Telemetry API buffering limits (Lambda developer guide, "Telemetry API", buffering).
-pub mod buffering {
-    pub const MAX_ITEMS_MIN: u64 = 1_000;
-    pub const MAX_ITEMS_MAX: u64 = 10_000;
-    pub const MAX_ITEMS_DEFAULT: u64 = 10_000;
-    pub const MAX_BYTES_MIN: u64 = 262_144;
-    pub const MAX_BYTES_MAX: u64 = 1_048_576;
-    pub const MAX_BYTES_DEFAULT: u64 = 262_144;
-    pub const TIMEOUT_MS_MIN: u64 = 25;
-    pub const TIMEOUT_MS_MAX: u64 = 30_000;
-    /// Lambda's own default is 1,000 ms. The sandbox freezes right after each invocation,
-    /// so a long buffering timeout mostly delays the last batch at SHUTDOWN, when time is
-    /// shortest; 100 ms gets it there early at the cost of a few more local POSTs.
-    pub const TIMEOUT_MS_DEFAULT: u64 = 100;
-}
+pub const BUFFERING_MAX_ITEMS: Int = Int::new("BUFFERING_MAX_ITEMS", 10_000, 1_000, 10_000);
+pub const BUFFERING_MAX_BYTES: Int = Int::new("BUFFERING_MAX_BYTES", 262_144, 262_144, 1_048_576);
+/// 25 ms is the Telemetry API's minimum: a strategy that may wait for an invocation's
+/// `platform.runtimeDone` gets it that much sooner (it is what the invocation pays).
+pub const BUFFERING_TIMEOUT_MS: Int = Int::new("BUFFERING_TIMEOUT_MS", 25, 25, 30_000);
+/// With `FLUSH_STRATEGY=background` nothing waits for `runtimeDone`: fewer, larger POSTs,
+/// and the platform's last batch still reaches the extension early at SHUTDOWN.
+pub const BACKGROUND_BUFFERING_TIMEOUT_MS: u64 = 100;
 
+pub const PORT: Int = Int::new("PORT", 4243, 0, 65_535);
 /// Port 9001 is reserved by the Lambda Runtime API.
 pub const RESERVED_PORT: u16 = 9001;
-/// Default telemetry listener port.
-pub const DEFAULT_PORT: u16 = 4243;
+
+pub const FLUSH_MAX_EVENTS: Int = Int::new("FLUSH_MAX_EVENTS", 500, 1, 10_000_000);
+pub const FLUSH_MAX_BYTES: Int = Int::new("FLUSH_MAX_BYTES", 1 << 20, 1, 1 << 30);
+/// One second keeps the busy-function promise (p99 ≤ 1.5 s from emit to stream) with room
+/// for Lambda's buffering and one PutRecords, and is half the Node.js sample's median.
+pub const FRESHNESS_MS: Int = Int::new("FRESHNESS_MS", 1_000, 0, 3_600_000);
+pub const FLUSH_TIMEOUT_MS: Int = Int::new("FLUSH_TIMEOUT_MS", 3_000, 10, 900_000);
+pub const BUFFER_MAX_EVENTS: Int = Int::new("BUFFER_MAX_EVENTS", 100_000, 1_000, 10_000_000);
+pub const BUFFER_MAX_BYTES: Int = Int::new("BUFFER_MAX_BYTES", 8 << 20, 1 << 20, 1 << 30);
+pub const MAX_RECORDS_PER_REQUEST: Int = Int::new(
+    "MAX_RECORDS_PER_REQUEST",
+    batch::MAX_RECORDS_PER_REQUEST as u64,
+    1,
+    batch::MAX_RECORDS_PER_REQUEST as u64,
+)
+.clamped();
+pub const MAX_REQUEST_BYTES: Int = Int::new(
+    "MAX_REQUEST_BYTES",
+    batch::DEFAULT_MAX_REQUEST_BYTES as u64,
+    1024,
+    batch::HARD_MAX_REQUEST_BYTES as u64,
+)
+.clamped();
+pub const MAX_RECORD_BYTES: Int = Int::new(
+    "MAX_RECORD_BYTES",
+    batch::DEFAULT_MAX_RECORD_BYTES as u64,
+    1024,
+    batch::HARD_MAX_RECORD_BYTES as u64,
+)
+.clamped();
+/// Packed records are filled up to this many bytes (data + key). Provisioned streams bill a
+/// PUT payload unit per 25 KB of a record and on-demand streams round each record up to
+/// 1 KB: a record just under 25 KB costs one unit and wastes under 4 % to rounding. Per
+/// shard, 1,000 records/s of 25 KB is far above the 1 MiB/s byte limit, so the shard's byte
+/// capacity is what binds, not its record count.
+pub const RECORD_TARGET_BYTES: Int = Int::new(
+    "RECORD_TARGET_BYTES",
+    25_000,
+    1024,
+    batch::HARD_MAX_RECORD_BYTES as u64,
+);
+pub const CONNECT_TIMEOUT_MS: Int = Int::new("CONNECT_TIMEOUT_MS", 1_000, 10, 60_000);
+pub const REQUEST_TIMEOUT_MS: Int = Int::new("REQUEST_TIMEOUT_MS", 2_000, 10, 300_000);
+pub const MAX_ATTEMPTS: Int = Int::new("MAX_ATTEMPTS", 4, 1, 100);
+pub const BACKOFF_BASE_MS: Int = Int::new("BACKOFF_BASE_MS", 25, 1, 60_000);
+pub const BACKOFF_MAX_MS: Int = Int::new("BACKOFF_MAX_MS", 1_000, 1, 300_000);
+pub const SHUTDOWN_GRACE_MS: Int = Int::new("SHUTDOWN_GRACE_MS", 1_000, 0, 1_500);
+/// One line a minute: CloudWatch's standard resolution, and a tiny share of the log group.
+pub const METRICS_INTERVAL_MS: Int = Int::new("METRICS_INTERVAL_MS", 60_000, 10_000, 3_600_000);
+/// 0 = off. Otherwise at least 1 MiB (a few segments), at most 10 GiB (Lambda's /tmp).
+pub const SPILL_MAX_BYTES: Int = Int::new("SPILL_MAX_BYTES", 0, 0, 10 << 30);
+const SPILL_MIN_BYTES: u64 = 1 << 20;
+
+pub const DEFAULT_METRICS_NAMESPACE: &str = "KinesisTelemetryExtension";
+pub const DEFAULT_SPILL_DIR: &str = crate::spill::DEFAULT_DIR;
 
 /// Schema versions the Telemetry API accepts.
 pub const SCHEMA_VERSIONS: [&str; 3] = ["2022-07-01", "2022-12-13", "2025-01-29"];
 pub const DEFAULT_SCHEMA_VERSION: &str = "2022-12-13";
-/// Telemetry stream types a subscription may name.
-pub const TELEMETRY_TYPES: [&str; 3] = ["platform", "function", "extension"];
+/// Lambda Managed Instances require this schema (it is accepted on default Lambda too).
+pub const MANAGED_INSTANCES_SCHEMA_VERSION: &str = "2025-01-29";
+/// `AWS_LAMBDA_INITIALIZATION_TYPE` on Lambda Managed Instances.
+pub const MANAGED_INSTANCES_INIT_TYPE: &str = "lambda-managed-instances";
+
+/// Every variable the extension reads, with its documented default (README settings table).
+pub const KNOWN: &[Known] = &[
+    Known::text("STREAM", "— (required)"),
+    Known::text("ENDPOINT", "https://kinesis.<region>.amazonaws.com"),
+    Known::text("CA_FILE", "none"),
+    Known::int(&PORT),
+    Known::text("BIND_ADDRESS", "0.0.0.0"),
+    Known::text("TYPES", "platform,function,extension"),
+    Known::text("MIN_LEVEL", "none"),
+    Known::text("SCHEMA_VERSION", DEFAULT_SCHEMA_VERSION),
+    Known::int(&BUFFERING_MAX_ITEMS),
+    Known::int(&BUFFERING_MAX_BYTES),
+    Known::int(&BUFFERING_TIMEOUT_MS),
+    Known::text("FLUSH_STRATEGY", "adaptive"),
+    Known::int(&FRESHNESS_MS),
+    Known::int(&FLUSH_MAX_EVENTS),
+    Known::int(&FLUSH_MAX_BYTES),
+    Known::text("FLUSH_MAX_AGE_MS", "—"),
+    Known::int(&FLUSH_TIMEOUT_MS),
+    Known::int(&BUFFER_MAX_EVENTS),
+    Known::int(&BUFFER_MAX_BYTES),
+    Known::int(&SPILL_MAX_BYTES),
+    Known::text("SPILL_DIR", DEFAULT_SPILL_DIR),
+    Known::text("RECORD_FORMAT", "ndjson"),
+    Known::int(&RECORD_TARGET_BYTES),
+    Known::text("ENRICH", "true"),
+    Known::text("PARTITION_KEY", "random"),
+    Known::int(&MAX_RECORDS_PER_REQUEST),
+    Known::int(&MAX_REQUEST_BYTES),
+    Known::int(&MAX_RECORD_BYTES),
+    Known::int(&CONNECT_TIMEOUT_MS),
+    Known::int(&REQUEST_TIMEOUT_MS),
+    Known::int(&MAX_ATTEMPTS),
+    Known::int(&BACKOFF_BASE_MS),
+    Known::int(&BACKOFF_MAX_MS),
+    Known::int(&SHUTDOWN_GRACE_MS),
+    Known::text("METRICS", "true"),
+    Known::text("METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE),
+    Known::text("METRICS_DIMENSIONS", "FunctionName"),
+    Known::int(&METRICS_INTERVAL_MS),
+    Known::text("FAIL_ON_ERROR", "false"),
+    Known::text("LOG_LEVEL", "info"),
+];
 
 /// Telemetry API subscription settings, validated against the documented ranges.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
     pub schema_version: String,
-    pub types: Vec<String>,
+    /// Categories subscribed: always `platform` (pacing, `logsDropped`), plus what the user
+    /// selected; unwanted events are filtered at the extension.
+    pub types: Vec<&'static str>,
     pub max_items: u64,
     pub max_bytes: u64,
     pub timeout_ms: u64,
 }
 
-/// When buffered telemetry is due to be sent during an invocation.
+/// When to send during an invocation (see `pacing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Hold an invocation only when not holding would break the freshness promise or lose data.
+    Adaptive,
+    /// Hold every invocation until its `platform.runtimeDone` is in the stream.
+    End,
+    /// Never hold: send what is due while the function runs.
+    Background,
+}
+
+/// How events become Kinesis records (see `records`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// Events packed into records, one JSON event per line.
+    Ndjson,
+    /// One event per record.
+    Event,
+    /// KPL aggregated records, one event per user record.
+    Kpl,
+}
+
+impl RecordFormat {
+    /// The name `KINESIS_TELEMETRY_RECORD_FORMAT` uses.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RecordFormat::Ndjson => "ndjson",
+            RecordFormat::Event => "event",
+            RecordFormat::Kpl => "kpl",
+        }
+    }
+}
+
+/// How each record's partition key is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionKeyMode {
+    /// A random key per record: spreads evenly over all shards.
+    Random,
+    /// The invocation's request id: one invocation's records on one shard, in order.
+    RequestId,
+    /// The function's name: one function's records on one shard.
+    Function,
+    /// The execution environment's id: one environment's records on one shard, in order.
+    Environment,
+}
+
+/// Pacing settings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlushPolicy {
-    /// Due once this many events are buffered.
-    pub max_events: usize,
-    /// Due once this many bytes of events are buffered.
-    pub max_bytes: usize,
-    /// Due once the oldest buffered event is this old.
-    pub max_age: Duration,
-    /// Longest time one invocation's flush may take before the extension calls `/event/next`.
+pub struct Pacing {
+    pub strategy: Strategy,
+    /// The freshness budget: emit → in the stream, that `adaptive` keeps.
+    pub freshness: Duration,
+    /// A send is due once this many events are buffered ...
+    pub flush_events: usize,
+    /// ... or this many bytes.
+    pub flush_bytes: usize,
+    /// Longest an invocation pays after its runtimeDone (or, not holding, after INVOKE).
     pub invoke_budget: Duration,
 }
 
@@ -81,13 +232,14 @@ pub struct BufferCap {
     pub max_bytes: usize,
 }
 
-/// How each record's partition key is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartitionKeyMode {
-    /// A random key per record: spreads evenly over all shards.
-    Random,
-    /// The invocation's request id: one invocation's records land on one shard, in order.
-    RequestId,
+/// Record format, size target, partition keys and request limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSettings {
+    pub format: RecordFormat,
+    /// Packed records are filled up to this (data + key), never past `limits.max_record_bytes`.
+    pub target_bytes: usize,
+    pub partition_key: PartitionKeyMode,
+    pub limits: Limits,
 }
 
 /// Transport and retry settings for Kinesis.
@@ -99,6 +251,49 @@ pub struct Http {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+}
+
+/// A dimension of the EMF metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    FunctionName,
+    FunctionVersion,
+    StreamName,
+}
+
+pub const DIMENSIONS: [(&str, Dimension); 3] = [
+    ("FunctionName", Dimension::FunctionName),
+    ("FunctionVersion", Dimension::FunctionVersion),
+    ("StreamName", Dimension::StreamName),
+];
+
+/// CloudWatch Embedded Metric Format lines on stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    pub namespace: String,
+    pub dimensions: Vec<Dimension>,
+    pub interval: Duration,
+}
+
+/// The optional spill to `/tmp` when the memory cap is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpillSettings {
+    /// 0 = off.
+    pub max_bytes: u64,
+    pub dir: PathBuf,
+}
+
+/// What Lambda tells the extension about the function and the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaEnv {
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`.
+    pub managed_instances: bool,
+    pub max_concurrency: Option<u32>,
+    pub function_name: String,
+    pub function_version: String,
+    pub memory_mb: Option<u32>,
+    pub region: Option<String>,
 }
 
 /// AWS credentials from the function's environment. `Debug` never shows the secrets.
@@ -136,14 +331,18 @@ pub struct Delivery {
 pub struct Config {
     /// `None` when something delivery needs is missing (see the problems list).
     pub delivery: Option<Delivery>,
+    pub lambda: LambdaEnv,
     pub bind_address: IpAddr,
     pub port: u16,
     pub subscription: Subscription,
-    pub flush: FlushPolicy,
+    pub filter: Filter,
+    pub pacing: Pacing,
     pub buffer: BufferCap,
-    pub limits: Limits,
-    pub partition_key: PartitionKeyMode,
+    pub spill: SpillSettings,
+    pub records: RecordSettings,
+    pub enrich: bool,
     pub http: Http,
+    pub metrics: MetricsSettings,
     /// How long SHUTDOWN waits for the platform's last telemetry batch.
     pub shutdown_grace: Duration,
     /// `KINESIS_TELEMETRY_FAIL_ON_ERROR`: configuration and subscription errors fail init.
@@ -158,214 +357,94 @@ pub struct Problem {
     pub disables_delivery: bool,
 }
 
+impl Problem {
+    fn warning(message: String) -> Problem {
+        Problem {
+            message,
+            disables_delivery: false,
+        }
+    }
+
+    fn disabling(message: String) -> Problem {
+        Problem {
+            message,
+            disables_delivery: true,
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-/// Reads settings through `get` (the process environment in production, a map in tests).
-struct Reader<'a> {
-    get: &'a dyn Fn(&str) -> Option<String>,
-    problems: Vec<Problem>,
-}
-
-impl Reader<'_> {
-    /// The variable's value, trimmed; `None` when unset or blank.
-    fn raw(&self, var: &str) -> Option<String> {
-        (self.get)(var)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn invalid(&mut self, var: &str, value: &str, allowed: &str, default: &dyn fmt::Display) {
-        self.problems.push(Problem {
-            message: format!(
-                "{var}={value:?} is invalid: allowed {allowed}; using the default {default}"
-            ),
-            disables_delivery: false,
-        });
-    }
-
-    fn missing(&mut self, message: String) {
-        self.problems.push(Problem {
-            message,
-            disables_delivery: true,
-        });
-    }
-
-    /// An integer in `min..=max` (underscores allowed as digit separators).
-    fn int(&mut self, name: &str, default: u64, min: u64, max: u64) -> u64 {
-        let var = format!("{PREFIX}{name}");
-        let Some(value) = self.raw(&var) else {
-            return default;
-        };
-        match value.replace('_', "").parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => n,
-            _ => {
-                self.invalid(&var, &value, &format!("an integer {min}..={max}"), &default);
-                default
-            }
-        }
-    }
-
-    /// Like [`Self::int`], but a value above `max` is clamped to it with a warning instead of
-    /// being refused: the user asked for "as much as possible".
-    fn int_clamped(&mut self, name: &str, default: u64, min: u64, max: u64) -> u64 {
-        let var = format!("{PREFIX}{name}");
-        let Some(value) = self.raw(&var) else {
-            return default;
-        };
-        match value.replace('_', "").parse::<u64>() {
-            Ok(n) if n > max => {
-                self.problems.push(Problem {
-                    message: format!(
-                        "{var}={value:?} is above the Kinesis maximum {max}; using {max}"
-                    ),
-                    disables_delivery: false,
-                });
-                max
-            }
-            Ok(n) if n >= min => n,
-            _ => {
-                self.invalid(&var, &value, &format!("an integer {min}..={max}"), &default);
-                default
-            }
-        }
-    }
-
-    fn millis(&mut self, name: &str, default: u64, min: u64, max: u64) -> Duration {
-        Duration::from_millis(self.int(name, default, min, max))
-    }
-
-    fn boolean(&mut self, name: &str, default: bool) -> bool {
-        let var = format!("{PREFIX}{name}");
-        let Some(value) = self.raw(&var) else {
-            return default;
-        };
-        match value.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => true,
-            "0" | "false" | "no" | "off" => false,
-            _ => {
-                self.invalid(&var, &value, "true or false", &default);
-                default
-            }
-        }
-    }
-}
-
 impl Config {
     /// Reads the settings from the process environment.
     pub fn from_env() -> (Config, Vec<Problem>) {
-        Config::from_lookup(&|name| std::env::var(name).ok())
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect();
+        Config::from_lookup(&|name| std::env::var(name).ok(), &names)
     }
 
-    /// Reads the settings through `get`; returns the config and everything wrong with it.
-    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> (Config, Vec<Problem>) {
+    /// Reads the settings through `get`; `names` are all variables set (for the check of
+    /// unknown `KINESIS_TELEMETRY_*` ones). Returns the config and everything wrong with it.
+    pub fn from_lookup(
+        get: &dyn Fn(&str) -> Option<String>,
+        names: &[String],
+    ) -> (Config, Vec<Problem>) {
         let mut r = Reader {
             get,
-            problems: Vec::new(),
+            problems: reader::unknown_variables(names, KNOWN),
         };
-
-        let port = match r.raw(&format!("{PREFIX}PORT")) {
-            None => DEFAULT_PORT,
-            Some(v) => match v.parse::<u16>() {
-                Ok(p) if p != RESERVED_PORT => p,
-                _ => {
-                    r.invalid(
-                        "KINESIS_TELEMETRY_PORT",
-                        &v,
-                        "a port 0..=65535 other than 9001 (0 picks a free port)",
-                        &DEFAULT_PORT,
-                    );
-                    DEFAULT_PORT
-                }
-            },
-        };
+        let lambda = read_lambda_env(&r);
+        let port = read_port(&mut r);
         let default_bind = IpAddr::from([0, 0, 0, 0]);
-        let bind_address = match r.raw(&format!("{PREFIX}BIND_ADDRESS")) {
-            None => default_bind,
-            Some(v) => v.parse().unwrap_or_else(|_| {
-                r.invalid(
-                    "KINESIS_TELEMETRY_BIND_ADDRESS",
-                    &v,
-                    "an IPv4 or IPv6 address such as 0.0.0.0 or 127.0.0.1",
-                    &default_bind,
-                );
+        let bind_address = match r.setting("BIND_ADDRESS") {
+            (_, None) => default_bind,
+            (var, Some(v)) => v.parse().unwrap_or_else(|_| {
+                let allowed = "an IPv4 or IPv6 address such as 0.0.0.0 or 127.0.0.1";
+                r.invalid(&var, &v, allowed, &default_bind);
                 default_bind
             }),
         };
-
-        let subscription = read_subscription(&mut r);
-
+        let filter = read_filter(&mut r);
+        let pacing = read_pacing(&mut r);
+        let subscription = read_subscription(&mut r, &filter, &pacing, &lambda);
         let buffer = BufferCap {
-            max_events: r.int("BUFFER_MAX_EVENTS", 100_000, 1_000, 10_000_000) as usize,
-            max_bytes: r.int("BUFFER_MAX_BYTES", 8 << 20, 1 << 20, 1 << 30) as usize,
+            max_events: r.usize(&BUFFER_MAX_EVENTS),
+            max_bytes: r.usize(&BUFFER_MAX_BYTES),
         };
-        let flush = FlushPolicy {
-            max_events: r.int("FLUSH_MAX_EVENTS", 500, 1, 10_000_000) as usize,
-            max_bytes: r.int("FLUSH_MAX_BYTES", 1 << 20, 1, 1 << 30) as usize,
-            max_age: r.millis("FLUSH_MAX_AGE_MS", 5_000, 0, 3_600_000),
-            invoke_budget: r.millis("FLUSH_TIMEOUT_MS", 3_000, 10, 900_000),
-        };
-        let limits = Limits {
-            max_records: r.int_clamped(
-                "MAX_RECORDS_PER_REQUEST",
-                batch::MAX_RECORDS_PER_REQUEST as u64,
-                1,
-                batch::MAX_RECORDS_PER_REQUEST as u64,
-            ) as usize,
-            max_request_bytes: r.int_clamped(
-                "MAX_REQUEST_BYTES",
-                batch::DEFAULT_MAX_REQUEST_BYTES as u64,
-                1024,
-                batch::HARD_MAX_REQUEST_BYTES as u64,
-            ) as usize,
-            max_record_bytes: r.int_clamped(
-                "MAX_RECORD_BYTES",
-                batch::DEFAULT_MAX_RECORD_BYTES as u64,
-                1024,
-                batch::HARD_MAX_RECORD_BYTES as u64,
-            ) as usize,
-        };
-        let partition_key = match r.raw(&format!("{PREFIX}PARTITION_KEY")) {
-            None => PartitionKeyMode::Random,
-            Some(v) => match v.to_ascii_lowercase().replace('-', "_").as_str() {
-                "random" => PartitionKeyMode::Random,
-                "request_id" => PartitionKeyMode::RequestId,
-                _ => {
-                    r.invalid(
-                        "KINESIS_TELEMETRY_PARTITION_KEY",
-                        &v,
-                        "random or request_id",
-                        &"random",
-                    );
-                    PartitionKeyMode::Random
-                }
-            },
-        };
+        let spill = read_spill(&mut r);
+        let records = read_records(&mut r);
+        let enrich = r.boolean("ENRICH", true);
         let http = Http {
-            connect_timeout: r.millis("CONNECT_TIMEOUT_MS", 1_000, 10, 60_000),
-            request_timeout: r.millis("REQUEST_TIMEOUT_MS", 2_000, 10, 300_000),
-            ca_file: r.raw(&format!("{PREFIX}CA_FILE")).map(PathBuf::from),
-            max_attempts: r.int("MAX_ATTEMPTS", 4, 1, 100) as u32,
-            backoff_base: r.millis("BACKOFF_BASE_MS", 25, 1, 60_000),
-            backoff_max: r.millis("BACKOFF_MAX_MS", 1_000, 1, 300_000),
+            connect_timeout: r.millis(&CONNECT_TIMEOUT_MS),
+            request_timeout: r.millis(&REQUEST_TIMEOUT_MS),
+            ca_file: r.setting("CA_FILE").1.map(PathBuf::from),
+            max_attempts: u32::try_from(r.int(&MAX_ATTEMPTS)).unwrap_or(u32::MAX),
+            backoff_base: r.millis(&BACKOFF_BASE_MS),
+            backoff_max: r.millis(&BACKOFF_MAX_MS),
         };
-        let shutdown_grace = r.millis("SHUTDOWN_GRACE_MS", 1_000, 0, 1_500);
+        let metrics = read_metrics(&mut r);
+        let shutdown_grace = r.millis(&SHUTDOWN_GRACE_MS);
         let fail_on_error = r.boolean("FAIL_ON_ERROR", false);
         let delivery = read_delivery(&mut r);
-
         let config = Config {
             delivery,
+            lambda,
             bind_address,
             port,
             subscription,
-            flush,
+            filter,
+            pacing,
             buffer,
-            limits,
-            partition_key,
+            spill,
+            records,
+            enrich,
             http,
+            metrics,
             shutdown_grace,
             fail_on_error,
         };
@@ -379,93 +458,263 @@ impl Config {
     }
 }
 
-fn read_subscription(r: &mut Reader<'_>) -> Subscription {
-    use buffering::*;
-    let schema_version = match r.raw(&format!("{PREFIX}SCHEMA_VERSION")) {
-        None => DEFAULT_SCHEMA_VERSION.to_string(),
-        Some(v) if SCHEMA_VERSIONS.contains(&v.as_str()) => v,
-        Some(v) => {
-            r.invalid(
-                "KINESIS_TELEMETRY_SCHEMA_VERSION",
-                &v,
-                &SCHEMA_VERSIONS.join(", "),
-                &DEFAULT_SCHEMA_VERSION,
+fn read_lambda_env(r: &Reader<'_>) -> LambdaEnv {
+    LambdaEnv {
+        managed_instances: r
+            .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
+            .is_some_and(|v| v.eq_ignore_ascii_case(MANAGED_INSTANCES_INIT_TYPE)),
+        max_concurrency: r
+            .raw("AWS_LAMBDA_MAX_CONCURRENCY")
+            .and_then(|v| v.parse().ok()),
+        function_name: r.raw("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
+        function_version: r.raw("AWS_LAMBDA_FUNCTION_VERSION").unwrap_or_default(),
+        memory_mb: r
+            .raw("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .and_then(|v| v.parse().ok()),
+        region: r.raw("AWS_REGION").or_else(|| r.raw("AWS_DEFAULT_REGION")),
+    }
+}
+
+fn read_port(r: &mut Reader<'_>) -> u16 {
+    let default = PORT.default as u16;
+    match r.setting(PORT.name) {
+        (_, None) => default,
+        (var, Some(v)) => match v.parse::<u16>() {
+            Ok(p) if p != RESERVED_PORT => p,
+            _ => {
+                let allowed = "a port 0..=65535 other than 9001 (0 picks a free port)";
+                r.invalid(&var, &v, allowed, &default);
+                default
+            }
+        },
+    }
+}
+
+fn read_filter(r: &mut Reader<'_>) -> Filter {
+    let types = match r.setting("TYPES") {
+        (_, None) => TypeSelection::default(),
+        (var, Some(v)) => TypeSelection::parse(&v).unwrap_or_else(|why| {
+            let allowed = format!(
+                "a comma-separated list of platform, function, extension and platform event types such as platform.report ({why})"
             );
-            DEFAULT_SCHEMA_VERSION.to_string()
+            r.invalid(&var, &v, &allowed, &"platform,function,extension");
+            TypeSelection::default()
+        }),
+    };
+    let min_level = match r.setting("MIN_LEVEL") {
+        (_, None) => None,
+        (_, Some(v)) if v.eq_ignore_ascii_case("none") => None,
+        (var, Some(v)) => match Level::parse(&v) {
+            Some(l) => Some(l),
+            None => {
+                let allowed = format!("none, {}", LEVEL_NAMES.join(", "));
+                r.invalid(&var, &v, &allowed, &"none");
+                None
+            }
+        },
+    };
+    Filter { types, min_level }
+}
+
+fn read_pacing(r: &mut Reader<'_>) -> Pacing {
+    let strategy = r.choice(
+        "FLUSH_STRATEGY",
+        &[
+            ("adaptive", Strategy::Adaptive),
+            ("end", Strategy::End),
+            ("background", Strategy::Background),
+        ],
+        Strategy::Adaptive,
+    );
+    let freshness = match (r.setting(FRESHNESS_MS.name), r.setting("FLUSH_MAX_AGE_MS")) {
+        ((_, None), (old, Some(_))) => {
+            let retired = Int {
+                name: "FLUSH_MAX_AGE_MS",
+                ..FRESHNESS_MS
+            };
+            r.problems.push(Problem::warning(format!(
+                "{old} is retired: it is read as {PREFIX}{} (the freshness budget); rename it",
+                FRESHNESS_MS.name
+            )));
+            r.millis(&retired)
+        }
+        _ => r.millis(&FRESHNESS_MS),
+    };
+    Pacing {
+        strategy,
+        freshness,
+        flush_events: r.usize(&FLUSH_MAX_EVENTS),
+        flush_bytes: r.usize(&FLUSH_MAX_BYTES),
+        invoke_budget: r.millis(&FLUSH_TIMEOUT_MS),
+    }
+}
+
+fn read_subscription(
+    r: &mut Reader<'_>,
+    filter: &Filter,
+    pacing: &Pacing,
+    lambda: &LambdaEnv,
+) -> Subscription {
+    let default_schema = if lambda.managed_instances {
+        MANAGED_INSTANCES_SCHEMA_VERSION
+    } else {
+        DEFAULT_SCHEMA_VERSION
+    };
+    let schema_version = match r.setting("SCHEMA_VERSION") {
+        (_, None) => default_schema.to_string(),
+        (var, Some(v)) if lambda.managed_instances && v != MANAGED_INSTANCES_SCHEMA_VERSION => {
+            r.problems.push(Problem::warning(format!(
+                "{var}={v:?} cannot be used on Lambda Managed Instances, which require {MANAGED_INSTANCES_SCHEMA_VERSION}; using {MANAGED_INSTANCES_SCHEMA_VERSION}"
+            )));
+            MANAGED_INSTANCES_SCHEMA_VERSION.to_string()
+        }
+        (_, Some(v)) if SCHEMA_VERSIONS.contains(&v.as_str()) => v,
+        (var, Some(v)) => {
+            r.invalid(&var, &v, &SCHEMA_VERSIONS.join(", "), &default_schema);
+            default_schema.to_string()
         }
     };
-    let default_types: Vec<String> = TELEMETRY_TYPES.iter().map(|s| s.to_string()).collect();
-    let types = match r.raw(&format!("{PREFIX}TYPES")) {
-        None => default_types,
-        Some(v) => {
-            let mut types: Vec<String> = Vec::new();
-            let mut ok = true;
-            for t in v.split(',').map(|t| t.trim().to_ascii_lowercase()) {
-                if !TELEMETRY_TYPES.contains(&t.as_str()) {
-                    ok = false;
-                } else if !types.contains(&t) {
-                    types.push(t);
-                }
-            }
-            if ok && !types.is_empty() {
-                types
-            } else {
-                r.invalid(
-                    "KINESIS_TELEMETRY_TYPES",
-                    &v,
-                    "a comma-separated list of platform, function, extension",
-                    &"platform,function,extension",
-                );
-                default_types
-            }
-        }
+    let mut types = filter.types.categories();
+    if !types.contains(&"platform") {
+        types.insert(0, "platform");
+    }
+    let timeout_default = match pacing.strategy {
+        Strategy::Background => BACKGROUND_BUFFERING_TIMEOUT_MS,
+        Strategy::Adaptive | Strategy::End => BUFFERING_TIMEOUT_MS.default,
     };
     Subscription {
         schema_version,
         types,
-        max_items: r.int(
-            "BUFFERING_MAX_ITEMS",
-            MAX_ITEMS_DEFAULT,
-            MAX_ITEMS_MIN,
-            MAX_ITEMS_MAX,
-        ),
-        max_bytes: r.int(
-            "BUFFERING_MAX_BYTES",
-            MAX_BYTES_DEFAULT,
-            MAX_BYTES_MIN,
-            MAX_BYTES_MAX,
-        ),
-        timeout_ms: r.int(
-            "BUFFERING_TIMEOUT_MS",
-            TIMEOUT_MS_DEFAULT,
-            TIMEOUT_MS_MIN,
-            TIMEOUT_MS_MAX,
-        ),
+        max_items: r.int(&BUFFERING_MAX_ITEMS),
+        max_bytes: r.int(&BUFFERING_MAX_BYTES),
+        timeout_ms: r.int(&Int {
+            default: timeout_default,
+            ..BUFFERING_TIMEOUT_MS
+        }),
+    }
+}
+
+fn read_spill(r: &mut Reader<'_>) -> SpillSettings {
+    let mut max_bytes = r.int(&SPILL_MAX_BYTES);
+    if max_bytes > 0 && max_bytes < SPILL_MIN_BYTES {
+        let (var, v) = r.setting(SPILL_MAX_BYTES.name);
+        let allowed = format!("0 (off) or {SPILL_MIN_BYTES}..={}", SPILL_MAX_BYTES.max);
+        r.invalid(&var, &v.unwrap_or_default(), &allowed, &0);
+        max_bytes = 0;
+    }
+    SpillSettings {
+        max_bytes,
+        dir: r
+            .setting("SPILL_DIR")
+            .1
+            .map_or_else(|| PathBuf::from(DEFAULT_SPILL_DIR), PathBuf::from),
+    }
+}
+
+fn read_records(r: &mut Reader<'_>) -> RecordSettings {
+    let format = r.choice(
+        "RECORD_FORMAT",
+        &[
+            ("ndjson", RecordFormat::Ndjson),
+            ("event", RecordFormat::Event),
+            ("kpl", RecordFormat::Kpl),
+        ],
+        RecordFormat::Ndjson,
+    );
+    let partition_key = r.choice(
+        "PARTITION_KEY",
+        &[
+            ("random", PartitionKeyMode::Random),
+            ("request_id", PartitionKeyMode::RequestId),
+            ("function", PartitionKeyMode::Function),
+            ("environment", PartitionKeyMode::Environment),
+        ],
+        PartitionKeyMode::Random,
+    );
+    let limits = Limits {
+        max_records: r.usize(&MAX_RECORDS_PER_REQUEST),
+        max_request_bytes: r.usize(&MAX_REQUEST_BYTES),
+        max_record_bytes: r.usize(&MAX_RECORD_BYTES),
+    };
+    RecordSettings {
+        format,
+        target_bytes: r.usize(&RECORD_TARGET_BYTES).min(limits.max_record_bytes),
+        partition_key,
+        limits,
+    }
+}
+
+fn read_metrics(r: &mut Reader<'_>) -> MetricsSettings {
+    let enabled = r.boolean("METRICS", true);
+    let namespace = match r.setting("METRICS_NAMESPACE") {
+        (_, None) => DEFAULT_METRICS_NAMESPACE.to_string(),
+        // CloudWatch: 1..=255 characters, no leading colon.
+        (_, Some(v)) if v.len() <= 255 && !v.starts_with(':') && v.is_ascii() => v,
+        (var, Some(v)) => {
+            let allowed = "1 to 255 ASCII characters not starting with ':'";
+            r.invalid(&var, &v, allowed, &DEFAULT_METRICS_NAMESPACE);
+            DEFAULT_METRICS_NAMESPACE.to_string()
+        }
+    };
+    let dimensions = match r.setting("METRICS_DIMENSIONS") {
+        (_, None) => vec![Dimension::FunctionName],
+        (_, Some(v)) if v.eq_ignore_ascii_case("none") => Vec::new(),
+        (var, Some(v)) => {
+            let parsed: Option<Vec<Dimension>> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(|d| {
+                    DIMENSIONS
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(d))
+                        .map(|(_, x)| *x)
+                })
+                .collect();
+            match parsed {
+                Some(mut d) if !d.is_empty() => {
+                    d.dedup();
+                    d
+                }
+                _ => {
+                    let names: Vec<&str> = DIMENSIONS.iter().map(|(n, _)| *n).collect();
+                    let allowed = format!("none, or a comma list of {}", names.join(", "));
+                    r.invalid(&var, &v, &allowed, &"FunctionName");
+                    vec![Dimension::FunctionName]
+                }
+            }
+        }
+    };
+    MetricsSettings {
+        enabled,
+        namespace,
+        dimensions,
+        interval: r.millis(&METRICS_INTERVAL_MS),
     }
 }
 
 /// Stream, region, endpoint and credentials; `None` (with a problem) when delivery can't work.
 fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
-    let stream_var = format!("{PREFIX}STREAM");
     let stream = match r
-        .raw(&stream_var)
-        .map(|v| (stream_var.as_str(), v))
+        .setting("STREAM")
+        .1
+        .map(|v| (format!("{PREFIX}STREAM"), v))
         .or_else(|| {
             r.raw("KINESIS_STREAM_NAME")
-                .map(|v| ("KINESIS_STREAM_NAME", v))
+                .map(|v| ("KINESIS_STREAM_NAME".to_string(), v))
         }) {
         None => {
-            r.missing(format!(
-                "no stream set: set {stream_var} to the Kinesis stream's name or ARN; telemetry is not delivered"
-            ));
+            r.problems.push(Problem::disabling(format!(
+                "no stream set: set {PREFIX}STREAM to the Kinesis stream's name or ARN; telemetry is not delivered"
+            )));
             None
         }
         Some((var, v)) => match StreamTarget::parse(&v) {
             Ok(s) => Some(s),
             Err(why) => {
-                r.missing(format!(
+                r.problems.push(Problem::disabling(format!(
                     "{var}={v:?} is invalid: {why}; telemetry is not delivered"
-                ));
+                )));
                 None
             }
         },
@@ -478,16 +727,16 @@ fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
         .or_else(|| r.raw("AWS_REGION"))
         .or_else(|| r.raw("AWS_DEFAULT_REGION"));
     if region.is_none() {
-        r.missing("AWS_REGION is not set (and the stream is not an ARN): the Kinesis region is unknown; telemetry is not delivered".to_string());
+        r.problems.push(Problem::disabling(
+            "AWS_REGION is not set (and the stream is not an ARN): the Kinesis region is unknown; telemetry is not delivered".to_string(),
+        ));
     }
 
-    let endpoint = [
-        "KINESIS_TELEMETRY_ENDPOINT",
-        "AWS_ENDPOINT_URL_KINESIS",
-        "AWS_ENDPOINT_URL",
-    ]
-    .iter()
-    .find_map(|var| r.raw(var));
+    let endpoint = ["ENDPOINT"]
+        .iter()
+        .map(|n| format!("{PREFIX}{n}"))
+        .chain(["AWS_ENDPOINT_URL_KINESIS".into(), "AWS_ENDPOINT_URL".into()])
+        .find_map(|var| r.raw(&var));
     // Checked (scheme, host, no query) where it is used: KinesisClient::new.
     let endpoint = match (endpoint, &region) {
         (Some(v), _) => Some(v.trim_end_matches('/').to_string()),
@@ -511,10 +760,10 @@ fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
             if secret.is_none() {
                 missing.push("AWS_SECRET_ACCESS_KEY");
             }
-            r.missing(format!(
+            r.problems.push(Problem::disabling(format!(
                 "credentials missing: {} not set; telemetry is not delivered",
                 missing.join(" and ")
-            ));
+            )));
             None
         }
     };
@@ -527,146 +776,14 @@ fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
     })
 }
 
+/// Every known variable's full name and documented default (for the README check).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn parse(vars: &[(&str, &str)]) -> (Config, Vec<Problem>) {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(&move |k| map.get(k).cloned())
-    }
-
-    const BASE: [(&str, &str); 4] = [
-        ("KINESIS_TELEMETRY_STREAM", "telemetry"),
-        ("AWS_REGION", "eu-west-1"),
-        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-        ),
-    ];
-
-    fn with(extra: &[(&'static str, &'static str)]) -> (Config, Vec<Problem>) {
-        let mut v = BASE.to_vec();
-        v.extend_from_slice(extra);
-        parse(&v)
-    }
-
-    #[test]
-    fn defaults_are_valid_and_complete() {
-        let (c, problems) = with(&[]);
-        assert!(problems.is_empty(), "{problems:?}");
-        let d = c.delivery.expect("delivery configured");
-        assert_eq!(d.stream, StreamTarget::Name("telemetry".into()));
-        assert_eq!(d.endpoint, "https://kinesis.eu-west-1.amazonaws.com");
-        assert_eq!(c.port, 4243);
-        assert_eq!(c.subscription.schema_version, "2022-12-13");
-        assert_eq!(c.subscription.types, ["platform", "function", "extension"]);
-        assert_eq!(c.limits, Limits::default());
-        assert!(!c.fail_on_error);
-    }
-
-    #[test]
-    fn node_sample_variable_is_a_fallback() {
-        let (c, problems) = parse(&[
-            ("KINESIS_STREAM_NAME", "legacy"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "A"),
-            ("AWS_SECRET_ACCESS_KEY", "S"),
-        ]);
-        assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(
-            c.delivery.unwrap().stream,
-            StreamTarget::Name("legacy".into())
-        );
-    }
-
-    #[test]
-    fn arn_region_wins_and_china_endpoint() {
-        let (c, problems) = with(&[(
-            "KINESIS_TELEMETRY_STREAM",
-            "arn:aws-cn:kinesis:cn-north-1:123456789012:stream/logs",
-        )]);
-        assert!(problems.is_empty(), "{problems:?}");
-        let d = c.delivery.unwrap();
-        assert_eq!(d.region, "cn-north-1");
-        assert_eq!(d.endpoint, "https://kinesis.cn-north-1.amazonaws.com.cn");
-    }
-
-    #[test]
-    fn endpoint_precedence() {
-        let (c, _) = with(&[
-            ("AWS_ENDPOINT_URL", "http://general:1"),
-            ("AWS_ENDPOINT_URL_KINESIS", "http://kinesis-specific:2/"),
-        ]);
-        assert_eq!(c.delivery.unwrap().endpoint, "http://kinesis-specific:2");
-        let (c, _) = with(&[
-            ("AWS_ENDPOINT_URL_KINESIS", "http://kinesis-specific:2"),
-            ("KINESIS_TELEMETRY_ENDPOINT", "https://mine:3"),
-        ]);
-        assert_eq!(c.delivery.unwrap().endpoint, "https://mine:3");
-    }
-
-    #[test]
-    fn invalid_values_name_the_variable_and_fall_back() {
-        let (c, problems) = with(&[
-            ("KINESIS_TELEMETRY_PORT", "9001"),
-            ("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "5"),
-            ("KINESIS_TELEMETRY_TYPES", "platform,bogus"),
-            ("KINESIS_TELEMETRY_FAIL_ON_ERROR", "maybe"),
-        ]);
-        assert_eq!(problems.len(), 4, "{problems:?}");
-        let about = |var: &str| {
-            problems
-                .iter()
-                .find(|p| p.message.starts_with(var))
-                .unwrap_or_else(|| panic!("no problem names {var}: {problems:?}"))
-                .message
-                .clone()
-        };
-        assert!(about("KINESIS_TELEMETRY_PORT=\"9001\"").contains("other than 9001"));
-        assert!(about("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS=\"5\"").contains("25..=30000"));
-        assert!(about("KINESIS_TELEMETRY_TYPES").contains("platform, function, extension"));
-        assert!(about("KINESIS_TELEMETRY_FAIL_ON_ERROR").contains("true or false"));
-        assert!(problems.iter().all(|p| !p.disables_delivery));
-        assert_eq!(c.port, DEFAULT_PORT);
-        assert_eq!(c.subscription.timeout_ms, buffering::TIMEOUT_MS_DEFAULT);
-        assert!(c.delivery.is_some());
-    }
-
-    #[test]
-    fn kinesis_limits_are_clamped_not_refused() {
-        let (c, problems) = with(&[
-            ("KINESIS_TELEMETRY_MAX_RECORDS_PER_REQUEST", "501"),
-            ("KINESIS_TELEMETRY_MAX_REQUEST_BYTES", "99999999999"),
-        ]);
-        assert_eq!(c.limits.max_records, 500);
-        assert_eq!(c.limits.max_request_bytes, batch::HARD_MAX_REQUEST_BYTES);
-        assert_eq!(problems.len(), 2);
-    }
-
-    #[test]
-    fn missing_essentials_disable_delivery_with_named_causes() {
-        let (c, problems) = parse(&[("AWS_REGION", "us-east-1")]);
-        assert!(c.delivery.is_none());
-        let text: Vec<_> = problems.iter().map(|p| p.message.as_str()).collect();
-        assert!(text[0].contains("KINESIS_TELEMETRY_STREAM"), "{text:?}");
-        assert!(text[1].contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"));
-        assert!(problems.iter().all(|p| p.disables_delivery));
-    }
-
-    #[test]
-    fn secrets_never_appear_in_debug_or_problems() {
-        let (c, problems) = with(&[
-            ("AWS_SESSION_TOKEN", "TOKENSECRET"),
-            ("KINESIS_TELEMETRY_PORT", "x"),
-        ]);
-        let dump = format!("{c:?} {problems:?}");
-        assert!(!dump.contains("EXAMPLEKEY"));
-        assert!(!dump.contains("TOKENSECRET"));
-    }
+pub fn documented() -> Vec<(String, String)> {
+    KNOWN
+        .iter()
+        .map(|k| (format!("{PREFIX}{}", k.name), k.default_text()))
+        .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,13 +27,13 @@
 //!   bytes are identical to those of AWS's aggregator (a known-answer test holds
 //!   us to that);
 //! * sizes are exact and known before building: `aggregate(key, data).len() ==
-//!   aggregated_len(key, lens) == base_len(key) + Σ user_record_len(len)`. A record
+//!   aggregated_len(key.len(), lens) == base_len(key.len()) + Σ user_record_len(len)`. A record
 //!   costs the same whatever its position (its key index is always the one byte
 //!   `0`), so a packer adds [`user_record_len`] per event and stops before a limit,
-//!   as `batch::fit` does. Kinesis counts the result as `aggregated_len` plus the
+//!   as `records::plan` does. Kinesis counts the result as `aggregated_len` plus the
 //!   outer partition key's UTF-8 bytes.
 //!
-//! The key is not validated here (see `batch::validate_partition_key`). A record
+//! The key is not validated here (see `records::fixed_key`). A record
 //! with zero user records is well formed (the key table only) and decodes to
 //! nothing; callers have no reason to send one.
 //!
@@ -70,10 +70,11 @@ const DATA: u8 = key(3, WIRE_LEN);
 /// The index of the table's only key: a one-byte varint.
 const ONLY_KEY_INDEX: u8 = 0;
 
-/// Bytes of the aggregated record with no user records: magic, the partition key
-/// table's one entry, digest. Equal to `aggregated_len(partition_key, [])`.
-pub fn base_len(partition_key: &str) -> usize {
-    MAGIC.len() + len_field_len(partition_key.len()) + DIGEST_BYTES
+/// Bytes of the aggregated record with no user records, for a partition key of
+/// `key_bytes` UTF-8 bytes: magic, the partition key table's one entry, digest. Equal to
+/// `aggregated_len(key_bytes, [])`.
+pub fn base_len(key_bytes: usize) -> usize {
+    MAGIC.len() + len_field_len(key_bytes) + DIGEST_BYTES
 }
 
 /// Bytes that adding one user record of `data_len` bytes adds to an aggregated
@@ -83,11 +84,11 @@ pub fn user_record_len(data_len: usize) -> usize {
 }
 
 /// Exact size of the aggregated record (magic + protobuf + MD5) that [`aggregate`]
-/// builds for `partition_key` and user records of these data lengths.
-pub fn aggregated_len(partition_key: &str, data_lens: impl IntoIterator<Item = usize>) -> usize {
+/// builds for a partition key of `key_bytes` bytes and user records of these data lengths.
+pub fn aggregated_len(key_bytes: usize, data_lens: impl IntoIterator<Item = usize>) -> usize {
     data_lens
         .into_iter()
-        .fold(base_len(partition_key), |len, n| len + user_record_len(n))
+        .fold(base_len(key_bytes), |len, n| len + user_record_len(n))
 }
 
 /// Builds the aggregated record holding each of `data` as one user record, in
@@ -99,7 +100,7 @@ where
     I::IntoIter: Clone,
 {
     let data = data.into_iter();
-    let len = aggregated_len(partition_key, data.clone().map(<[u8]>::len));
+    let len = aggregated_len(partition_key.len(), data.clone().map(<[u8]>::len));
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&MAGIC);
     put_len_field(&mut out, PARTITION_KEY_TABLE, partition_key.as_bytes());
@@ -157,7 +158,7 @@ mod tests {
     }
 
     fn len_of(key: &str, blobs: &[Vec<u8>]) -> usize {
-        aggregated_len(key, blobs.iter().map(Vec::len))
+        aggregated_len(key.len(), blobs.iter().map(Vec::len))
     }
 
     /// A test pattern that is not all one byte, so misplaced bytes show.
@@ -367,8 +368,8 @@ mod tests {
             (&*"k".repeat(128), 4 + 1 + 2 + 128 + 16),
             ("\u{e9}", 4 + 1 + 1 + 2 + 16), // UTF-8 bytes, not characters
         ] {
-            assert_eq!(base_len(key), expected, "key {key:?}");
-            assert_eq!(aggregated_len(key, []), expected);
+            assert_eq!(base_len(key.len()), expected, "key {key:?}");
+            assert_eq!(aggregated_len(key.len(), []), expected);
         }
     }
 
@@ -376,7 +377,7 @@ mod tests {
     fn each_record_adds_user_record_len_wherever_it_goes() {
         let sizes = [5, 0, 200, 16_384, 1, 127];
         let mut blobs = Vec::new();
-        let mut expected = base_len(KEY);
+        let mut expected = base_len(KEY.len());
         assert_eq!(agg(KEY, &blobs).len(), expected);
         for n in sizes {
             blobs.push(blob(n));

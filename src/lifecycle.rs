@@ -1,42 +1,36 @@
-//! The lifecycle loop: long-polls `/event/next` and paces the flusher so that nothing is in
-//! flight when the sandbox freezes.
+//! The lifecycle loop: long-polls `/event/next` and opens the flusher's windows, so that
+//! nothing is in flight when the sandbox freezes.
 //!
-//! On INVOKE it opens a flush window and waits for the flusher's acknowledgement before
-//! calling `/event/next` again. The window ends at the earlier of the flush budget
-//! (`KINESIS_TELEMETRY_FLUSH_TIMEOUT_MS`) and the invocation's deadline minus a margin; the
-//! flusher bounds every request by that end, so the wait is bounded too. When nothing is due
-//! the acknowledgement comes back at once.
+//! On INVOKE it hands the invocation to the flusher and calls `/event/next` again only once
+//! the flusher has closed the window (see `flusher` and `window`). On Lambda Managed
+//! Instances it registered for SHUTDOWN only: it tells the flusher to send on its own clock
+//! and waits in `/event/next` until SHUTDOWN.
 //!
-//! On SHUTDOWN it plans the final drain from the event's `deadlineMs` (never a fixed sleep),
-//! waits for the flusher, logs the summary line and returns so the process exits 0 before
-//! the deadline.
+//! On SHUTDOWN it plans the final drain from the event's `deadlineMs` (never a fixed sleep):
+//! the drain ends [`SHUTDOWN_DRAIN_MARGIN`] before it, whatever is still held then is
+//! counted as dropped, the summary line is logged, and the process exits at least
+//! [`EXIT_MARGIN`] before the deadline.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender};
 use log::{error, info, warn};
 
-use crate::flusher::{Ack, Control};
-use crate::runtime_api::{NextEvent, RuntimeApi};
-use crate::stats::Stats;
+use crate::buffer::Buffer;
+use crate::flusher::{FlusherHandle, ACK_SLACK};
+use crate::runtime_api::{ApiError, NextEvent, Registration, RuntimeApi};
+use crate::stats::{DropReason, Stats};
 
-/// Invocation windows end this long before the invocation's deadline.
-pub const INVOKE_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
-/// The shutdown drain ends this long before SHUTDOWN's `deadlineMs`, leaving time to exit.
-pub const SHUTDOWN_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
-/// How long past a window's end the loop still waits for the flusher's acknowledgement
-/// (a request's timeout firing, the last bookkeeping).
-pub const ACK_SLACK: Duration = Duration::from_millis(25);
+/// The process exits at least this long before SHUTDOWN's `deadlineMs` (the README's promise).
+pub const EXIT_MARGIN: Duration = Duration::from_millis(100);
+/// The shutdown drain ends this long before `deadlineMs`: the exit margin, the flusher's
+/// acknowledgement slack, and a little for the summary line and the exit itself.
+pub const SHUTDOWN_DRAIN_MARGIN: Duration = Duration::from_millis(100 + 25 + 25);
 /// Consecutive `/event/next` failures before the extension gives up.
 const MAX_NEXT_FAILURES: u32 = 3;
 
-/// The flusher as the lifecycle loop sees it.
-pub struct FlusherHandle {
-    pub control: Sender<Control>,
-    pub acks: Receiver<Ack>,
-    pub invoke_budget: Duration,
-}
+const _: () =
+    assert!(SHUTDOWN_DRAIN_MARGIN.as_millis() > EXIT_MARGIN.as_millis() + ACK_SLACK.as_millis());
 
 /// Converts an epoch-milliseconds deadline into an `Instant`.
 pub fn instant_from_epoch_ms(deadline_ms: u64) -> Instant {
@@ -48,45 +42,70 @@ pub fn instant_from_epoch_ms(deadline_ms: u64) -> Instant {
     now + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
-/// End of an INVOKE flush window (pure).
-pub fn invoke_window_end(now: Instant, deadline: Instant, budget: Duration) -> Instant {
-    let by_deadline = deadline
-        .checked_sub(INVOKE_DEADLINE_MARGIN)
-        .unwrap_or(now)
-        .max(now);
-    (now + budget).min(by_deadline)
+/// Registers: for INVOKE and SHUTDOWN, or SHUTDOWN only on Lambda Managed Instances. When
+/// INVOKE is refused as an invalid event type where nothing said this was Managed Instances
+/// (a future environment, an emulator), registers again for SHUTDOWN only instead of
+/// exiting and taking the function's init down. Returns the registration and whether it is
+/// for SHUTDOWN only.
+pub fn register(
+    api: &RuntimeApi,
+    name: &str,
+    managed_instances: bool,
+) -> Result<(Registration, bool), ApiError> {
+    if managed_instances {
+        return api.register(name, &["SHUTDOWN"]).map(|r| (r, true));
+    }
+    match api.register(name, &["INVOKE", "SHUTDOWN"]) {
+        Ok(r) => Ok((r, false)),
+        Err(e) if e.is_invalid_event_type() => {
+            warn!("registering for INVOKE was refused ({e}) although AWS_LAMBDA_INITIALIZATION_TYPE does not say lambda-managed-instances: registered for SHUTDOWN only, sending continuously");
+            api.register(name, &["SHUTDOWN"]).map(|r| (r, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The delivery pipeline, when there is one.
+pub struct Pipeline {
+    pub flusher: FlusherHandle,
+    pub buffer: Arc<Buffer>,
 }
 
 pub struct Lifecycle<'a> {
     api: &'a RuntimeApi,
     id: &'a str,
-    flusher: Option<FlusherHandle>,
+    pipeline: Option<Pipeline>,
     stats: Arc<Stats>,
-    window: u64,
+    /// Registered for SHUTDOWN only (Lambda Managed Instances).
+    shutdown_only: bool,
     last_request: Option<String>,
-    late_acks_logged: bool,
 }
 
 impl<'a> Lifecycle<'a> {
     pub fn new(
         api: &'a RuntimeApi,
         id: &'a str,
-        flusher: Option<FlusherHandle>,
+        pipeline: Option<Pipeline>,
         stats: Arc<Stats>,
+        shutdown_only: bool,
     ) -> Self {
         Lifecycle {
             api,
             id,
-            flusher,
+            pipeline,
             stats,
-            window: 0,
+            shutdown_only,
             last_request: None,
-            late_acks_logged: false,
         }
     }
 
     /// Runs until SHUTDOWN; returns the process exit code.
     pub fn run(mut self) -> i32 {
+        if self.shutdown_only {
+            if let Some(p) = self.pipeline.as_mut() {
+                p.flusher.continuous();
+            }
+        }
         let mut failures = 0;
         loop {
             match self.api.next_event(self.id) {
@@ -95,7 +114,12 @@ impl<'a> Lifecycle<'a> {
                     deadline_ms,
                 }) => {
                     failures = 0;
-                    self.invoke(instant_from_epoch_ms(deadline_ms));
+                    if let Some(p) = self.pipeline.as_mut() {
+                        if !self.shutdown_only {
+                            p.flusher
+                                .invoke(&request_id, instant_from_epoch_ms(deadline_ms));
+                        }
+                    }
                     self.last_request = Some(request_id);
                 }
                 Ok(NextEvent::Shutdown {
@@ -103,14 +127,14 @@ impl<'a> Lifecycle<'a> {
                     deadline_ms,
                 }) => {
                     self.shutdown(instant_from_epoch_ms(deadline_ms));
-                    info!("shutdown ({reason}): {}", self.stats.summary());
+                    info!("shutdown ({reason}): {}", self.summary());
                     return 0;
                 }
                 Err(e) => {
                     failures += 1;
                     error!("event/next failed ({failures}/{MAX_NEXT_FAILURES}): {e}");
                     if failures >= MAX_NEXT_FAILURES {
-                        info!("giving up: {}", self.stats.summary());
+                        info!("giving up: {}", self.summary());
                         let _ = self
                             .api
                             .exit_error(self.id, "RuntimeApiFailed", &e.to_string());
@@ -122,62 +146,25 @@ impl<'a> Lifecycle<'a> {
         }
     }
 
-    fn invoke(&mut self, deadline: Instant) {
-        let Some(f) = &self.flusher else {
-            return;
-        };
-        let now = Instant::now();
-        let until = invoke_window_end(now, deadline, f.invoke_budget);
-        self.window += 1;
-        if f.control
-            .try_send(Control::Invoke {
-                window: self.window,
-                until,
-            })
-            .is_err()
-        {
-            return;
-        }
-        self.wait_ack(until + ACK_SLACK);
+    fn summary(&self) -> String {
+        let held = self.pipeline.as_ref().map_or(0, |p| p.buffer.held());
+        self.stats.summary(held)
     }
 
     fn shutdown(&mut self, deadline: Instant) {
-        let Some(f) = &self.flusher else {
+        let Some(p) = self.pipeline.as_mut() else {
             return;
         };
         let until = deadline
-            .checked_sub(SHUTDOWN_DEADLINE_MARGIN)
+            .checked_sub(SHUTDOWN_DRAIN_MARGIN)
             .unwrap_or_else(Instant::now);
-        self.window += 1;
-        let sent = f.control.send_timeout(
-            Control::Shutdown {
-                window: self.window,
-                until,
-                last_request: self.last_request.clone(),
-            },
-            until.saturating_duration_since(Instant::now()),
-        );
-        if sent.is_ok() {
-            self.wait_ack(until + ACK_SLACK);
-        }
-    }
-
-    /// Waits for the acknowledgement of the current window, skipping stale ones.
-    fn wait_ack(&mut self, by: Instant) {
-        let Some(f) = &self.flusher else {
-            return;
-        };
-        loop {
-            match f.acks.recv_deadline(by) {
-                Ok(Ack(w)) if w == self.window => return,
-                Ok(_) => continue,
-                Err(_) => {
-                    if !self.late_acks_logged {
-                        warn!("the flusher did not finish within its window; calling /event/next anyway (it never starts a request past the window's end)");
-                        self.late_acks_logged = true;
-                    }
-                    return;
-                }
+        if !p.flusher.shutdown(until, self.last_request.clone()) {
+            // The flusher did not close in time (a request outliving its timeout): what it
+            // still holds is lost with the environment; count it before the summary.
+            let left = p.buffer.abandon();
+            if left > 0 {
+                warn!("SHUTDOWN deadline reached with {left} events undelivered; they are lost (counted as shutdown_deadline)");
+                self.stats.add_dropped(DropReason::ShutdownDeadline, left);
             }
         }
     }
@@ -186,23 +173,6 @@ impl<'a> Lifecycle<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn window_ends_at_budget_or_before_deadline() {
-        let now = Instant::now();
-        let far = now + Duration::from_secs(900);
-        assert_eq!(
-            invoke_window_end(now, far, Duration::from_secs(3)),
-            now + Duration::from_secs(3)
-        );
-        let near = now + Duration::from_millis(500);
-        assert_eq!(
-            invoke_window_end(now, near, Duration::from_secs(3)),
-            near - INVOKE_DEADLINE_MARGIN
-        );
-        let past = now + Duration::from_millis(50);
-        assert_eq!(invoke_window_end(now, past, Duration::from_secs(3)), now);
-    }
 
     #[test]
     fn epoch_deadlines_convert() {

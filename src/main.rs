@@ -1,12 +1,12 @@
 //! `kinesis-telemetry-extension`: an AWS Lambda external extension that delivers every
 //! Telemetry API event (platform, function and extension logs) to Amazon Kinesis Data Streams.
 //!
-//! Threads, joined by bounded channels:
+//! Threads, joined by the buffer and bounded channels:
 //!
 //! ```text
-//!  Lambda Telemetry API --POST--> receiver --Vec<Event>--> flusher --PutRecords--> Kinesis
-//!                                                            ^  |
-//!  Extensions API <--event/next-- lifecycle (main) --Control-+  +--Ack--> lifecycle
+//!  Telemetry API --POST--> listener --> receiver --admit--> Buffer <--lease-- flusher --PutRecords--> Kinesis
+//!                       (a thread per connection)             |  wake            ^  |
+//!  Extensions API <--event/next-- lifecycle (main) ------------+---- Control ----+  +-- Ack --> lifecycle
 //! ```
 //!
 //! This file only wires them; each module documents its own invariants.
@@ -14,88 +14,58 @@
 #![deny(unsafe_code)]
 
 mod b64;
-mod batch;
+mod buffer;
 mod config;
+mod enrich;
 mod event;
+mod filter;
 mod flusher;
+mod health;
 mod kinesis;
-// Not wired into the flusher yet.
-#[allow(dead_code)]
 mod kpl;
 mod lifecycle;
-// Replaces tiny_http in the receiver; wired in by the receiver rewrite.
-#[allow(dead_code)]
+mod limits;
 mod listener;
+mod logging;
+mod metrics;
+mod pacing;
 mod receiver;
+mod records;
 mod retry;
 mod rng;
 mod runtime_api;
+mod send;
 mod sign;
-#[allow(dead_code)] // until the flusher spills to it
 mod spill;
+mod spilled;
 mod stats;
+mod truncate;
+mod window;
 
-use std::io::Write;
 use std::sync::Arc;
 
 use log::{error, info, warn};
 
-use config::{Config, Delivery};
-use flusher::{Flusher, Settings};
-use lifecycle::{FlusherHandle, Lifecycle};
-use receiver::Receiver;
-use runtime_api::{RuntimeApi, Subscribed};
+use config::{Config, Delivery, PartitionKeyMode};
+use enrich::{FunctionInfo, Origin};
+use lifecycle::{Lifecycle, Pipeline};
+use runtime_api::{Registration, RuntimeApi, Subscribed};
 use stats::Stats;
 
 /// The name Lambda knows this extension by when the file is not renamed.
 const DEFAULT_NAME: &str = "kinesis-telemetry-extension";
-/// Batches of events the receiver may queue for the flusher (bytes are capped separately).
-const EVENT_QUEUE_BATCHES: usize = 1024;
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("--version") {
         println!("{DEFAULT_NAME} {}", env!("CARGO_PKG_VERSION"));
         return;
     }
-    init_logging();
+    logging::init();
     // The release build aborts on panic (smaller binary); say why in one line first.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("[kinesis-telemetry] ERROR internal error, exiting: {info}");
     }));
     std::process::exit(run());
-}
-
-/// Logs go to stderr (the function's log group). `KINESIS_TELEMETRY_LOG_LEVEL` sets the level
-/// of this extension's lines only: dependencies never log, so no request header (and no
-/// credential) can reach the log through them. An unknown level falls back to `info` with a
-/// warning instead of silencing the extension.
-fn init_logging() {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    let raw = std::env::var("KINESIS_TELEMETRY_LOG_LEVEL").unwrap_or_default();
-    let wanted = raw.trim().to_ascii_lowercase();
-    let invalid = !wanted.is_empty() && !LEVELS.contains(&wanted.as_str());
-    let level = if wanted.is_empty() || invalid {
-        "info"
-    } else {
-        wanted.as_str()
-    };
-    env_logger::Builder::new()
-        .parse_filters(&format!("off,kinesis_telemetry_extension={level}"))
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "[kinesis-telemetry] {} {}",
-                record.level(),
-                record.args()
-            )
-        })
-        .init();
-    if invalid {
-        warn!(
-            "KINESIS_TELEMETRY_LOG_LEVEL={raw:?} is invalid: allowed {}; using the default info",
-            LEVELS.join(", ")
-        );
-    }
 }
 
 /// The executable's own file name: Lambda requires it as the registration name, and a
@@ -123,13 +93,15 @@ fn run() -> i32 {
         }
     };
     let name = extension_name();
-    let id = match api.register(&name) {
-        Ok(id) => id,
-        Err(e) => {
-            error!("registering as {name:?} failed: {e}");
-            return 1;
-        }
-    };
+    let (registration, shutdown_only) =
+        match lifecycle::register(&api, &name, config.lambda.managed_instances) {
+            Ok(r) => r,
+            Err(e) => {
+                error!("registering as {name:?} failed: {e}");
+                return 1;
+            }
+        };
+    let id = registration.id.clone();
 
     for p in &problems {
         if p.disables_delivery {
@@ -144,21 +116,30 @@ fn run() -> i32 {
     }
 
     let stats = Arc::new(Stats::default());
-    let flusher = match &config.delivery {
+    let pipeline = match &config.delivery {
         None => None,
-        Some(delivery) => match start_pipeline(&config, delivery, &api, &id, &stats) {
-            Ok(handle) => Some(handle),
-            Err((reason, message)) if config.fail_on_error => {
-                error!("{message}");
-                return fail_init(&api, &id, reason, &message);
+        Some(delivery) => {
+            match start_pipeline(
+                &config,
+                delivery,
+                &registration,
+                &api,
+                &stats,
+                shutdown_only,
+            ) {
+                Ok(p) => Some(p),
+                Err((reason, message)) if config.fail_on_error => {
+                    error!("{message}");
+                    return fail_init(&api, &id, reason, &message);
+                }
+                Err((_, message)) => {
+                    error!("{message}; the function runs normally without telemetry delivery");
+                    None
+                }
             }
-            Err((_, message)) => {
-                error!("{message}; the function runs normally without telemetry delivery");
-                None
-            }
-        },
+        }
     };
-    Lifecycle::new(&api, &id, flusher, stats).run()
+    Lifecycle::new(&api, &id, pipeline, stats, shutdown_only).run()
 }
 
 /// Reports `Extension.<reason>` through `/init/error` (the user made errors fatal with
@@ -171,15 +152,16 @@ fn fail_init(api: &RuntimeApi, id: &str, reason: &str, message: &str) -> i32 {
     1
 }
 
-/// Starts the receiver and flusher threads and subscribes to the Telemetry API.
+/// Starts the buffer, the listener and the flusher, and subscribes to the Telemetry API.
 /// The error names the `Extension.<Reason>` to report when failures are fatal.
 fn start_pipeline(
     config: &Config,
     delivery: &Delivery,
+    registration: &Registration,
     api: &RuntimeApi,
-    id: &str,
     stats: &Arc<Stats>,
-) -> Result<FlusherHandle, (&'static str, String)> {
+    concurrent: bool,
+) -> Result<Pipeline, (&'static str, String)> {
     let client = kinesis::KinesisClient::new(kinesis::ClientSettings {
         endpoint: delivery.endpoint.clone(),
         region: delivery.region.clone(),
@@ -194,43 +176,110 @@ fn start_pipeline(
         )
     })?;
 
-    let (events_tx, events_rx) = crossbeam_channel::bounded(EVENT_QUEUE_BATCHES);
-    let (control_tx, control_rx) = crossbeam_channel::bounded(4);
-    let (ack_tx, ack_rx) = crossbeam_channel::bounded(4);
+    let function = FunctionInfo {
+        name: registration
+            .function_name
+            .clone()
+            .unwrap_or_else(|| config.lambda.function_name.clone()),
+        version: registration
+            .function_version
+            .clone()
+            .unwrap_or_else(|| config.lambda.function_version.clone()),
+        region: delivery.region.clone(),
+        account: registration.account_id.clone(),
+        memory_mb: config.lambda.memory_mb,
+    };
+    let origin = Origin::new(&function, format!("{:016x}", rng::Rng::new().next_u64()));
 
-    let receiver = Receiver::bind(
+    let spill = spilled::open_logged(&config.spill);
+    Stats::add(
+        &stats.recovered,
+        spill.as_ref().map_or(0, |s| s.reserved_tickets()),
+    );
+    let (buffer, woken) = buffer::Buffer::new(config.buffer.clone(), spill);
+    let buffer = Arc::new(buffer);
+
+    let fixed_key = match config.records.partition_key {
+        PartitionKeyMode::Function => records::fixed_key(&function.name),
+        PartitionKeyMode::Environment => records::fixed_key(origin.environment()),
+        PartitionKeyMode::Random | PartitionKeyMode::RequestId => None,
+    };
+    let added = if config.enrich {
+        origin.max_added_len()
+    } else {
+        0
+    };
+    let receiver = receiver::Receiver::new(
+        receiver::Settings {
+            filter: config.filter.clone(),
+            origin: config.enrich.then(|| origin.clone()),
+            partition_key: config.records.partition_key,
+            fixed_key,
+            concurrent,
+            max_event_bytes: records::max_event_bytes(
+                &config.records.limits,
+                config.records.format,
+                added,
+            ),
+        },
+        buffer.clone(),
+        stats.clone(),
+    );
+    let listener = listener::Listener::bind(
         config.bind_address,
         config.port,
-        events_tx,
-        stats.clone(),
-        config.buffer.clone(),
-        config.max_body_bytes(),
-        config
-            .limits
-            .max_record_bytes
-            .min(config.limits.max_request_bytes),
+        listener::Limits {
+            max_body: config.max_body_bytes(),
+            ..listener::Limits::default()
+        },
+        stats.listener.clone(),
     )
-    .map_err(|e| ("ListenerFailed", e))?;
-    let port = receiver.port();
-    spawn("telemetry-receiver", move || receiver.run())?;
+    .map_err(|e| ("ListenerFailed", e.to_string()))?;
+    let port = listener.port();
+    listener.spawn(Arc::new(receiver)).map_err(|e| {
+        (
+            "ThreadSpawn",
+            format!("cannot start the telemetry listener: {e}"),
+        )
+    })?;
 
-    let settings = Settings {
-        policy: config.flush.clone(),
-        limits: config.limits,
-        http: config.http.clone(),
-        partition_key: config.partition_key,
-        shutdown_grace: config.shutdown_grace,
-    };
-    let sink = flusher::KinesisSink::new(client, delivery.stream.clone());
-    let flusher = Flusher::new(sink, settings, stats.clone(), events_rx);
-    spawn("flusher", move || flusher.run(control_rx, ack_tx))?;
+    let metrics = metrics::Metrics::new(
+        config.metrics.clone(),
+        metrics::DimensionValues {
+            function_name: function.name.clone(),
+            function_version: function.version.clone(),
+            stream_name: delivery.stream.stream_name().to_string(),
+        },
+    );
+    let flusher = flusher::spawn(flusher::Parts {
+        sink: flusher::KinesisSink::new(client, delivery.stream.clone()),
+        settings: flusher::Settings {
+            pacing: config.pacing.clone(),
+            records: config.records.clone(),
+            http: config.http.clone(),
+            shutdown_grace: config.shutdown_grace,
+            buffering_timeout: std::time::Duration::from_millis(config.subscription.timeout_ms),
+        },
+        stats: stats.clone(),
+        buffer: buffer.clone(),
+        woken,
+        metrics,
+    })
+    .map_err(|e| {
+        (
+            "ThreadSpawn",
+            format!("cannot start the flusher thread: {e}"),
+        )
+    })?;
 
-    match api.subscribe(id, &config.subscription, port) {
+    match api.subscribe(&registration.id, &config.subscription, port) {
         Ok(Subscribed::Yes) => info!(
-            "subscribed to {} telemetry on port {port}; delivering to {} in {}",
+            "subscribed to {} telemetry on port {port} (keeping {}); delivering to {} in {} as {} records",
             config.subscription.types.join(","),
+            config.filter.types.describe(),
             delivery.stream,
-            delivery.region
+            delivery.region,
+            config.records.format.name()
         ),
         Ok(Subscribed::NotSupported) => {
             warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");
@@ -242,23 +291,5 @@ fn start_pipeline(
             ))
         }
     }
-    Ok(FlusherHandle {
-        control: control_tx,
-        acks: ack_rx,
-        invoke_budget: config.flush.invoke_budget,
-    })
-}
-
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), (&'static str, String)> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(1024 * 1024)
-        .spawn(f)
-        .map(drop)
-        .map_err(|e| {
-            (
-                "ThreadSpawn",
-                format!("cannot start the {name} thread: {e}"),
-            )
-        })
+    Ok(Pipeline { flusher, buffer })
 }

@@ -1,124 +1,66 @@
-//! The telemetry listener: the HTTP endpoint the Telemetry API POSTs event batches to.
+//! The receiver: what happens to a telemetry POST's body, called by the listener's
+//! connection threads (see `listener` for the HTTP side).
 //!
-//! Threading: `tiny_http` accepts connections on its own threads and hands complete requests
-//! to the one receiver thread that runs [`Receiver::run`]. That thread reads the body, splits
-//! it into events, applies the buffer cap and hands the events to the flusher with a
-//! non-blocking `try_send`; it never waits on the flusher or on Kinesis, so Lambda always
+//! For each event, in order: note what pacing needs (`platform.start`, `runtimeDone`,
+//! `report`) and what Lambda says it dropped (`platform.logsDropped`); apply the user's
+//! filter (counted as `filtered`); truncate an event too big for a record; add the
+//! enrichment object; choose its partition key; then hand the batch to the buffer, which
+//! applies the memory cap. It never waits on the flusher or on Kinesis, so Lambda always
 //! gets its answer at once (a slow listener makes Lambda drop telemetry).
 //!
-//! Answers:
-//! - 200 for every POST we could read, including empty, non-array and malformed bodies. A
-//!   non-2xx answer makes the platform resend the same batch again and again, so content we
-//!   cannot use is counted and logged (once per kind) instead of refused.
-//! - 413 for a body over the cap (`2 * maxBytes` plus a megabyte): Lambda never sends one,
-//!   and reading it would break the memory bound.
-//! - 405 for any method other than POST.
-//!
-//! Buffer cap (memory bound): everything accepted and not yet delivered is counted in
-//! [`Stats::buffered_events`] / [`Stats::buffered_bytes`]. When an event would take either
-//! over its cap, that newly arriving event is dropped (policy "drop newest": what is already
-//! buffered is kept and delivered in order), counted as `buffer_full`, and logged once per
-//! episode of fullness.
+//! Answers: 200 for every POST, including empty, non-array and malformed bodies: a non-2xx
+//! makes the platform resend the same batch again and again, so content we cannot use is
+//! counted and logged (once per kind) instead of refused.
 
-use std::io::Read;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
 use log::{debug, warn};
 
-use crate::batch;
-use crate::config::BufferCap;
-use crate::event::{self, Event, ParseError};
+use crate::buffer::{Buffer, Entry, Mark};
+use crate::config::{PartitionKeyMode, PREFIX};
+use crate::enrich::Origin;
+use crate::event::{self, Event, Item, Key, Kind, ParseError};
+use crate::filter::Filter;
+use crate::listener::Handler;
+use crate::records;
 use crate::stats::{BadBody, DropReason, Stats};
+use crate::truncate::truncate_event;
 
-/// Longest partition key the flusher generates, in bytes; events are truncated so that
-/// data plus this key always fit one Kinesis record.
-pub const MAX_KEY_BYTES: usize = 64;
-
-pub struct Receiver {
-    server: tiny_http::Server,
-    tx: Sender<Vec<Event>>,
-    stats: Arc<Stats>,
-    cap: BufferCap,
-    max_body: usize,
-    /// Largest event data kept whole; bigger events are truncated (see `batch`).
-    max_event_bytes: usize,
-    full: bool,
+/// What the receiver needs to know, fixed at start.
+pub struct Settings {
+    pub filter: Filter,
+    /// `None`: enrichment off.
+    pub origin: Option<Origin>,
+    pub partition_key: PartitionKeyMode,
+    /// The key in `function` and `environment` modes.
+    pub fixed_key: Option<Arc<str>>,
+    /// Lambda Managed Instances: invocations run concurrently, so no line is attributed to
+    /// "the running invocation".
+    pub concurrent: bool,
+    /// Events larger than this are truncated (room for the key, framing and enrichment
+    /// already subtracted).
+    pub max_event_bytes: usize,
 }
 
-impl Receiver {
-    /// Binds the listener. Port 0 picks a free port; [`Receiver::port`] tells which.
-    pub fn bind(
-        addr: std::net::IpAddr,
-        port: u16,
-        tx: Sender<Vec<Event>>,
-        stats: Arc<Stats>,
-        cap: BufferCap,
-        max_body: usize,
-        max_event_bytes: usize,
-    ) -> Result<Receiver, String> {
-        let server = tiny_http::Server::http((addr, port))
-            .map_err(|e| format!("cannot listen for telemetry on {addr}:{port}: {e}"))?;
-        Ok(Receiver {
-            server,
-            tx,
-            stats,
-            cap,
-            max_body,
-            max_event_bytes: max_event_bytes.saturating_sub(MAX_KEY_BYTES),
-            full: false,
-        })
-    }
+pub struct Receiver {
+    settings: Settings,
+    buffer: Arc<Buffer>,
+    stats: Arc<Stats>,
+    /// The invocation between its `platform.start` and its `runtimeDone` (not concurrent).
+    running: Mutex<Option<Arc<str>>>,
+    /// Enrichment sequence number: every event accepted by the receiver, before the cap.
+    seq: AtomicU64,
+    lambda_dropping: AtomicBool,
+}
 
-    pub fn port(&self) -> u16 {
-        self.server
-            .server_addr()
-            .to_ip()
-            .map(|a| a.port())
-            .unwrap_or(0)
-    }
-
-    /// Serves telemetry POSTs until the process exits.
-    pub fn run(mut self) {
-        let mut body = Vec::new();
-        loop {
-            let request = match self.server.recv() {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!("telemetry listener: accept failed: {e}");
-                    continue;
-                }
-            };
-            let status = self.handle(request, &mut body);
-            debug!("telemetry POST answered {status}");
-        }
-    }
-
-    fn handle(&mut self, mut request: tiny_http::Request, body: &mut Vec<u8>) -> u16 {
-        if *request.method() != tiny_http::Method::Post {
-            return respond(request, 405);
-        }
-        if request.body_length().is_some_and(|n| n > self.max_body) {
-            self.too_large();
-            return respond(request, 413);
-        }
-        body.clear();
-        let limit = self.max_body as u64 + 1;
-        if let Err(e) = request.as_reader().take(limit).read_to_end(body) {
-            // The connection broke mid-body: the platform will retry this batch.
-            warn!("telemetry listener: reading a POST body failed: {e}");
-            return respond(request, 400);
-        }
-        if body.len() > self.max_body {
-            self.too_large();
-            return respond(request, 413);
-        }
-        self.stats.posts.fetch_add(1, Relaxed);
-        match event::parse_batch(body, Instant::now()) {
-            Ok(events) => self.admit(events),
-            Err(ParseError::Empty) => self.bad_body(BadBody::Empty, "empty body"),
+impl Handler for Receiver {
+    fn post(&self, body: &[u8]) -> u16 {
+        Stats::add(&self.stats.posts, 1);
+        match event::parse_batch(body) {
+            Ok(items) => self.admit(items),
+            Err(ParseError::Empty) => self.bad_body(BadBody::Empty, "an empty body"),
             Err(ParseError::NotArray) => {
                 self.bad_body(BadBody::NotArray, "JSON that is not an array of events")
             }
@@ -126,19 +68,19 @@ impl Receiver {
                 self.bad_body(BadBody::Malformed, &format!("malformed JSON ({why})"))
             }
         }
-        if body.capacity() > 4 * self.max_body.min(1 << 20) {
-            *body = Vec::new();
-        }
-        respond(request, 200)
+        200
     }
+}
 
-    fn too_large(&self) {
-        let n = self.stats.count_bad_body(BadBody::TooLarge);
-        if n == 1 {
-            warn!(
-                "telemetry POST over {} bytes refused with 413 (Lambda never sends one this big); further ones are counted in the shutdown summary",
-                self.max_body
-            );
+impl Receiver {
+    pub fn new(settings: Settings, buffer: Arc<Buffer>, stats: Arc<Stats>) -> Receiver {
+        Receiver {
+            settings,
+            buffer,
+            stats,
+            running: Mutex::new(None),
+            seq: AtomicU64::new(0),
+            lambda_dropping: AtomicBool::new(false),
         }
     }
 
@@ -151,72 +93,139 @@ impl Receiver {
         }
     }
 
-    /// Applies truncation and the buffer cap, then hands the events to the flusher.
-    fn admit(&mut self, mut events: Vec<Event>) {
-        let received = events.len() as u64;
-        self.stats.received.fetch_add(received, Relaxed);
-        let mut kept = Vec::with_capacity(events.len());
-        let mut refused = 0u64;
-        for mut e in events.drain(..) {
-            if e.raw.len() > self.max_event_bytes {
-                let original = e.raw.len();
-                e.raw = batch::truncate_event(&e.raw, self.max_event_bytes).into();
-                if self.stats.truncated.fetch_add(1, Relaxed) == 0 {
-                    warn!(
-                        "an event of {original} bytes is larger than a Kinesis record allows ({} bytes with its key): delivered with its record cut and marked \"truncated\"; further ones are counted in the shutdown summary",
-                        self.max_event_bytes
-                    );
+    fn admit(&self, items: Vec<Item<'_>>) {
+        let now = Instant::now();
+        let received = items.len() as u64;
+        let (mut filtered, mut bytes, mut lambda_dropped) = (0u64, 0u64, false);
+        let mut entries = Vec::with_capacity(items.len());
+        let filter_noop = self.settings.filter.is_noop();
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for item in items {
+            bytes += item.raw.len() as u64;
+            let own_id = item.request_id.as_deref();
+            let mark = match (&item.kind, own_id) {
+                (Kind::Start, Some(id)) if !self.settings.concurrent => {
+                    *running = records::fixed_key(id);
+                    None
                 }
-            }
-            let cost = e.cost() as u64;
-            let events_now = self.stats.buffered_events.load(Relaxed);
-            let bytes_now = self.stats.buffered_bytes.load(Relaxed);
-            if events_now + 1 > self.cap.max_events as u64
-                || bytes_now + cost > self.cap.max_bytes as u64
-            {
-                refused += 1;
+                (Kind::RuntimeDone, Some(id)) => {
+                    if running.as_deref() == Some(id) {
+                        *running = None;
+                    }
+                    Some(Mark::Done(id.into()))
+                }
+                (Kind::Report, Some(id)) => Some(Mark::Report(id.into())),
+                (Kind::LogsDropped { records, bytes }, _) => {
+                    self.lambda_dropped(*records, *bytes);
+                    lambda_dropped = true;
+                    None
+                }
+                _ => None,
+            };
+            if !filter_noop && !self.settings.filter.keeps(&item.event_type, item.record) {
+                filtered += 1;
+                entries.push(Entry { event: None, mark });
                 continue;
             }
-            self.stats.buffered_events.fetch_add(1, Relaxed);
-            self.stats.buffered_bytes.fetch_add(cost, Relaxed);
-            kept.push(e);
+            // A log line without an id of its own belongs to the invocation running now.
+            let inferred = match (&item.kind, own_id) {
+                (Kind::Log, None) => running.clone(),
+                _ => None,
+            };
+            let event = self.event_of(&item, own_id, inferred.as_deref(), now);
+            entries.push(Entry {
+                event: Some(event),
+                mark,
+            });
         }
-        if refused > 0 {
-            self.stats.add_dropped(DropReason::BufferFull, refused);
-            if !self.full {
+        drop(running);
+        if !lambda_dropped {
+            self.lambda_dropping.store(false, Relaxed);
+        }
+        Stats::add(&self.stats.received, received);
+        Stats::add(&self.stats.received_bytes, bytes);
+        Stats::add(&self.stats.filtered, filtered);
+        let a = self.buffer.admit(entries);
+        Stats::add(&self.stats.spilled, a.spilled);
+        self.stats.add_dropped(DropReason::BufferFull, a.refused);
+        self.stats
+            .add_dropped(DropReason::SpillFull, a.spill_refused);
+        if a.became_full {
+            self.log_full();
+        }
+    }
+
+    /// The event to buffer: truncated if too big, enriched, with its partition key.
+    fn event_of(
+        &self,
+        item: &Item<'_>,
+        own_id: Option<&str>,
+        inferred: Option<&str>,
+        now: Instant,
+    ) -> Event {
+        let s = &self.settings;
+        let mut raw: std::borrow::Cow<str> = item.raw.into();
+        if raw.len() > s.max_event_bytes {
+            let original = raw.len();
+            raw = truncate_event(&raw, s.max_event_bytes).into();
+            if self.stats.truncated.fetch_add(1, Relaxed) == 0 {
                 warn!(
-                    "buffer full ({} events, {} bytes buffered; caps {} / {}): dropping newly arriving telemetry until Kinesis catches up",
-                    self.stats.buffered_events.load(Relaxed),
-                    self.stats.buffered_bytes.load(Relaxed),
-                    self.cap.max_events,
-                    self.cap.max_bytes
+                    "an event of {original} bytes is larger than a Kinesis record allows ({} bytes with its key): delivered with its record cut and marked \"truncated\"; further ones are counted in the shutdown summary. Raise {PREFIX}MAX_RECORD_BYTES if the stream allows bigger records",
+                    s.max_event_bytes
                 );
             }
-            self.full = true;
-        } else if !kept.is_empty() {
-            self.full = false;
         }
-        if kept.is_empty() {
-            return;
+        let seq = self.seq.fetch_add(1, Relaxed);
+        let enriched = match &s.origin {
+            Some(origin) if item.enrichable => origin.splice(&raw, seq, inferred),
+            _ => None,
+        };
+        let raw: Box<str> = match enriched {
+            Some(e) => e.into(),
+            None => raw.into(),
+        };
+        let key = match s.partition_key {
+            PartitionKeyMode::Random => None,
+            PartitionKeyMode::RequestId => own_id
+                .and_then(records::fixed_key)
+                .or_else(|| inferred.map(Arc::from)),
+            PartitionKeyMode::Function | PartitionKeyMode::Environment => s.fixed_key.clone(),
+        };
+        Event::new(raw, now, key.map_or(Key::Random, Key::Fixed))
+    }
+
+    fn lambda_dropped(&self, records: u64, bytes: u64) {
+        Stats::add(&self.stats.lambda_dropped_events, records);
+        Stats::add(&self.stats.lambda_dropped_bytes, bytes);
+        if !self.lambda_dropping.swap(true, Relaxed) {
+            warn!(
+                "Lambda dropped {records} telemetry events ({bytes} bytes) because this extension's listener fell behind (platform.logsDropped); if it recurs, lower {PREFIX}BUFFERING_MAX_ITEMS / {PREFIX}BUFFERING_MAX_BYTES or raise {PREFIX}BUFFERING_TIMEOUT_MS so Lambda sends fewer, larger batches"
+            );
         }
-        if let Err(e) = self.tx.try_send(kept) {
-            let (TrySendError::Full(lost) | TrySendError::Disconnected(lost)) = e;
-            let bytes: u64 = lost.iter().map(|e| e.cost() as u64).sum();
-            self.stats.release(lost.len() as u64, bytes);
-            self.stats
-                .add_dropped(DropReason::BufferFull, lost.len() as u64);
-            if !self.full {
-                warn!(
-                    "flusher queue full: dropping newly arriving telemetry ({} events so far)",
-                    lost.len()
-                );
-            }
-            self.full = true;
+    }
+
+    /// One line per episode of fullness, saying why and what to change.
+    fn log_full(&self) {
+        let level = self.buffer.level();
+        let cap = self.buffer.cap();
+        let which = if level.queued >= cap.max_events {
+            format!("{PREFIX}BUFFER_MAX_EVENTS ({})", cap.max_events)
+        } else {
+            format!("{PREFIX}BUFFER_MAX_BYTES ({})", cap.max_bytes)
+        };
+        if self.stats.struggling.load(Relaxed) {
+            warn!(
+                "buffer full ({} events, {} bytes held): Kinesis is not accepting records, so newly arriving telemetry is dropped until it does (counted as buffer_full); raise {which} or set {PREFIX}SPILL_MAX_BYTES to ride out longer outages",
+                level.queued, level.bytes
+            );
+        } else {
+            warn!(
+                "buffer full ({} events, {} bytes held) with Kinesis healthy: telemetry arrives faster than it can be sent between invocations, so newly arriving telemetry is dropped (counted as buffer_full); raise {which}, or use {PREFIX}FLUSH_STRATEGY=end so each invocation's telemetry is sent while it runs",
+                level.queued, level.bytes
+            );
         }
     }
 }
 
-fn respond(request: tiny_http::Request, status: u16) -> u16 {
-    let _ = request.respond(tiny_http::Response::empty(status));
-    status
-}
+#[cfg(test)]
+mod tests;

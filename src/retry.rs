@@ -3,7 +3,7 @@
 //!
 //! [`plan`] is pure: it turns the call's result into a [`Plan`] over the request's
 //! record indices (`0..sent`). Invariants:
-//! * `delivered + resend.len() + dropped() == sent`;
+//! * `delivered + resend.len() + dropped == sent` (dropped: all of them when `fatal`);
 //! * `resend` is ascending, so resent records keep their relative order;
 //! * a whole-request fatal error drops every record of the request with one reason,
 //!   a whole-request transient error resends all of them, and a 200 with failed
@@ -29,28 +29,24 @@ pub struct Plan {
     /// How many of `resend` were refused for throughput (per record, or the whole
     /// request): the stream is short of capacity.
     pub throttled: usize,
-    /// Set when the whole request failed for good: all `sent` records are dropped,
-    /// for this reason (an AWS error code or a failure name).
+    /// Set when the whole request failed for good: all its records are dropped, for this
+    /// reason (an AWS error code or a failure name).
     pub fatal: Option<String>,
-    sent: usize,
+    /// The outcome is unknown (the request timed out after it was sent): the records to
+    /// resend may already be in the stream.
+    pub unconfirmed: bool,
 }
 
-impl Plan {
-    /// Records given up on (all of them when `fatal` is set, else none).
-    #[cfg(test)]
-    pub fn dropped(&self) -> usize {
-        if self.fatal.is_some() {
-            self.sent
-        } else {
-            0
-        }
-    }
-
-    /// Nothing left to resend.
-    #[cfg(test)]
-    pub fn is_finished(&self) -> bool {
-        self.resend.is_empty()
-    }
+/// Whether a failed request may still have been applied: it reached Kinesis and the answer
+/// was lost (a timeout after sending, a connection broken mid-exchange, a garbled 2xx).
+fn may_have_landed(error: &RequestError) -> bool {
+    use crate::kinesis::TimeoutPhase;
+    matches!(
+        error,
+        RequestError::Timeout(TimeoutPhase::Send | TimeoutPhase::Receive | TimeoutPhase::Overall)
+            | RequestError::Io(_)
+            | RequestError::MalformedResponse(_)
+    )
 }
 
 /// Plans what follows a PutRecords call that carried `sent` records.
@@ -64,7 +60,7 @@ pub fn plan(result: &Result<PutRecordsResponse, RequestError>, sent: usize) -> P
             resend: all(),
             throttled: 0,
             fatal: None,
-            sent,
+            unconfirmed: false,
         },
         Ok(response) => {
             let mut plan = Plan {
@@ -72,7 +68,7 @@ pub fn plan(result: &Result<PutRecordsResponse, RequestError>, sent: usize) -> P
                 resend: Vec::new(),
                 throttled: 0,
                 fatal: None,
-                sent,
+                unconfirmed: false,
             };
             for (i, outcome) in response.records.iter().enumerate() {
                 match outcome {
@@ -93,21 +89,21 @@ pub fn plan(result: &Result<PutRecordsResponse, RequestError>, sent: usize) -> P
                 resend: Vec::new(),
                 throttled: 0,
                 fatal: Some(error.reason()),
-                sent,
+                unconfirmed: false,
             },
             ErrorClass::Throttled => Plan {
                 delivered: 0,
                 resend: all(),
                 throttled: sent,
                 fatal: None,
-                sent,
+                unconfirmed: false,
             },
             ErrorClass::Retryable => Plan {
                 delivered: 0,
                 resend: all(),
                 throttled: 0,
                 fatal: None,
-                sent,
+                unconfirmed: may_have_landed(error),
             },
         },
     }
@@ -497,6 +493,15 @@ mod tests {
         ]
     }
 
+    /// Records given up on (all of them when `fatal` is set, else none).
+    fn dropped(p: &Plan, sent: usize) -> usize {
+        if p.fatal.is_some() {
+            sent
+        } else {
+            0
+        }
+    }
+
     #[test]
     fn plans_for_real_response_shapes() {
         for c in cases() {
@@ -506,12 +511,18 @@ mod tests {
             assert_eq!(p.throttled, c.throttled, "{}: throttled", c.name);
             assert_eq!(p.fatal.as_deref(), c.fatal, "{}: fatal", c.name);
             assert_eq!(
-                p.delivered + p.resend.len() + p.dropped(),
+                p.delivered + p.resend.len() + dropped(&p, c.sent),
                 c.sent,
                 "{}: every record accounted for once",
                 c.name
             );
-            assert_eq!(p.is_finished(), c.resend.is_empty(), "{}", c.name);
+            let answer_lost = matches!(
+                c.result,
+                Err(RequestError::Timeout(TimeoutPhase::Receive)
+                    | RequestError::Io(_)
+                    | RequestError::MalformedResponse(_))
+            );
+            assert_eq!(p.unconfirmed, answer_lost, "{}", c.name);
         }
     }
 
@@ -525,7 +536,7 @@ mod tests {
             let body = format!(r#"{{"__type":"{code}","message":"m"}}"#);
             let p = plan(&http(400, &body), 3);
             assert_eq!(p.fatal.as_deref(), Some(code));
-            assert_eq!(p.dropped(), 3);
+            assert_eq!(dropped(&p, 3), 3);
         }
     }
 

@@ -62,6 +62,37 @@ pub enum NextEvent {
     },
 }
 
+/// What `register` returned: the identifier, and who the function is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub id: String,
+    pub function_name: Option<String>,
+    pub function_version: Option<String>,
+    /// Sent because the request asks for the `accountId` feature.
+    pub account_id: Option<String>,
+}
+
+/// The `errorType` Lambda answers a registration with when an event type may not be
+/// registered for here (INVOKE on Lambda Managed Instances).
+pub const INVALID_EVENT_TYPE: &str = "Extension.InvalidEventType";
+
+impl ApiError {
+    /// Lambda refused to register for an event type this environment does not offer.
+    pub fn is_invalid_event_type(&self) -> bool {
+        matches!(self, ApiError::Status { error_type, .. } if error_type == INVALID_EVENT_TYPE)
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RawRegistration {
+    #[serde(rename = "functionName", default)]
+    function_name: Option<String>,
+    #[serde(rename = "functionVersion", default)]
+    function_version: Option<String>,
+    #[serde(rename = "accountId", default)]
+    account_id: Option<String>,
+}
+
 /// How the Telemetry API answered the subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subscribed {
@@ -91,6 +122,11 @@ pub fn base_url(runtime_api: &str) -> Result<String, String> {
         return Err(format!("AWS_LAMBDA_RUNTIME_API={v:?} has no host"));
     }
     Ok(format!("http://{rest}"))
+}
+
+/// The register request body for these event types.
+pub fn register_body(events: &[&str]) -> String {
+    serde_json::json!({ "events": events }).to_string()
 }
 
 /// The subscription request body (Telemetry API, schema 2022-12-13 shape).
@@ -173,8 +209,9 @@ impl RuntimeApi {
         format!("{}{path}", self.base)
     }
 
-    /// Registers for INVOKE and SHUTDOWN; returns the extension identifier.
-    pub fn register(&self, name: &str) -> Result<String, ApiError> {
+    /// Registers for `events` (INVOKE and SHUTDOWN, or SHUTDOWN only on Lambda Managed
+    /// Instances), asking for the account id; returns the identifier and the function.
+    pub fn register(&self, name: &str, events: &[&str]) -> Result<Registration, ApiError> {
         let resp = self
             .agent
             .post(self.url(&format!("{EXTENSION_PATH}/register")))
@@ -182,8 +219,9 @@ impl RuntimeApi {
             .timeout_global(Some(CALL_TIMEOUT))
             .build()
             .header("Lambda-Extension-Name", name)
+            .header("Lambda-Extension-Accept-Feature", "accountId")
             .header("Content-Type", "application/json")
-            .send(r#"{"events":["INVOKE","SHUTDOWN"]}"#);
+            .send(register_body(events));
         let mut resp = ok_response(resp)?;
         let id = resp
             .headers()
@@ -194,8 +232,14 @@ impl RuntimeApi {
             .ok_or_else(|| {
                 ApiError::BadResponse("register: no Lambda-Extension-Identifier header".into())
             })?;
-        let _ = resp.body_mut().read_to_vec();
-        Ok(id)
+        let body = resp.body_mut().read_to_vec().unwrap_or_default();
+        let raw: RawRegistration = serde_json::from_slice(&body).unwrap_or_default();
+        Ok(Registration {
+            id,
+            function_name: raw.function_name.filter(|v| !v.is_empty()),
+            function_version: raw.function_version.filter(|v| !v.is_empty()),
+            account_id: raw.account_id.filter(|v| !v.is_empty()),
+        })
     }
 
     /// Long-polls for the next event. No timeout: the sandbox may freeze inside this call.
@@ -344,10 +388,31 @@ mod tests {
     }
 
     #[test]
+    fn register_bodies_and_refusals() {
+        assert_eq!(
+            register_body(&["INVOKE", "SHUTDOWN"]),
+            r#"{"events":["INVOKE","SHUTDOWN"]}"#
+        );
+        assert_eq!(register_body(&["SHUTDOWN"]), r#"{"events":["SHUTDOWN"]}"#);
+        let refused = ApiError::Status {
+            status: 400,
+            error_type: "Extension.InvalidEventType".into(),
+            message: "INVOKE is not supported".into(),
+        };
+        assert!(refused.is_invalid_event_type());
+        let other = ApiError::Status {
+            status: 403,
+            error_type: "Extension.InvalidExtensionName".into(),
+            message: "".into(),
+        };
+        assert!(!other.is_invalid_event_type());
+    }
+
+    #[test]
     fn subscription_body_matches_the_documented_shape() {
         let sub = Subscription {
             schema_version: "2022-12-13".into(),
-            types: vec!["platform".into(), "function".into()],
+            types: vec!["platform", "function"],
             max_items: 1000,
             max_bytes: 262144,
             timeout_ms: 100,

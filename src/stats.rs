@@ -1,31 +1,31 @@
-//! Counters shared by the receiver, the flusher and the lifecycle loop, and the
-//! one-line summary logged at shutdown.
+//! Counters shared by the receiver, the flusher and the lifecycle loop, the one-line summary
+//! logged at shutdown, and the snapshot the metrics are made from.
 //!
-//! Invariants:
-//! - `buffered_events` / `buffered_bytes` cover everything accepted by the receiver and not
-//!   yet delivered or dropped, wherever it is (channel or flusher buffer). The receiver adds
-//!   before it hands events over; the flusher subtracts when an event leaves for good. The
-//!   memory cap is enforced against these two numbers.
-//! - Every received event ends in exactly one of: delivered, dropped (with a reason), or still
-//!   buffered; the summary shows all three so a loss is never silent.
+//! Invariant: every event received ends in exactly one of delivered, filtered, dropped (with
+//! a reason) or still held by the buffer; the summary shows all four so a loss is never
+//! silent. How much is held is the buffer's to say (`Buffer::held`), not a counter here.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Estimated bookkeeping bytes per buffered event on top of its JSON text.
-pub const EVENT_OVERHEAD_BYTES: usize = 64;
+use crate::listener::ListenerStats;
 
 /// Why events were dropped. Fatal Kinesis errors carry the AWS error code.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DropReason {
-    /// The buffer cap was reached: newly arriving events are refused.
+    /// The memory cap was reached (spill off): newly arriving events are refused.
     BufferFull,
+    /// The memory cap was reached and the spill file was full or unwritable.
+    SpillFull,
+    /// Spilled events that could not be read back (corrupt or truncated file).
+    SpillCorrupt,
     /// A single event could never fit a Kinesis record, even truncated.
     Oversize,
     /// Kinesis refused the request for a reason retrying cannot fix.
     Fatal(String),
-    /// Still buffered when the SHUTDOWN deadline came.
+    /// Still held when the SHUTDOWN deadline came.
     ShutdownDeadline,
 }
 
@@ -33,6 +33,8 @@ impl DropReason {
     pub fn label(&self) -> String {
         match self {
             DropReason::BufferFull => "buffer_full".into(),
+            DropReason::SpillFull => "spill_full".into(),
+            DropReason::SpillCorrupt => "spill_corrupt".into(),
             DropReason::Oversize => "oversize".into(),
             DropReason::Fatal(code) => code.clone(),
             DropReason::ShutdownDeadline => "shutdown_deadline".into(),
@@ -46,27 +48,105 @@ pub enum BadBody {
     Empty,
     NotArray,
     Malformed,
-    TooLarge,
 }
+
+/// Kinesis request latencies kept for the metrics between two lines.
+const MAX_LATENCY_SAMPLES: usize = 4096;
 
 #[derive(Default, Debug)]
 pub struct Stats {
+    // Intake.
     pub received: AtomicU64,
-    pub delivered: AtomicU64,
-    pub retried: AtomicU64,
-    pub throttled: AtomicU64,
+    /// Events an earlier process left in the spill file, adopted at start.
+    pub recovered: AtomicU64,
+    /// JSON bytes received (pacing: how much the last invocation brought).
+    pub received_bytes: AtomicU64,
+    pub filtered: AtomicU64,
     pub truncated: AtomicU64,
+    pub spilled: AtomicU64,
+    pub posts: AtomicU64,
+    pub bad_bodies: [AtomicU64; 3],
+    /// `platform.logsDropped`: what Lambda says it dropped because the listener fell behind.
+    pub lambda_dropped_events: AtomicU64,
+    pub lambda_dropped_bytes: AtomicU64,
+    // Delivery.
+    pub delivered: AtomicU64,
+    pub records_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
     pub requests: AtomicU64,
     pub failed_requests: AtomicU64,
-    pub bytes_sent: AtomicU64,
-    pub posts: AtomicU64,
-    pub bad_bodies: [AtomicU64; 4],
-    pub buffered_events: AtomicU64,
-    pub buffered_bytes: AtomicU64,
+    /// Requests that resent events an earlier request failed to deliver.
+    pub retry_requests: AtomicU64,
+    /// Events sent again after a failed attempt (throttled, 5xx, connection error...).
+    pub resent_events: AtomicU64,
+    /// Of those, events whose earlier attempt may have landed (it timed out): possible
+    /// duplicates in the stream.
+    pub resent_unconfirmed: AtomicU64,
+    /// Kinesis records refused for throughput.
+    pub throttled: AtomicU64,
+    /// Dropped at the SHUTDOWN deadline although their last request may have landed.
+    pub shutdown_in_doubt: AtomicU64,
+    /// Kinesis is failing (set by the flusher, read by the buffer-full message).
+    pub struggling: AtomicBool,
+    /// The telemetry listener's own counters (accept errors, stalled connections...).
+    pub listener: Arc<ListenerStats>,
     dropped: Mutex<BTreeMap<DropReason, u64>>,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+/// A copy of every counter at one moment (metrics are differences of two).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub received: u64,
+    pub filtered: u64,
+    pub delivered: u64,
+    pub dropped: BTreeMap<DropReason, u64>,
+    pub resent_events: u64,
+    pub throttled: u64,
+    pub requests: u64,
+    pub failed_requests: u64,
+    pub lambda_dropped_events: u64,
+    pub lambda_dropped_bytes: u64,
+    pub spilled: u64,
+}
+
+impl Snapshot {
+    /// `self - earlier`, counter by counter.
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let dropped = self
+            .dropped
+            .iter()
+            .map(|(r, n)| (r.clone(), d(*n, *earlier.dropped.get(r).unwrap_or(&0))))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Snapshot {
+            received: d(self.received, earlier.received),
+            filtered: d(self.filtered, earlier.filtered),
+            delivered: d(self.delivered, earlier.delivered),
+            dropped,
+            resent_events: d(self.resent_events, earlier.resent_events),
+            throttled: d(self.throttled, earlier.throttled),
+            requests: d(self.requests, earlier.requests),
+            failed_requests: d(self.failed_requests, earlier.failed_requests),
+            lambda_dropped_events: d(self.lambda_dropped_events, earlier.lambda_dropped_events),
+            lambda_dropped_bytes: d(self.lambda_dropped_bytes, earlier.lambda_dropped_bytes),
+            spilled: d(self.spilled, earlier.spilled),
+        }
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
 }
 
 impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
     pub fn add_dropped(&self, reason: DropReason, n: u64) {
         if n == 0 {
             return;
@@ -86,14 +166,44 @@ impl Stats {
         self.bad_bodies[kind as usize].fetch_add(1, Relaxed) + 1
     }
 
-    /// Accounts events leaving the buffer for good (delivered or dropped).
-    pub fn release(&self, events: u64, bytes: u64) {
-        self.buffered_events.fetch_sub(events, Relaxed);
-        self.buffered_bytes.fetch_sub(bytes, Relaxed);
+    /// Records how long one Kinesis request took.
+    pub fn add_latency(&self, took: Duration) {
+        let mut v = self.latencies_us.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() < MAX_LATENCY_SAMPLES {
+            v.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// The latencies recorded since the last call, sorted.
+    pub fn take_latencies(&self) -> Vec<Duration> {
+        let mut v =
+            std::mem::take(&mut *self.latencies_us.lock().unwrap_or_else(|e| e.into_inner()));
+        v.sort_unstable();
+        v.into_iter()
+            .map(|us| Duration::from_micros(u64::from(us)))
+            .collect()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let get = |c: &AtomicU64| c.load(Relaxed);
+        Snapshot {
+            received: get(&self.received),
+            filtered: get(&self.filtered),
+            delivered: get(&self.delivered),
+            dropped: self.dropped(),
+            resent_events: get(&self.resent_events),
+            throttled: get(&self.throttled),
+            requests: get(&self.requests),
+            failed_requests: get(&self.failed_requests),
+            lambda_dropped_events: get(&self.lambda_dropped_events),
+            lambda_dropped_bytes: get(&self.lambda_dropped_bytes),
+            spilled: get(&self.spilled),
+        }
     }
 
     /// The shutdown summary: one line with every counter a user needs to trust the numbers.
-    pub fn summary(&self) -> String {
+    /// `held`: events the buffer still holds.
+    pub fn summary(&self, held: u64) -> String {
         let get = |c: &AtomicU64| c.load(Relaxed);
         let dropped = self.dropped();
         let total: u64 = dropped.values().sum();
@@ -106,24 +216,43 @@ impl Stats {
                 .collect();
             format!(" ({})", parts.join(", "))
         };
+        let doubt = get(&self.shutdown_in_doubt);
+        let doubt = if doubt > 0 {
+            format!(" in_doubt={doubt}")
+        } else {
+            String::new()
+        };
         let bad: u64 = self.bad_bodies.iter().map(get).sum();
+        let l = &self.listener;
         format!(
-            "events received={} delivered={} dropped={}{} retried={} throttled={} truncated={} \
-             still_buffered={} | kinesis requests={} failed_requests={} bytes_sent={} | \
-             telemetry posts={} unusable_posts={}",
+            "events received={}{} delivered={} filtered={} dropped={total}{reasons}{doubt} \
+             still_buffered={held} | resent_events={} (unconfirmed={}) in retry_requests={}, \
+             throttled={} records, truncated={}, spilled={} | kinesis requests={} \
+             failed_requests={} records={} bytes_sent={} | telemetry posts={} unusable_posts={} \
+             lambda_dropped={} ({} bytes) accept_errors={} stalled_connections={}",
             get(&self.received),
+            match get(&self.recovered) {
+                0 => String::new(),
+                n => format!(" recovered={n}"),
+            },
             get(&self.delivered),
-            total,
-            reasons,
-            get(&self.retried),
+            get(&self.filtered),
+            get(&self.resent_events),
+            get(&self.resent_unconfirmed),
+            get(&self.retry_requests),
             get(&self.throttled),
             get(&self.truncated),
-            get(&self.buffered_events),
+            get(&self.spilled),
             get(&self.requests),
             get(&self.failed_requests),
+            get(&self.records_sent),
             get(&self.bytes_sent),
             get(&self.posts),
             bad,
+            get(&self.lambda_dropped_events),
+            get(&self.lambda_dropped_bytes),
+            get(&l.accept_errors),
+            get(&l.stalled),
         )
     }
 }
@@ -133,15 +262,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_lists_every_drop_reason() {
+    fn summary_lists_every_drop_reason_and_what_is_held() {
         let s = Stats::default();
-        s.received.store(10, Relaxed);
+        s.received.store(12, Relaxed);
         s.delivered.store(7, Relaxed);
+        s.filtered.store(2, Relaxed);
         s.add_dropped(DropReason::BufferFull, 2);
         s.add_dropped(DropReason::Fatal("AccessDeniedException".into()), 1);
-        let line = s.summary();
-        assert!(line.contains("received=10 delivered=7 dropped=3"), "{line}");
+        let line = s.summary(0);
+        assert!(
+            line.contains("received=12 delivered=7 filtered=2 dropped=3"),
+            "{line}"
+        );
         assert!(line.contains("buffer_full=2"), "{line}");
         assert!(line.contains("AccessDeniedException=1"), "{line}");
+        assert!(line.contains("still_buffered=0"), "{line}");
+        assert!(!line.contains("in_doubt"), "{line}");
+        s.shutdown_in_doubt.store(4, Relaxed);
+        assert!(s.summary(0).contains("in_doubt=4"));
+    }
+
+    #[test]
+    fn snapshots_subtract_counter_by_counter() {
+        let s = Stats::default();
+        s.received.store(5, Relaxed);
+        s.add_dropped(DropReason::BufferFull, 1);
+        let a = s.snapshot();
+        s.received.store(9, Relaxed);
+        s.add_dropped(DropReason::BufferFull, 2);
+        s.add_dropped(DropReason::Oversize, 1);
+        let d = s.snapshot().since(&a);
+        assert_eq!(d.received, 4);
+        assert_eq!(d.dropped.get(&DropReason::BufferFull), Some(&2));
+        assert_eq!(d.dropped.get(&DropReason::Oversize), Some(&1));
+        assert_eq!(d.dropped_total(), 3);
+    }
+
+    #[test]
+    fn latencies_are_taken_sorted_and_bounded() {
+        let s = Stats::default();
+        for ms in [30, 10, 20] {
+            s.add_latency(Duration::from_millis(ms));
+        }
+        let v = s.take_latencies();
+        assert_eq!(v, [10, 20, 30].map(Duration::from_millis));
+        assert!(s.take_latencies().is_empty());
+        for _ in 0..(MAX_LATENCY_SAMPLES + 10) {
+            s.add_latency(Duration::from_millis(1));
+        }
+        assert_eq!(s.take_latencies().len(), MAX_LATENCY_SAMPLES);
     }
 }

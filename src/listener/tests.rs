@@ -569,7 +569,7 @@ fn deep_json_fits_the_connection_stack() {
     let listener =
         Listener::bind(IpAddr::from([127, 0, 0, 1]), 0, Limits::default(), stats).expect("bind");
     let port = listener.port();
-    let parse = |body: &[u8]| match crate::event::parse_batch(body, Instant::now()) {
+    let parse = |body: &[u8]| match crate::event::parse_batch(body) {
         Ok(_) => 200,
         Err(_) => 299,
     };

@@ -1,0 +1,320 @@
+//! Which events the user wants in the stream: `KINESIS_TELEMETRY_TYPES` (categories or exact
+//! event types) and `KINESIS_TELEMETRY_MIN_LEVEL` (function and extension log lines below a
+//! level).
+//!
+//! Invariants:
+//! - Filtering is decided here and only here, as pure functions of an event's `type` and
+//!   `record`. The receiver counts a filtered event as `filtered`, never as lost.
+//! - What pacing needs is subscribed whatever the user selected (the Telemetry API
+//!   subscription names categories, see [`TypeSelection::categories`]); unwanted events are
+//!   dropped at the extension.
+//! - Events of a category Lambda may add in the future (a `type` that is neither `function`,
+//!   `extension` nor `platform.*`) are always carried through.
+//! - A log line whose level cannot be told is kept: a level filter must never hide a line it
+//!   does not understand.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Telemetry API categories, as a subscription names them.
+pub const CATEGORIES: [&str; 3] = ["platform", "function", "extension"];
+
+/// The `platform.*` event types of the Telemetry API schema (2022-12-13, 2025-01-29).
+pub const PLATFORM_TYPES: [&str; 12] = [
+    "platform.initStart",
+    "platform.initRuntimeDone",
+    "platform.initReport",
+    "platform.start",
+    "platform.runtimeDone",
+    "platform.report",
+    "platform.restoreStart",
+    "platform.restoreRuntimeDone",
+    "platform.restoreReport",
+    "platform.extension",
+    "platform.telemetrySubscription",
+    "platform.logsDropped",
+];
+
+/// What `KINESIS_TELEMETRY_TYPES` selected: whole categories and single platform types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeSelection {
+    /// Whole categories, indexed like [`CATEGORIES`].
+    categories: [bool; 3],
+    /// Single event types (`platform.report`, ...), kept in the order given.
+    types: Vec<String>,
+}
+
+impl Default for TypeSelection {
+    fn default() -> Self {
+        TypeSelection {
+            categories: [true; 3],
+            types: Vec::new(),
+        }
+    }
+}
+
+fn category_of(event_type: &str) -> Option<usize> {
+    if event_type.starts_with("platform.") {
+        return Some(0);
+    }
+    CATEGORIES.iter().position(|c| *c == event_type)
+}
+
+impl TypeSelection {
+    /// Parses a comma-separated list of categories and/or platform event types
+    /// (`platform,function` or `platform.report,platform.start,function`). Names are case
+    /// sensitive for types (`platform.runtimeDone`) and not for categories.
+    pub fn parse(list: &str) -> Result<TypeSelection, String> {
+        let mut s = TypeSelection {
+            categories: [false; 3],
+            types: Vec::new(),
+        };
+        for item in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let lower = item.to_ascii_lowercase();
+            if let Some(i) = CATEGORIES.iter().position(|c| *c == lower) {
+                s.categories[i] = true;
+            } else if let Some(t) = PLATFORM_TYPES.iter().find(|t| t.eq_ignore_ascii_case(item)) {
+                if !s.types.iter().any(|x| x == t) {
+                    s.types.push((*t).to_string());
+                }
+            } else {
+                return Err(format!("unknown type {item:?}"));
+            }
+        }
+        if s.categories.iter().all(|c| !c) && s.types.is_empty() {
+            return Err("the list is empty".into());
+        }
+        Ok(s)
+    }
+
+    /// Whether an event of this `type` goes to the stream.
+    pub fn wants(&self, event_type: &str) -> bool {
+        match category_of(event_type) {
+            None => true,
+            Some(i) if self.categories[i] => true,
+            Some(_) => self.types.iter().any(|t| t == event_type),
+        }
+    }
+
+    /// Whether every event is wanted (no type filtering at all).
+    pub fn is_all(&self) -> bool {
+        self.categories.iter().all(|c| *c)
+    }
+
+    /// The categories the user asked for (wholly or through single types), in
+    /// [`CATEGORIES`] order.
+    pub fn categories(&self) -> Vec<&'static str> {
+        let mut wanted = self.categories;
+        for t in &self.types {
+            if let Some(i) = category_of(t) {
+                wanted[i] = true;
+            }
+        }
+        CATEGORIES
+            .iter()
+            .zip(wanted)
+            .filter_map(|(c, w)| w.then_some(*c))
+            .collect()
+    }
+
+    /// The selection as the user would write it (for log lines).
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<&str> = CATEGORIES
+            .iter()
+            .zip(self.categories)
+            .filter_map(|(c, w)| w.then_some(*c))
+            .collect();
+        parts.extend(self.types.iter().map(String::as_str));
+        parts.join(",")
+    }
+}
+
+/// Log levels, lowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+/// Level names as `KINESIS_TELEMETRY_MIN_LEVEL` accepts them.
+pub const LEVEL_NAMES: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
+
+impl Level {
+    /// A level as runtimes write it: `INFO`, `[WARN]`, `warning`, `CRITICAL`, ...
+    pub fn parse(word: &str) -> Option<Level> {
+        let w = word.trim().trim_start_matches('[').trim_end_matches(']');
+        Some(match w.to_ascii_uppercase().as_str() {
+            "TRACE" => Level::Trace,
+            "DEBUG" => Level::Debug,
+            "INFO" => Level::Info,
+            "WARN" | "WARNING" => Level::Warn,
+            "ERROR" => Level::Error,
+            "FATAL" | "CRITICAL" => Level::Fatal,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct LevelField<'a> {
+    #[serde(borrow, default)]
+    level: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The level of a `function` or `extension` record: the JSON log format's `level` field, or
+/// a level column of the Text format (tab-separated, within the first four columns: Node
+/// writes `time\trequestId\tINFO\tmessage`, Python `[INFO]\ttime\trequestId\tmessage`).
+/// `None` when the line carries no recognisable level.
+pub fn level_of(record: &RawValue) -> Option<Level> {
+    let raw = record.get();
+    if raw.starts_with('{') {
+        let f: LevelField = serde_json::from_str(raw).ok()?;
+        return f.level.as_deref().and_then(Level::parse);
+    }
+    if raw.starts_with('"') {
+        let line: std::borrow::Cow<str> = serde_json::from_str(raw).ok()?;
+        return line.split('\t').take(4).find_map(Level::parse);
+    }
+    None
+}
+
+/// The whole filter: event types, then the minimum level of log lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub types: TypeSelection,
+    pub min_level: Option<Level>,
+}
+
+impl Filter {
+    /// Whether an event goes to the stream (pure). `record` is only looked at for log lines
+    /// when a minimum level is set.
+    pub fn keeps(&self, event_type: &str, record: Option<&RawValue>) -> bool {
+        if !self.types.wants(event_type) {
+            return false;
+        }
+        match (self.min_level, event_type, record) {
+            (Some(min), "function" | "extension", Some(r)) => level_of(r).is_none_or(|l| l >= min),
+            _ => true,
+        }
+    }
+
+    /// Whether any event could be filtered out (so the receiver must look at types).
+    pub fn is_noop(&self) -> bool {
+        self.types.is_all() && self.min_level.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[test]
+    fn selections_parse_and_decide() {
+        // (list, event type, wanted)
+        let cases: &[(&str, &str, bool)] = &[
+            ("platform,function,extension", "platform.report", true),
+            ("function", "platform.report", false),
+            ("function", "function", true),
+            ("function", "extension", false),
+            ("FUNCTION, Platform", "platform.start", true),
+            ("platform.report", "platform.report", true),
+            ("platform.report", "platform.start", false),
+            ("platform.report", "platform.futureThing", false),
+            ("platform", "platform.futureThing", true),
+            ("platform.report,function", "function", true),
+            ("platform.report", "function", false),
+            // Unknown categories are always carried through.
+            ("function", "somethingNew", true),
+            ("platform.RUNTIMEDONE", "platform.runtimeDone", true),
+        ];
+        for (list, t, wanted) in cases {
+            let s = TypeSelection::parse(list).unwrap();
+            assert_eq!(s.wants(t), *wanted, "{list} / {t}");
+        }
+    }
+
+    #[test]
+    fn bad_selections_name_the_item() {
+        for (list, why) in [
+            ("platform,bogus", "\"bogus\""),
+            ("platform.reprot", "\"platform.reprot\""),
+            ("", "empty"),
+            (" , ", "empty"),
+        ] {
+            let err = TypeSelection::parse(list).unwrap_err();
+            assert!(err.contains(why), "{list}: {err}");
+        }
+    }
+
+    #[test]
+    fn categories_to_subscribe_cover_single_types() {
+        let s = TypeSelection::parse("platform.report,function").unwrap();
+        assert_eq!(s.categories(), ["platform", "function"]);
+        assert_eq!(s.describe(), "function,platform.report");
+        assert!(!s.is_all());
+        assert!(TypeSelection::default().is_all());
+        assert_eq!(
+            TypeSelection::default().categories(),
+            ["platform", "function", "extension"]
+        );
+    }
+
+    #[test]
+    fn levels_of_real_log_lines() {
+        let cases: &[(&str, Option<Level>)] = &[
+            (
+                r#"{"timestamp":"t","level":"INFO","requestId":"r","message":"m"}"#,
+                Some(Level::Info),
+            ),
+            (r#"{"level":"debug","message":"m"}"#, Some(Level::Debug)),
+            (r#"{"level":"WARNING"}"#, Some(Level::Warn)),
+            (r#"{"message":"no level"}"#, None),
+            (r#"{"level":5}"#, None),
+            // Node.js Text format
+            (
+                r#""2024-01-01T00:00:00.000Z\tc6af9ac6-7b61-11e6-9a41-93e812345678\tERROR\tboom\n""#,
+                Some(Level::Error),
+            ),
+            // Python Text format
+            (
+                r#""[DEBUG]\t2024-01-01T00:00:00.000Z\tc6af9ac6\tdetails\n""#,
+                Some(Level::Debug),
+            ),
+            (r#""START RequestId: c6af9ac6 Version: $LATEST\n""#, None),
+            (r#""plain print output\n""#, None),
+            ("[1,2]", None),
+        ];
+        for (record, want) in cases {
+            assert_eq!(level_of(&raw(record)), *want, "{record}");
+        }
+    }
+
+    #[test]
+    fn min_level_drops_only_lower_log_lines() {
+        let f = Filter {
+            types: TypeSelection::default(),
+            min_level: Some(Level::Warn),
+        };
+        let info = raw(r#"{"level":"INFO","message":"m"}"#);
+        let error = raw(r#"{"level":"ERROR","message":"m"}"#);
+        let unknown = raw(r#""no level here""#);
+        assert!(!f.keeps("function", Some(&info)));
+        assert!(!f.keeps("extension", Some(&info)));
+        assert!(f.keeps("function", Some(&error)));
+        assert!(f.keeps("function", Some(&unknown)), "no level: kept");
+        assert!(
+            f.keeps("platform.report", Some(&info)),
+            "platform events have no level"
+        );
+        assert!(!f.is_noop());
+        assert!(Filter::default().is_noop());
+    }
+}

@@ -1,0 +1,480 @@
+//! The flusher thread against a scripted Kinesis: windows, holds, retries, shutdown.
+
+use super::*;
+use crate::buffer::{Entry, Mark};
+use crate::config::{BufferCap, MetricsSettings, RecordFormat, Strategy};
+use crate::event::{self, Event, Key, Kind as EventKind};
+use crate::kinesis::RecordOutcome;
+use crate::limits::Limits;
+use crate::metrics::DimensionValues;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+type Answer = Box<dyn FnMut(&[Record<'_>]) -> Result<PutRecordsResponse, RequestError> + Send>;
+
+#[derive(Default)]
+struct Log {
+    /// Record data of every call, as sent.
+    calls: Vec<Vec<Vec<u8>>>,
+    starts: Vec<Instant>,
+    timeouts: Vec<Duration>,
+}
+
+struct Scripted {
+    answers: VecDeque<Answer>,
+    log: Arc<Mutex<Log>>,
+}
+
+impl Sink for Scripted {
+    fn put(
+        &mut self,
+        records: &[Record<'_>],
+        timeout: Duration,
+    ) -> Result<PutRecordsResponse, RequestError> {
+        {
+            let mut log = self.log.lock().unwrap();
+            log.starts.push(Instant::now());
+            log.timeouts.push(timeout);
+            log.calls
+                .push(records.iter().map(|r| r.data.to_vec()).collect());
+        }
+        match self.answers.pop_front() {
+            Some(mut answer) => answer(records),
+            None => ok(records),
+        }
+    }
+
+    fn fix_hint(&self, _err: &RequestError) -> String {
+        "fix it".into()
+    }
+}
+
+fn ok(records: &[Record<'_>]) -> Result<PutRecordsResponse, RequestError> {
+    Ok(PutRecordsResponse {
+        failed_record_count: 0,
+        records: records
+            .iter()
+            .map(|_| RecordOutcome::Ok {
+                sequence_number: "1".into(),
+                shard_id: "shardId-000000000000".into(),
+            })
+            .collect(),
+    })
+}
+
+/// Throttles the records at `failed` indices, accepts the rest.
+fn throttle(failed: &'static [usize]) -> Answer {
+    Box::new(move |records| {
+        Ok(PutRecordsResponse {
+            failed_record_count: failed.len() as u64,
+            records: (0..records.len())
+                .map(|i| {
+                    if failed.contains(&i) {
+                        RecordOutcome::Failed {
+                            code: "ProvisionedThroughputExceededException".into(),
+                            message: "Rate exceeded for shard".into(),
+                        }
+                    } else {
+                        RecordOutcome::Ok {
+                            sequence_number: "1".into(),
+                            shard_id: "s".into(),
+                        }
+                    }
+                })
+                .collect(),
+        })
+    })
+}
+
+fn http_error(status: u16, code: &'static str) -> Answer {
+    Box::new(move |_| {
+        Err(RequestError::Http {
+            status,
+            code: code.into(),
+            message: "scripted".into(),
+        })
+    })
+}
+
+fn slow(ms: u64) -> Answer {
+    Box::new(move |records| {
+        std::thread::sleep(Duration::from_millis(ms));
+        ok(records)
+    })
+}
+
+fn settings(strategy: Strategy, freshness_ms: u64, format: RecordFormat) -> Settings {
+    Settings {
+        pacing: Pacing {
+            strategy,
+            freshness: Duration::from_millis(freshness_ms),
+            flush_events: 500,
+            flush_bytes: 1 << 20,
+            invoke_budget: Duration::from_secs(3),
+        },
+        records: RecordSettings {
+            format,
+            target_bytes: 25_000,
+            partition_key: crate::config::PartitionKeyMode::Random,
+            limits: Limits::default(),
+        },
+        http: Http {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+            ca_file: None,
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(5),
+        },
+        shutdown_grace: Duration::from_millis(500),
+        buffering_timeout: Duration::from_millis(25),
+    }
+}
+
+struct Rig {
+    handle: FlusherHandle,
+    buffer: Arc<Buffer>,
+    stats: Arc<Stats>,
+    log: Arc<Mutex<Log>>,
+}
+
+fn rig(s: Settings, answers: Vec<Answer>) -> Rig {
+    let log = Arc::new(Mutex::new(Log::default()));
+    let stats = Arc::new(Stats::default());
+    let cap = BufferCap {
+        max_events: 100_000,
+        max_bytes: 8 << 20,
+    };
+    let (buffer, woken) = Buffer::new(cap, None);
+    let buffer = Arc::new(buffer);
+    let metrics = Metrics::new(
+        MetricsSettings {
+            enabled: false,
+            namespace: "n".into(),
+            dimensions: Vec::new(),
+            interval: Duration::from_secs(60),
+        },
+        DimensionValues::default(),
+    );
+    let handle = spawn(Parts {
+        sink: Scripted {
+            answers: answers.into(),
+            log: log.clone(),
+        },
+        settings: s,
+        stats: stats.clone(),
+        buffer: buffer.clone(),
+        woken,
+        metrics,
+    })
+    .unwrap();
+    Rig {
+        handle,
+        buffer,
+        stats,
+        log,
+    }
+}
+
+/// Admits event texts as the receiver would (marks for runtimeDone and report).
+fn admit(buffer: &Buffer, texts: &[String]) {
+    let body = format!("[{}]", texts.join(","));
+    let items = event::parse_batch(body.as_bytes()).unwrap();
+    let entries = items
+        .iter()
+        .map(|i| Entry {
+            event: Some(Event::new(i.raw.into(), Instant::now(), Key::Random)),
+            mark: match (&i.kind, i.request_id.as_deref()) {
+                (EventKind::RuntimeDone, Some(id)) => Some(Mark::Done(id.into())),
+                (EventKind::Report, Some(id)) => Some(Mark::Report(id.into())),
+                _ => None,
+            },
+        })
+        .collect();
+    buffer.admit(entries);
+}
+
+fn lines(tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!(r#"{{"time":"t","type":"function","record":"{tag}-{i}"}}"#))
+        .collect()
+}
+
+fn done(id: &str) -> String {
+    format!(
+        r#"{{"time":"t","type":"platform.runtimeDone","record":{{"requestId":"{id}","status":"success"}}}}"#
+    )
+}
+
+fn report(id: &str) -> String {
+    format!(r#"{{"time":"t","type":"platform.report","record":{{"requestId":"{id}"}}}}"#)
+}
+
+/// The `record` of every event delivered, in the order sent (NDJSON records split).
+fn sent(log: &Log) -> Vec<String> {
+    log.calls
+        .iter()
+        .flatten()
+        .flat_map(|data| {
+            String::from_utf8(data.clone())
+                .unwrap()
+                .split_terminator('\n')
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["record"]
+                        .as_str()
+                        .map_or(v["type"].to_string(), str::to_string)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn in_ms(ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(ms)
+}
+
+fn delivered(r: &Rig) -> u64 {
+    r.stats.delivered.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn nothing_due_means_no_request_and_nothing_lost() {
+    let mut r = rig(
+        settings(Strategy::Background, 5_000, RecordFormat::Event),
+        vec![],
+    );
+    admit(&r.buffer, &lines("a", 3));
+    let started = Instant::now();
+    r.handle.invoke("r-1", in_ms(3_000));
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(r.log.lock().unwrap().calls.is_empty());
+    assert_eq!(r.buffer.held(), 3);
+}
+
+#[test]
+fn a_due_flush_sends_everything_in_order_in_full_requests() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        vec![],
+    );
+    admit(&r.buffer, &lines("e", 1_200));
+    r.handle.invoke("r-1", in_ms(3_000));
+    let log = r.log.lock().unwrap();
+    let sizes: Vec<usize> = log.calls.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [500, 500, 200]);
+    let expected: Vec<String> = (0..1_200).map(|i| format!("e-{i}")).collect();
+    assert_eq!(sent(&log), expected);
+    assert_eq!(delivered(&r), 1_200);
+    assert_eq!(r.buffer.held(), 0);
+}
+
+#[test]
+fn packed_ndjson_puts_many_events_in_one_record() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Ndjson),
+        vec![],
+    );
+    admit(&r.buffer, &lines("n", 100));
+    r.handle.invoke("r-1", in_ms(3_000));
+    let log = r.log.lock().unwrap();
+    assert_eq!(log.calls.len(), 1);
+    assert_eq!(log.calls[0].len(), 1, "100 small events, one record");
+    let expected: Vec<String> = (0..100).map(|i| format!("n-{i}")).collect();
+    assert_eq!(sent(&log), expected);
+}
+
+#[test]
+fn throttled_records_alone_are_resent() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        vec![throttle(&[1, 3])],
+    );
+    admit(&r.buffer, &lines("t", 5));
+    r.handle.invoke("r-1", in_ms(3_000));
+    let log = r.log.lock().unwrap();
+    assert_eq!(log.calls.len(), 2);
+    let resent: Vec<String> = sent(&Log {
+        calls: vec![log.calls[1].clone()],
+        ..Log::default()
+    });
+    assert_eq!(resent, ["t-1", "t-3"]);
+    assert_eq!(delivered(&r), 5);
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get(&r.stats.resent_events), 2);
+    assert_eq!(get(&r.stats.retry_requests), 1);
+    assert_eq!(get(&r.stats.throttled), 2);
+}
+
+#[test]
+fn a_held_invocation_sends_while_it_runs_and_returns_once_its_runtime_done_is_delivered() {
+    let mut r = rig(settings(Strategy::End, 1_000, RecordFormat::Ndjson), vec![]);
+    let buffer = r.buffer.clone();
+    let feeder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        admit(&buffer, &lines("during", 5));
+        std::thread::sleep(Duration::from_millis(30));
+        let mut last = lines("end", 2);
+        last.push(done("r-7"));
+        admit(&buffer, &last);
+    });
+    let started = Instant::now();
+    r.handle.invoke("r-7", in_ms(3_000));
+    let took = started.elapsed();
+    feeder.join().unwrap();
+    assert!(
+        took >= Duration::from_millis(55),
+        "held until runtimeDone: {took:?}"
+    );
+    assert!(took < Duration::from_millis(1_500), "{took:?}");
+    let log = r.log.lock().unwrap();
+    let got = sent(&log);
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert_eq!(
+        r.buffer.held(),
+        0,
+        "everything up to runtimeDone is in the stream"
+    );
+}
+
+#[test]
+fn a_held_invocation_without_runtime_done_ends_before_its_deadline() {
+    let mut r = rig(
+        settings(Strategy::End, 60_000, RecordFormat::Ndjson),
+        vec![],
+    );
+    admit(&r.buffer, &lines("x", 2));
+    let started = Instant::now();
+    r.handle.invoke("r-8", in_ms(400));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(400),
+        "ends at the deadline minus the margin: {took:?}"
+    );
+    assert_eq!(r.buffer.held(), 2, "kept for the next window");
+}
+
+#[test]
+fn no_request_starts_that_the_window_cannot_hold() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        vec![slow(300)],
+    );
+    admit(&r.buffer, &lines("w", 3));
+    r.handle.invoke("r-1", in_ms(3_000)); // learns that Kinesis takes 300 ms
+    assert_eq!(delivered(&r), 3);
+    admit(&r.buffer, &lines("w2", 3));
+    let started = Instant::now();
+    r.handle.invoke("r-2", in_ms(300)); // window ends 200 ms from now
+    assert!(started.elapsed() < Duration::from_millis(150));
+    assert_eq!(r.log.lock().unwrap().calls.len(), 1, "no doomed request");
+    assert_eq!(r.buffer.held(), 3);
+    let log = r.log.lock().unwrap();
+    assert!(log.timeouts[0] <= Duration::from_secs(2));
+}
+
+#[test]
+fn during_an_outage_each_invocation_makes_one_probe_only() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        (0..5)
+            .map(|_| http_error(503, "ServiceUnavailable"))
+            .collect(),
+    );
+    admit(&r.buffer, &lines("p", 3));
+    r.handle.invoke("r-1", in_ms(3_000));
+    assert_eq!(r.log.lock().unwrap().calls.len(), 4, "max_attempts");
+    r.handle.invoke("r-2", in_ms(3_000));
+    assert_eq!(
+        r.log.lock().unwrap().calls.len(),
+        5,
+        "one probe, no retries"
+    );
+    assert_eq!(r.buffer.held(), 3);
+    assert_eq!(r.stats.dropped(), Default::default());
+    r.handle.invoke("r-3", in_ms(3_000));
+    assert_eq!(delivered(&r), 3, "recovered");
+}
+
+#[test]
+fn a_fatal_error_drops_exactly_the_refused_batch_and_ends_the_window() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        vec![http_error(400, "ResourceNotFoundException")],
+    );
+    admit(&r.buffer, &lines("f", 700));
+    r.handle.invoke("r-1", in_ms(3_000));
+    assert_eq!(
+        r.log.lock().unwrap().calls.len(),
+        1,
+        "no retry, no hot loop"
+    );
+    let dropped = r.stats.dropped();
+    assert_eq!(
+        dropped.get(&DropReason::Fatal("ResourceNotFoundException".into())),
+        Some(&500)
+    );
+    assert_eq!(r.buffer.held(), 200);
+    // SHUTDOWN is the last window: the same rule, the drain goes on with the next batch.
+    assert!(r.handle.shutdown(in_ms(1_500), None));
+    assert_eq!(delivered(&r), 200);
+}
+
+#[test]
+fn shutdown_ends_the_grace_at_the_final_report_and_drains_everything() {
+    let mut r = rig(
+        settings(Strategy::Background, 60_000, RecordFormat::Ndjson),
+        vec![],
+    );
+    admit(&r.buffer, &lines("s", 10));
+    let buffer = r.buffer.clone();
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let mut last = lines("last", 1);
+        last.push(report("r-9"));
+        admit(&buffer, &last);
+    });
+    let started = Instant::now();
+    assert!(r.handle.shutdown(in_ms(1_500), Some("r-9".into())));
+    late.join().unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(450),
+        "grace ended at the report: {took:?}"
+    );
+    assert_eq!(delivered(&r), 12);
+    assert_eq!(r.buffer.held(), 0);
+}
+
+#[test]
+fn shutdown_counts_what_the_deadline_leaves_behind() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        (0..1_000)
+            .map(|_| http_error(500, "InternalFailure"))
+            .collect(),
+    );
+    admit(&r.buffer, &lines("d", 4));
+    assert!(r.handle.shutdown(in_ms(80), None));
+    assert_eq!(
+        r.stats.dropped().get(&DropReason::ShutdownDeadline),
+        Some(&4)
+    );
+    assert_eq!(r.buffer.held(), 0);
+}
+
+#[test]
+fn managed_instances_send_on_the_flusher_s_own_clock() {
+    let mut r = rig(
+        settings(Strategy::Adaptive, 100, RecordFormat::Ndjson),
+        vec![],
+    );
+    r.handle.continuous();
+    admit(&r.buffer, &lines("mi", 5));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while delivered(&r) < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(delivered(&r), 5, "sent without any INVOKE");
+    assert!(r.handle.shutdown(in_ms(1_500), None));
+}

@@ -1,0 +1,233 @@
+//! The extension's own metrics as CloudWatch Embedded Metric Format (EMF) lines on stdout:
+//! Lambda puts the extension's output in the function's log group, and CloudWatch turns each
+//! line into metrics, with no client library and no extra request.
+//!
+//! One line covers the counters' change since the previous line: events received,
+//! delivered, filtered, dropped (in all and by reason), resent, throttled records, Kinesis
+//! requests (failed, and latency p50/p99/max), the buffer's high-water bytes, events spilled,
+//! and what Lambda itself reported dropping (`platform.logsDropped`).
+//!
+//! Cadence: at most one line per `METRICS_INTERVAL_MS` (60 s by default, at least 10 s)
+//! while there is activity, checked when a window closes (never a line per invocation), and
+//! one at SHUTDOWN. [`line`] is pure; [`Metrics`] keeps the previous snapshot and the clock.
+
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{Dimension, MetricsSettings};
+use crate::stats::{DropReason, Snapshot};
+
+/// What the dimensions are worth for this function.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DimensionValues {
+    pub function_name: String,
+    pub function_version: String,
+    pub stream_name: String,
+}
+
+impl DimensionValues {
+    fn value(&self, d: Dimension) -> &str {
+        match d {
+            Dimension::FunctionName => &self.function_name,
+            Dimension::FunctionVersion => &self.function_version,
+            Dimension::StreamName => &self.stream_name,
+        }
+    }
+}
+
+fn dimension_name(d: Dimension) -> &'static str {
+    crate::config::DIMENSIONS
+        .iter()
+        .find(|(_, x)| *x == d)
+        .map_or("?", |(n, _)| *n)
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank.min(sorted.len()) - 1).copied()
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Everything one line reports.
+#[derive(Debug, Clone, Default)]
+pub struct Period {
+    pub delta: Snapshot,
+    /// Kinesis request latencies in the period, sorted.
+    pub latencies: Vec<Duration>,
+    pub high_water_bytes: usize,
+}
+
+/// One EMF line (pure).
+pub fn line(
+    settings: &MetricsSettings,
+    dims: &DimensionValues,
+    period: &Period,
+    timestamp_ms: u64,
+) -> String {
+    let d = &period.delta;
+    let dropped = |pick: &dyn Fn(&DropReason) -> bool| -> u64 {
+        d.dropped
+            .iter()
+            .filter(|(r, _)| pick(r))
+            .map(|(_, n)| *n)
+            .sum()
+    };
+    let mut metrics: Vec<(&str, &str, Value)> = vec![
+        ("EventsReceived", "Count", json!(d.received)),
+        ("EventsDelivered", "Count", json!(d.delivered)),
+        ("EventsFiltered", "Count", json!(d.filtered)),
+        ("EventsDropped", "Count", json!(d.dropped_total())),
+        (
+            "EventsDroppedBufferFull",
+            "Count",
+            json!(dropped(&|r| matches!(
+                r,
+                DropReason::BufferFull | DropReason::SpillFull
+            ))),
+        ),
+        (
+            "EventsDroppedKinesisRefused",
+            "Count",
+            json!(dropped(&|r| matches!(r, DropReason::Fatal(_)))),
+        ),
+        (
+            "EventsDroppedAtShutdown",
+            "Count",
+            json!(dropped(&|r| matches!(r, DropReason::ShutdownDeadline))),
+        ),
+        (
+            "EventsDroppedOther",
+            "Count",
+            json!(dropped(&|r| matches!(
+                r,
+                DropReason::Oversize | DropReason::SpillCorrupt
+            ))),
+        ),
+        ("EventsSpilled", "Count", json!(d.spilled)),
+        ("EventsResent", "Count", json!(d.resent_events)),
+        ("RecordsThrottled", "Count", json!(d.throttled)),
+        ("KinesisRequests", "Count", json!(d.requests)),
+        ("KinesisRequestsFailed", "Count", json!(d.failed_requests)),
+        (
+            "BufferHighWaterBytes",
+            "Bytes",
+            json!(period.high_water_bytes),
+        ),
+        (
+            "LambdaDroppedEvents",
+            "Count",
+            json!(d.lambda_dropped_events),
+        ),
+        ("LambdaDroppedBytes", "Bytes", json!(d.lambda_dropped_bytes)),
+    ];
+    for (name, p) in [
+        ("KinesisLatencyP50", 50.0),
+        ("KinesisLatencyP99", 99.0),
+        ("KinesisLatencyMax", 100.0),
+    ] {
+        if let Some(v) = percentile(&period.latencies, p) {
+            metrics.push((name, "Milliseconds", json!(ms(v))));
+        }
+    }
+    let names: Vec<&str> = settings
+        .dimensions
+        .iter()
+        .map(|d| dimension_name(*d))
+        .collect();
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": settings.namespace,
+                "Dimensions": [names],
+                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    for d in &settings.dimensions {
+        root.insert(dimension_name(*d).into(), json!(dims.value(*d)));
+    }
+    for (name, _, v) in metrics {
+        root.insert(name.into(), v);
+    }
+    Value::Object(root).to_string()
+}
+
+/// The emitter: the previous snapshot, and when the last line went out.
+pub struct Metrics {
+    settings: MetricsSettings,
+    dims: DimensionValues,
+    last: Snapshot,
+    last_at: Instant,
+    pub lines: u64,
+}
+
+impl Metrics {
+    pub fn new(settings: MetricsSettings, dims: DimensionValues) -> Metrics {
+        Metrics {
+            settings,
+            dims,
+            last: Snapshot::default(),
+            last_at: Instant::now(),
+            lines: 0,
+        }
+    }
+
+    /// Whether a periodic line is due (pure): the interval has passed and something
+    /// happened since the last line.
+    pub fn is_due(&self, now: Instant, current: &Snapshot) -> bool {
+        self.settings.enabled
+            && now.saturating_duration_since(self.last_at) >= self.settings.interval
+            && current != &self.last
+    }
+
+    /// When the next periodic line may go out.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.settings
+            .enabled
+            .then(|| self.last_at + self.settings.interval)
+    }
+
+    /// Writes the line for everything since the previous one (to stdout) and returns it.
+    pub fn emit(
+        &mut self,
+        now: Instant,
+        current: Snapshot,
+        latencies: Vec<Duration>,
+        high_water_bytes: usize,
+    ) -> Option<String> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let period = Period {
+            delta: current.since(&self.last),
+            latencies,
+            high_water_bytes,
+        };
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let text = line(&self.settings, &self.dims, &period, timestamp);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+        self.last = current;
+        self.last_at = now;
+        self.lines += 1;
+        Some(text)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,337 @@
+//! When to send: whether an invocation is *held* (its window stays open until its
+//! `platform.runtimeDone` is in the stream) and when buffered telemetry is *due* in a window
+//! that is not held. Pure decisions with the history they need; the flusher acts on them.
+//!
+//! Strategies (`KINESIS_TELEMETRY_FLUSH_STRATEGY`):
+//! - `end`: hold every invocation.
+//! - `background`: never hold; send what is due while the function runs.
+//! - `adaptive` (default): hold when not holding would break the freshness budget or lose
+//!   data, otherwise background. Holding is what keeps the promise when invocations are
+//!   sparser than the budget (the next window would come too late), when the buffer is
+//!   under pressure (the last invocation brought a large share of the cap, or it is past
+//!   its high-water mark), and for the first invocations, before there is history to judge.
+//!
+//! Why holding is cheap: the runtime is still running the function when the window opens,
+//! so sending then costs the invocation nothing; only the time from `runtimeDone` to
+//! `/event/next` is added (the subscription's 25 ms buffering plus one PutRecords).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::buffer::Level;
+use crate::config::{BufferCap, Pacing, Strategy};
+
+/// Invocations held while there is no history to judge the gap between invocations.
+pub const WARM_UP_INVOCATIONS: usize = 3;
+/// Inter-arrival times remembered.
+const HISTORY: usize = 8;
+/// Hold when the buffer holds more than this share of its cap ...
+pub const HIGH_WATER: f64 = 0.5;
+/// ... or the last invocation brought more than this share of it.
+pub const INVOCATION_SHARE: f64 = 0.25;
+
+/// What recent invocations looked like.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    invokes: VecDeque<Instant>,
+    seen: usize,
+    /// Bytes admitted during the last invocation (between two INVOKEs).
+    pub last_invocation_bytes: usize,
+}
+
+impl History {
+    /// Notes an INVOKE.
+    pub fn invoked(&mut self, at: Instant) {
+        if self.invokes.len() > HISTORY {
+            self.invokes.pop_front();
+        }
+        self.invokes.push_back(at);
+        self.seen += 1;
+    }
+
+    /// Invocations seen so far.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// The expected time until the next INVOKE: the median of the recent gaps.
+    pub fn expected_gap(&self) -> Option<Duration> {
+        let mut gaps: Vec<Duration> = self
+            .invokes
+            .iter()
+            .zip(self.invokes.iter().skip(1))
+            .map(|(a, b)| b.saturating_duration_since(*a))
+            .collect();
+        if gaps.is_empty() {
+            return None;
+        }
+        gaps.sort_unstable();
+        Some(gaps[gaps.len() / 2])
+    }
+}
+
+/// Why an invocation is held or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// `FLUSH_STRATEGY=end` / `background`.
+    Configured,
+    /// Too few invocations to judge yet.
+    WarmingUp,
+    /// Invocations come less often than the freshness budget: the next window is too late.
+    Sparse,
+    /// The buffer is filling: send while the function runs instead of piling up.
+    Pressure,
+    /// Invocations come often enough for the next window to keep the promise.
+    Busy,
+}
+
+impl Reason {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Reason::Configured => "as the strategy says",
+            Reason::WarmingUp => "the first invocations, before there is a history to judge",
+            Reason::Sparse => "invocations come less often than the freshness budget",
+            Reason::Pressure => "the buffer is filling up",
+            Reason::Busy => "invocations come often enough for the next one to send in time",
+        }
+    }
+}
+
+/// The decision for one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub hold: bool,
+    pub reason: Reason,
+}
+
+/// Whether to hold this invocation (pure; `history` already includes its INVOKE).
+pub fn decide(pacing: &Pacing, history: &History, level: &Level, cap: &BufferCap) -> Hold {
+    let hold = |reason| Hold { hold: true, reason };
+    let background = |reason| Hold {
+        hold: false,
+        reason,
+    };
+    match pacing.strategy {
+        Strategy::End => return hold(Reason::Configured),
+        Strategy::Background => return background(Reason::Configured),
+        Strategy::Adaptive => {}
+    }
+    let share = |bytes: usize| bytes as f64 / cap.max_bytes.max(1) as f64;
+    let events_share = level.queued as f64 / cap.max_events.max(1) as f64;
+    if share(level.bytes) > HIGH_WATER
+        || events_share > HIGH_WATER
+        || share(history.last_invocation_bytes) > INVOCATION_SHARE
+    {
+        return hold(Reason::Pressure);
+    }
+    if history.seen() < WARM_UP_INVOCATIONS {
+        return hold(Reason::WarmingUp);
+    }
+    match history.expected_gap() {
+        Some(gap) if gap < pacing.freshness => background(Reason::Busy),
+        _ => hold(Reason::Sparse),
+    }
+}
+
+/// Whether buffered telemetry is due in a window that is not held (pure): enough events or
+/// bytes for a full request, or the oldest would be past the freshness budget by the next
+/// window (`gap`: the expected time until it; half the budget when unknown).
+pub fn is_due(level: &Level, now: Instant, gap: Option<Duration>, pacing: &Pacing) -> bool {
+    if level.queued == 0 && level.spilled == 0 {
+        return false;
+    }
+    if level.queued >= pacing.flush_events || level.bytes >= pacing.flush_bytes {
+        return true;
+    }
+    if level.spilled > 0 {
+        return true;
+    }
+    let age = level
+        .oldest
+        .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+    let ahead = gap.unwrap_or(pacing.freshness / 2);
+    age + ahead >= pacing.freshness
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pacing(strategy: Strategy) -> Pacing {
+        Pacing {
+            strategy,
+            freshness: Duration::from_secs(1),
+            flush_events: 500,
+            flush_bytes: 1 << 20,
+            invoke_budget: Duration::from_secs(3),
+        }
+    }
+
+    fn cap() -> BufferCap {
+        BufferCap {
+            max_events: 100_000,
+            max_bytes: 8 << 20,
+        }
+    }
+
+    fn history(gaps_ms: &[u64], last_bytes: usize) -> History {
+        let mut h = History::default();
+        let mut t = Instant::now();
+        h.invoked(t);
+        for g in gaps_ms {
+            t += Duration::from_millis(*g);
+            h.invoked(t);
+        }
+        h.last_invocation_bytes = last_bytes;
+        h
+    }
+
+    fn level(queued: usize, bytes: usize) -> Level {
+        Level {
+            queued,
+            bytes,
+            ..Level::default()
+        }
+    }
+
+    #[test]
+    fn adaptive_holds_when_not_holding_would_break_the_promise() {
+        use Reason::*;
+        // (strategy, gaps between INVOKEs in ms, bytes buffered, last invocation's bytes, hold, reason)
+        type Case = (Strategy, &'static [u64], usize, usize, bool, Reason);
+        let cases: &[Case] = &[
+            (Strategy::End, &[10, 10, 10], 0, 0, true, Configured),
+            (Strategy::Background, &[5_000], 0, 0, false, Configured),
+            (Strategy::Background, &[10], 7 << 20, 0, false, Configured),
+            (Strategy::Adaptive, &[], 0, 0, true, WarmingUp),
+            (Strategy::Adaptive, &[100], 0, 0, true, WarmingUp),
+            (Strategy::Adaptive, &[100, 100], 0, 0, false, Busy),
+            (
+                Strategy::Adaptive,
+                &[2_000, 2_000, 2_000],
+                0,
+                0,
+                true,
+                Sparse,
+            ),
+            (Strategy::Adaptive, &[100, 100, 100, 100], 0, 0, false, Busy),
+            // one long pause among many short ones: the median says busy
+            (
+                Strategy::Adaptive,
+                &[100, 100, 60_000, 100, 100],
+                0,
+                0,
+                false,
+                Busy,
+            ),
+            (
+                Strategy::Adaptive,
+                &[1_000, 1_000, 1_000],
+                0,
+                0,
+                true,
+                Sparse,
+            ),
+            (Strategy::Adaptive, &[999, 999, 999], 0, 0, false, Busy),
+            (
+                Strategy::Adaptive,
+                &[100, 100, 100],
+                5 << 20,
+                0,
+                true,
+                Pressure,
+            ),
+            (
+                Strategy::Adaptive,
+                &[100, 100, 100],
+                0,
+                3 << 20,
+                true,
+                Pressure,
+            ),
+            (
+                Strategy::Adaptive,
+                &[100, 100, 100],
+                4 << 20,
+                2 << 20,
+                false,
+                Busy,
+            ),
+            (Strategy::Adaptive, &[], 6 << 20, 0, true, Pressure),
+        ];
+        for (i, (strategy, gaps, bytes, last, want_hold, want_reason)) in cases.iter().enumerate() {
+            let d = decide(
+                &pacing(*strategy),
+                &history(gaps, *last),
+                &level(1, *bytes),
+                &cap(),
+            );
+            assert_eq!(
+                (d.hold, d.reason),
+                (*want_hold, *want_reason),
+                "case {i}: {strategy:?} {gaps:?} {bytes} {last}"
+            );
+        }
+    }
+
+    #[test]
+    fn many_queued_events_are_pressure_too() {
+        let d = decide(
+            &pacing(Strategy::Adaptive),
+            &history(&[10, 10, 10], 0),
+            &level(60_000, 1_000),
+            &cap(),
+        );
+        assert_eq!((d.hold, d.reason), (true, Reason::Pressure));
+    }
+
+    #[test]
+    fn due_by_count_bytes_or_by_the_age_the_next_window_would_see() {
+        let p = pacing(Strategy::Background);
+        let now = Instant::now();
+        let aged = |ms: u64| Level {
+            queued: 1,
+            bytes: 100,
+            oldest: Some(now - Duration::from_millis(ms)),
+            ..Level::default()
+        };
+        let gap = Some(Duration::from_millis(100));
+        // (level, gap, due)
+        let cases: &[(Level, Option<Duration>, bool)] = &[
+            (Level::default(), gap, false),
+            (level(500, 100), gap, true),
+            (level(1, 1 << 20), gap, true),
+            (aged(0), gap, false),
+            (aged(899), gap, false),
+            (aged(900), gap, true),
+            (aged(499), None, false),
+            (aged(500), None, true),
+            (
+                Level {
+                    spilled: 3,
+                    ..Level::default()
+                },
+                gap,
+                true,
+            ),
+        ];
+        for (i, (l, g, due)) in cases.iter().enumerate() {
+            assert_eq!(is_due(l, now, *g, &p), *due, "case {i}: {l:?}");
+        }
+    }
+
+    #[test]
+    fn the_expected_gap_is_the_median_of_recent_gaps() {
+        assert_eq!(History::default().expected_gap(), None);
+        let h = history(&[100, 300, 200], 0);
+        assert_eq!(h.expected_gap(), Some(Duration::from_millis(200)));
+        let mut h = history(&[], 0);
+        let mut t = Instant::now();
+        for _ in 0..50 {
+            t += Duration::from_millis(10);
+            h.invoked(t);
+        }
+        assert_eq!(h.seen(), 51);
+        assert_eq!(h.expected_gap(), Some(Duration::from_millis(10)));
+    }
+}

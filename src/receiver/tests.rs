@@ -1,0 +1,229 @@
+use super::*;
+use crate::config::BufferCap;
+use crate::enrich::FunctionInfo;
+use crate::filter::{Level, TypeSelection};
+use serde_json::Value;
+
+fn origin() -> Origin {
+    Origin::new(
+        &FunctionInfo {
+            name: "orders".into(),
+            version: "3".into(),
+            region: "eu-west-1".into(),
+            account: Some("123456789012".into()),
+            memory_mb: Some(256),
+        },
+        "e0e0e0e0e0e0e0e0".into(),
+    )
+}
+
+fn settings() -> Settings {
+    Settings {
+        filter: Filter::default(),
+        origin: Some(origin()),
+        partition_key: PartitionKeyMode::RequestId,
+        fixed_key: None,
+        concurrent: false,
+        max_event_bytes: 4_000,
+    }
+}
+
+fn receiver(s: Settings) -> (Receiver, Arc<Buffer>, Arc<Stats>) {
+    let (b, _) = Buffer::new(
+        BufferCap {
+            max_events: 1_000,
+            max_bytes: 1 << 20,
+        },
+        None,
+    );
+    let b = Arc::new(b);
+    let stats = Arc::new(Stats::default());
+    (Receiver::new(s, b.clone(), stats.clone()), b, stats)
+}
+
+fn buffered(b: &Buffer) -> Vec<Event> {
+    let (lease, ()) = b.take(|q| (q.len(), ()));
+    let events = lease.events().to_vec();
+    drop(lease);
+    events
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Relaxed)
+}
+
+const START: &str =
+    r#"{"time":"t1","type":"platform.start","record":{"requestId":"req-1","version":"3"}}"#;
+const TEXT: &str =
+    r#"{"time":"t2","type":"function","record":"2024-01-01T00:00:00.000Z\treq-1\tINFO\thello\n"}"#;
+const JSON_LINE: &str = r#"{"time":"t3","type":"function","record":{"level":"DEBUG","requestId":"req-1","message":"m"}}"#;
+const DONE: &str = r#"{"time":"t4","type":"platform.runtimeDone","record":{"requestId":"req-1","status":"success"}}"#;
+const AFTER: &str = r#"{"time":"t5","type":"extension","record":"late line"}"#;
+
+fn body(events: &[&str]) -> Vec<u8> {
+    format!("[{}]", events.join(",")).into_bytes()
+}
+
+#[test]
+fn events_are_enriched_keyed_and_kept_byte_for_byte() {
+    let (r, b, stats) = receiver(settings());
+    assert_eq!(r.post(&body(&[START, TEXT, JSON_LINE, DONE, AFTER])), 200);
+    let events = buffered(&b);
+    assert_eq!(events.len(), 5);
+    for (e, original) in events.iter().zip([START, TEXT, JSON_LINE, DONE, AFTER]) {
+        assert!(
+            e.raw.starts_with(&original[..original.len() - 1]),
+            "original bytes kept: {}",
+            e.raw
+        );
+        let v: Value = serde_json::from_str(&e.raw).unwrap();
+        assert_eq!(v["source"]["function"], "orders");
+        assert_eq!(v["source"]["environment"], "e0e0e0e0e0e0e0e0");
+    }
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.raw).unwrap()["source"]["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
+    let source =
+        |i: usize| serde_json::from_str::<Value>(&events[i].raw).unwrap()["source"].clone();
+    assert_eq!(
+        source(1)["requestId"],
+        "req-1",
+        "a Text line gets the running invocation"
+    );
+    assert!(
+        source(2).get("requestId").is_none(),
+        "a JSON line has its own"
+    );
+    assert!(
+        source(4).get("requestId").is_none(),
+        "after runtimeDone nothing is running"
+    );
+    let keys: Vec<Key> = events.iter().map(|e| e.key.clone()).collect();
+    let req = Key::Fixed(Arc::from("req-1"));
+    assert_eq!(
+        keys,
+        [req.clone(), req.clone(), req.clone(), req, Key::Random]
+    );
+    assert_eq!(get(&stats.received), 5);
+    assert!(b.done_ticket("req-1").is_some(), "runtimeDone marked");
+}
+
+#[test]
+fn concurrent_invocations_never_borrow_the_latest_start() {
+    let (r, b, _) = receiver(Settings {
+        concurrent: true,
+        ..settings()
+    });
+    r.post(&body(&[START, TEXT]));
+    let events = buffered(&b);
+    let v: Value = serde_json::from_str(&events[1].raw).unwrap();
+    assert!(v["source"].get("requestId").is_none());
+    assert_eq!(events[1].key, Key::Random, "Text lines get the default key");
+    assert_eq!(events[0].key, Key::Fixed(Arc::from("req-1")), "own id");
+}
+
+#[test]
+fn filtered_events_are_counted_not_lost_and_still_mark_pacing() {
+    let (r, b, stats) = receiver(Settings {
+        filter: Filter {
+            types: TypeSelection::parse("function").unwrap(),
+            min_level: Some(Level::Info),
+        },
+        ..settings()
+    });
+    r.post(&body(&[START, TEXT, JSON_LINE, DONE, AFTER]));
+    let events = buffered(&b);
+    assert_eq!(events.len(), 1, "only the INFO function line");
+    assert!(events[0].raw.contains("hello"));
+    assert_eq!(get(&stats.received), 5);
+    assert_eq!(get(&stats.filtered), 4);
+    assert!(
+        b.done_ticket("req-1").is_some(),
+        "a filtered runtimeDone still marks"
+    );
+    assert!(stats.dropped().is_empty());
+}
+
+#[test]
+fn enrichment_off_keeps_events_exactly() {
+    let (r, b, _) = receiver(Settings {
+        origin: None,
+        partition_key: PartitionKeyMode::Random,
+        ..settings()
+    });
+    r.post(&body(&[START, TEXT]));
+    let events = buffered(&b);
+    assert_eq!(&*events[0].raw, START);
+    assert_eq!(&*events[1].raw, TEXT);
+    assert_eq!(events[0].key, Key::Random);
+}
+
+#[test]
+fn an_oversize_event_is_truncated_counted_and_still_enriched() {
+    let (r, b, stats) = receiver(settings());
+    let big = format!(
+        r#"{{"time":"t","type":"function","record":"{}"}}"#,
+        "x".repeat(10_000)
+    );
+    r.post(&body(&[&big]));
+    let events = buffered(&b);
+    let v: Value = serde_json::from_str(&events[0].raw).unwrap();
+    assert_eq!(v["truncated"]["originalBytes"], big.len());
+    assert_eq!(v["source"]["function"], "orders");
+    assert_eq!(get(&stats.truncated), 1);
+}
+
+#[test]
+fn lambda_s_dropped_telemetry_is_counted() {
+    let (r, _, stats) = receiver(settings());
+    let dropped = r#"{"time":"t","type":"platform.logsDropped","record":{"reason":"Consumer seems to have fallen behind","droppedRecords":42,"droppedBytes":4200}}"#;
+    r.post(&body(&[dropped]));
+    r.post(&body(&[dropped]));
+    assert_eq!(get(&stats.lambda_dropped_events), 84);
+    assert_eq!(get(&stats.lambda_dropped_bytes), 8400);
+}
+
+#[test]
+fn unusable_bodies_are_answered_200_and_counted() {
+    let (r, b, stats) = receiver(settings());
+    for bad in [&b"{not json"[..], b"", b"{\"type\":\"x\"}", b"[{]"] {
+        assert_eq!(r.post(bad), 200);
+    }
+    assert_eq!(b.held(), 0);
+    let unusable: u64 = stats.bad_bodies.iter().map(get).sum();
+    assert_eq!(unusable, 4);
+}
+
+#[test]
+fn a_full_buffer_refuses_the_newest_and_counts_them() {
+    let (b, _) = Buffer::new(
+        BufferCap {
+            max_events: 1_000,
+            max_bytes: 1 << 20,
+        },
+        None,
+    );
+    let b = Arc::new(b);
+    let stats = Arc::new(Stats::default());
+    let r = Receiver::new(
+        Settings {
+            origin: None,
+            ..settings()
+        },
+        b.clone(),
+        stats.clone(),
+    );
+    let many: Vec<String> = (0..1_500)
+        .map(|i| format!(r#"{{"type":"function","record":"{i}"}}"#))
+        .collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    r.post(&body(&refs));
+    assert_eq!(b.held(), 1_000);
+    assert_eq!(stats.dropped().get(&DropReason::BufferFull), Some(&500));
+}

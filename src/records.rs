@@ -1,0 +1,247 @@
+//! From events to Kinesis records: partition keys, record sizes and the three record formats.
+//! This module is the one home of both concepts; nothing else computes a record's size.
+//!
+//! Formats (`KINESIS_TELEMETRY_RECORD_FORMAT`):
+//! - `event`: one event per record, the data being the event's JSON text.
+//! - `ndjson`: events packed into records, each event followed by `\n` (newline-delimited
+//!   JSON), never split across records, up to the record target.
+//! - `kpl`: KPL aggregated records (see `kpl`), one event per user record.
+//!
+//! [`plan`] is the one packing decision: it takes events from the front of the buffer, in
+//! order, groups them by partition key (a packed record never mixes keys; with random keys
+//! every event can share a record, whose key is drawn when it is built), and stops *before*
+//! the first event that would break a limit: the record target, the record limit, 500
+//! records or the request's bytes. That event stays at the front for the next request. An
+//! event too big for a record on its own is reported (`oversize_front`) instead of returning
+//! an empty plan forever. [`build`] then writes exactly the records planned, of exactly the
+//! planned sizes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::RecordFormat;
+use crate::event::{Event, Key};
+use crate::kpl;
+use crate::limits::{Limits, MAX_PARTITION_KEY_CHARS, MIN_PARTITION_KEY_CHARS};
+use crate::rng::Rng;
+
+/// Length of a random partition key (hex digits of 64 random bits).
+pub const RANDOM_KEY_CHARS: usize = 16;
+/// Longest fixed partition key kept, in bytes (longer ones are cut on a character boundary,
+/// which also keeps them within the API's 256 characters).
+pub const MAX_KEY_BYTES: usize = MAX_PARTITION_KEY_CHARS;
+
+/// A fresh random key: spreads records evenly over the stream's shards.
+pub fn random_key(rng: &mut Rng) -> String {
+    format!("{:016x}", rng.next_u64())
+}
+
+/// `candidate` as a partition key: cut to [`MAX_KEY_BYTES`], and `None` when it breaks the
+/// PartitionKey rule (1..=256 Unicode characters) even so.
+pub fn fixed_key(candidate: &str) -> Option<Arc<str>> {
+    let mut end = candidate.len().min(MAX_KEY_BYTES);
+    while !candidate.is_char_boundary(end) {
+        end -= 1;
+    }
+    let key = &candidate[..end];
+    let chars = key.chars().count();
+    (MIN_PARTITION_KEY_CHARS..=MAX_PARTITION_KEY_CHARS)
+        .contains(&chars)
+        .then(|| Arc::from(key))
+}
+
+/// The largest event `format` can always put in a record of its own with any key: events
+/// above it are truncated at intake (`added`: room kept for the enrichment object).
+pub fn max_event_bytes(limits: &Limits, format: RecordFormat, added: usize) -> usize {
+    let record_max = limits.record_max();
+    // What the format adds around one event grows with the event (varint lengths): at the
+    // largest size it is the most it can be.
+    let framing = added_len(format, record_max).saturating_sub(record_max);
+    record_max.saturating_sub(MAX_KEY_BYTES + base_len(format, MAX_KEY_BYTES) + framing + added)
+}
+
+/// Data bytes of an empty record of `format` with a key of `key_len` bytes (the KPL header
+/// and checksum; nothing for the other formats).
+pub fn base_len(format: RecordFormat, key_len: usize) -> usize {
+    match format {
+        RecordFormat::Event | RecordFormat::Ndjson => 0,
+        RecordFormat::Kpl => kpl::base_len(key_len),
+    }
+}
+
+/// Data bytes one event of `len` bytes adds to a record of `format`.
+pub fn added_len(format: RecordFormat, len: usize) -> usize {
+    match format {
+        RecordFormat::Event => len,
+        RecordFormat::Ndjson => len + 1,
+        RecordFormat::Kpl => kpl::user_record_len(len),
+    }
+}
+
+/// One record of a [`Pack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub key: Key,
+    /// Indices of its events in the taken prefix, in buffer order.
+    pub events: Vec<usize>,
+    /// Its size as Kinesis counts it: data + key bytes.
+    pub bytes: usize,
+}
+
+/// Why [`plan`] stopped taking events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackStop {
+    /// Every event offered fits.
+    Exhausted,
+    /// The request holds `max_records` records.
+    MaxRecords,
+    /// The next event would push the request over `max_request_bytes`.
+    MaxRequestBytes,
+    /// The next event is larger than a record may be on its own.
+    Oversize,
+}
+
+/// The next request: how many events from the front, in which records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pack {
+    pub take: usize,
+    pub records: Vec<Planned>,
+    pub stop: PackStop,
+}
+
+impl Pack {
+    /// The front event alone breaks a limit: the caller must drop it, otherwise nothing
+    /// behind it can ever be sent.
+    pub fn oversize_front(&self) -> bool {
+        self.take == 0 && self.stop == PackStop::Oversize
+    }
+}
+
+/// Plans the next request from `events` (data length and key of each, front first; consumed
+/// only up to the first one that does not fit). `target` is the size packed records are
+/// filled to; `limits` are used clamped.
+pub fn plan<'a, I>(events: I, format: RecordFormat, target: usize, limits: &Limits) -> Pack
+where
+    I: IntoIterator<Item = (usize, &'a Key)>,
+{
+    let limits = limits.clamped();
+    let record_max = limits.record_max();
+    let target = target.clamp(1, record_max);
+    let mut records: Vec<Planned> = Vec::new();
+    // The record still being filled, per key (`None`: random keys).
+    let mut open: HashMap<Option<&str>, usize> = HashMap::new();
+    let mut total = 0usize;
+    let mut take = 0usize;
+    let mut stop = PackStop::Exhausted;
+    for (len, key) in events {
+        let class = match key {
+            Key::Random => None,
+            Key::Fixed(k) => Some(&**k),
+        };
+        let key_len = key.len();
+        if len > record_max {
+            stop = PackStop::Oversize;
+            break;
+        }
+        let added = added_len(format, len);
+        let alone = base_len(format, key_len)
+            .saturating_add(added)
+            .saturating_add(key_len);
+        if alone > record_max {
+            stop = PackStop::Oversize;
+            break;
+        }
+        // Into the open record of its key, when it stays within the target.
+        if let Some(&index) = open.get(&class) {
+            let grown = records[index].bytes + added;
+            if grown <= target {
+                if total + added > limits.max_request_bytes {
+                    stop = PackStop::MaxRequestBytes;
+                    break;
+                }
+                records[index].bytes = grown;
+                records[index].events.push(take);
+                total += added;
+                take += 1;
+                continue;
+            }
+            open.remove(&class);
+        }
+        // A new record.
+        if records.len() >= limits.max_records {
+            stop = PackStop::MaxRecords;
+            break;
+        }
+        if total + alone > limits.max_request_bytes {
+            stop = PackStop::MaxRequestBytes;
+            break;
+        }
+        if format != RecordFormat::Event {
+            open.insert(class, records.len());
+        }
+        records.push(Planned {
+            key: key.clone(),
+            events: vec![take],
+            bytes: alone,
+        });
+        total += alone;
+        take += 1;
+    }
+    if stop == PackStop::Exhausted && records.len() >= limits.max_records {
+        stop = PackStop::MaxRecords;
+    }
+    Pack {
+        take,
+        records,
+        stop,
+    }
+}
+
+/// One record ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    pub partition_key: String,
+    pub data: Vec<u8>,
+    /// Indices of its events in the taken prefix.
+    pub events: Vec<usize>,
+}
+
+/// Writes the records `pack` planned from `events` (the taken prefix). A random key is drawn
+/// per record.
+pub fn build(pack: &Pack, events: &[Event], format: RecordFormat, rng: &mut Rng) -> Vec<Built> {
+    pack.records
+        .iter()
+        .map(|p| {
+            let partition_key = match &p.key {
+                Key::Random => random_key(rng),
+                Key::Fixed(k) => k.to_string(),
+            };
+            let raws = p
+                .events
+                .iter()
+                .filter_map(|&i| events.get(i))
+                .map(|e| e.raw.as_bytes());
+            let data = match format {
+                RecordFormat::Event => raws.flat_map(|r| r.iter().copied()).collect(),
+                RecordFormat::Ndjson => {
+                    let mut d = Vec::with_capacity(p.bytes);
+                    for r in raws {
+                        d.extend_from_slice(r);
+                        d.push(b'\n');
+                    }
+                    d
+                }
+                RecordFormat::Kpl => kpl::aggregate(&partition_key, raws),
+            };
+            debug_assert_eq!(data.len() + partition_key.len(), p.bytes);
+            Built {
+                partition_key,
+                data,
+                events: p.events.clone(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+//! One PutRecords request, in named steps: take the next request's events from the buffer
+//! (`records::plan`), build the records (`records::build`), send them with a timeout bounded
+//! by the window's end, plan what follows (`retry::plan`), settle every event (delivered,
+//! resent, or dropped with a reason) and tell Kinesis' health what happened.
+//!
+//! Invariant: every event taken leaves through `Buffer::finish` exactly once per request;
+//! a resent event goes back to the front in order and remembers that it was resent (and
+//! whether the request it was in may have landed after all).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use crate::buffer::Fate;
+use crate::flusher::{Flusher, Sink};
+use crate::health::{Change, Observation};
+use crate::kinesis::Record;
+use crate::records;
+use crate::retry;
+use crate::stats::{DropReason, Stats};
+
+/// What one request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Nothing was waiting.
+    Nothing,
+    /// The front event could never fit a record: dropped, counted as oversize.
+    Oversize,
+    /// Every record delivered.
+    Delivered,
+    /// Some or all records are to be resent.
+    Partly,
+    /// Kinesis refused the request for good: its events are dropped under this code.
+    Fatal(String),
+}
+
+impl Sent {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Sent::Fatal(_))
+    }
+}
+
+impl<S: Sink> Flusher<S> {
+    /// Counts spilled events lost to a damaged spill file since the last look.
+    pub(crate) fn count_spill_losses(&mut self) {
+        let lost = self.buffer.spill_lost();
+        if lost > self.spill_lost {
+            self.stats
+                .add_dropped(DropReason::SpillCorrupt, lost - self.spill_lost);
+            self.spill_lost = lost;
+        }
+    }
+
+    /// Sends the next request's worth from the front of the buffer (see the module docs).
+    pub(crate) fn send_one(&mut self, until: Instant) -> Sent {
+        let r = &self.settings.records;
+        let (format, target, limits) = (r.format, r.target_bytes, r.limits);
+        // 1. Pack: the next request's events, in buffer order.
+        let (mut lease, pack) = self.buffer.take(|front| {
+            let p = records::plan(
+                front.iter().map(|e| (e.raw.len(), &e.key)),
+                format,
+                target,
+                &limits,
+            );
+            (if p.oversize_front() { 1 } else { p.take }, p)
+        });
+        if lease.is_empty() {
+            return Sent::Nothing;
+        }
+        if pack.oversize_front() {
+            // Cannot happen after the receiver's truncation unless limits changed; never loop.
+            self.buffer.finish(lease, |_| Fate::Gone);
+            self.stats.add_dropped(DropReason::Oversize, 1);
+            return Sent::Oversize;
+        }
+        // 2. Records.
+        let built = records::build(&pack, lease.events(), format, &mut self.rng);
+        let resent = lease.events().iter().filter(|e| e.attempts > 0).count() as u64;
+        let unconfirmed = lease.events().iter().filter(|e| e.unconfirmed).count() as u64;
+        for e in lease.events_mut() {
+            e.attempts = e.attempts.saturating_add(1);
+            e.unconfirmed = false;
+        }
+        // 3. The request, bounded by the window.
+        let started = Instant::now();
+        let timeout = self
+            .settings
+            .http
+            .request_timeout
+            .min(until.saturating_duration_since(started));
+        let result = {
+            let wire: Vec<Record> = built
+                .iter()
+                .map(|b| Record {
+                    data: &b.data,
+                    partition_key: &b.partition_key,
+                })
+                .collect();
+            self.sink.put(&wire, timeout)
+        };
+        let took = started.elapsed();
+        let stats = &self.stats;
+        Stats::add(&stats.requests, 1);
+        stats.add_latency(took);
+        if resent > 0 {
+            Stats::add(&stats.retry_requests, 1);
+            Stats::add(&stats.resent_events, resent);
+            Stats::add(&stats.resent_unconfirmed, unconfirmed);
+        }
+        // 4. What follows.
+        let plan = retry::plan(&result, built.len());
+        if result.is_err() {
+            Stats::add(&stats.failed_requests, 1);
+        }
+        let policy = self.retry_policy();
+        if let Some(code) = plan.fatal.clone() {
+            if let Err(err) = &result {
+                if self.logged_causes.insert(code.clone()) {
+                    warn!(
+                        "Kinesis refused PutRecords: {err}; {}. Dropping the {} events of this request; no retry",
+                        self.sink.fix_hint(err),
+                        lease.len()
+                    );
+                } else {
+                    debug!("Kinesis refused PutRecords again ({code})");
+                }
+            }
+            let n = self.buffer.finish(lease, |_| Fate::Gone) as u64;
+            self.stats.add_dropped(DropReason::Fatal(code.clone()), n);
+            self.health.observe(
+                Instant::now(),
+                took,
+                Observation::Fatal,
+                &policy,
+                &mut self.rng,
+            );
+            return Sent::Fatal(code);
+        }
+        // 5. Settle: the events of every resent record go back, the rest are delivered.
+        let mut fates = vec![Fate::Gone; lease.len()];
+        let mut resend_events = 0u64;
+        for &i in &plan.resend {
+            if let Some(b) = built.get(i) {
+                for &e in &b.events {
+                    if let Some(f) = fates.get_mut(e) {
+                        *f = Fate::Resend;
+                        resend_events += 1;
+                    }
+                }
+            }
+        }
+        if plan.unconfirmed {
+            for (e, f) in lease.events_mut().iter_mut().zip(&fates) {
+                e.unconfirmed = *f == Fate::Resend;
+            }
+        }
+        let (mut records_ok, mut bytes_ok) = (0u64, 0u64);
+        for (i, b) in built.iter().enumerate() {
+            if !plan.resend.contains(&i) {
+                records_ok += 1;
+                bytes_ok += (b.data.len() + b.partition_key.len()) as u64;
+            }
+        }
+        let delivered = self.buffer.finish(lease, |i| fates[i]) as u64;
+        Stats::add(&stats.delivered, delivered);
+        Stats::add(&stats.records_sent, records_ok);
+        Stats::add(&stats.bytes_sent, bytes_ok);
+        Stats::add(&stats.throttled, plan.throttled as u64);
+        // 6. Health.
+        let what = if resend_events == 0 {
+            Observation::Ok
+        } else {
+            debug!("PutRecords: {resend_events} events to resend ({result:?})");
+            Observation::Retry
+        };
+        let change = self
+            .health
+            .observe(Instant::now(), took, what, &policy, &mut self.rng);
+        self.stats
+            .struggling
+            .store(self.health.struggling(), Relaxed);
+        match change {
+            Some(Change::StartedStruggling) => {
+                let cause = match &result {
+                    Err(e) => e.to_string(),
+                    Ok(_) => "records throttled".into(),
+                };
+                warn!(
+                    "Kinesis is not accepting records ({cause}); {} events stay buffered and are retried, one probe request per invocation while it lasts",
+                    self.buffer.held()
+                );
+            }
+            Some(Change::Recovered) => info!("Kinesis accepts records again; delivery resumed"),
+            None => {}
+        }
+        if resend_events == 0 {
+            Sent::Delivered
+        } else {
+            Sent::Partly
+        }
+    }
+}

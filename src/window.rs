@@ -1,0 +1,223 @@
+//! Flush windows: the spans in which the flusher may talk to Kinesis, and the one decision
+//! taken inside them, again and again: send a request now, wait for something, or close.
+//!
+//! Freeze safety is the invariant this serves. Lambda freezes the whole sandbox as soon as
+//! the runtime and the extension have called `/event/next`, so a request in flight then
+//! would resume minutes later on a dead connection. The flusher therefore sends only inside
+//! a window the lifecycle loop opened (INVOKE, SHUTDOWN) and closes it, acknowledging, before
+//! the lifecycle calls `/event/next`; every request's timeout is bounded by the window's end,
+//! and no request is started that the observed latency says cannot finish before it.
+//! On Lambda Managed Instances nothing freezes: one [`Kind::Continuous`] window stays open
+//! until SHUTDOWN and the flusher sends on its own clock.
+//!
+//! [`next_step`] is pure: a [`Window`] and a [`View`] of the buffer and of Kinesis' health
+//! in, a [`Step`] out.
+
+use std::time::{Duration, Instant};
+
+/// Invocation windows end this long before the invocation's deadline.
+pub const INVOKE_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
+
+/// What a window is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// An invocation. `hold`: stay open until this request id's runtimeDone is delivered.
+    Invoke { hold: Option<Box<str>> },
+    /// SHUTDOWN: wait (up to `grace_end`) for the platform's last batch, deliver everything.
+    /// `last_request`: the last INVOKE's request id, whose `platform.report` ends the wait.
+    Shutdown {
+        grace_end: Instant,
+        last_request: Option<Box<str>>,
+        /// No telemetry for this long after SHUTDOWN (and since the last POST) also ends the
+        /// wait when there is no report to wait for.
+        quiet: Duration,
+    },
+    /// Lambda Managed Instances: never frozen, open until SHUTDOWN.
+    Continuous,
+}
+
+/// An open window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub id: u64,
+    pub kind: Kind,
+    pub opened: Instant,
+    /// Nothing may be in flight after this.
+    pub until: Instant,
+    /// Requests made in this window.
+    pub requests: u32,
+    /// Kinesis refused a request for good in this window.
+    pub refused: bool,
+}
+
+/// What the flusher sees when it decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    pub now: Instant,
+    /// Anything waiting to be sent (queued or spilled).
+    pub has_data: bool,
+    /// A full request's worth is waiting (the flush thresholds).
+    pub full: bool,
+    /// Due by the pacing rules (age, count, bytes) in a window that is not held.
+    pub due: bool,
+    /// The held invocation's runtimeDone has arrived.
+    pub done_seen: bool,
+    /// Events up to the held invocation's runtimeDone are still waiting.
+    pub done_pending: bool,
+    /// The last invocation's `platform.report` has arrived (SHUTDOWN).
+    pub report_seen: bool,
+    /// When telemetry last arrived.
+    pub last_arrival: Option<Instant>,
+    /// When the oldest waiting event becomes due by age (continuous sending).
+    pub due_at: Option<Instant>,
+    /// No attempt before this (backoff after a failure).
+    pub backoff_until: Option<Instant>,
+    /// Kinesis is failing: one probe per invocation window.
+    pub struggling: bool,
+    /// The least time left for a request to be worth starting (observed latency).
+    pub time_needed: Duration,
+}
+
+/// Why a window closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Nothing is due (not held).
+    NothingDue,
+    /// The held invocation's telemetry, up to its runtimeDone, is delivered.
+    Delivered,
+    /// The window's end came (budget or deadline − margin).
+    End,
+    /// A held invocation's window ended before its runtimeDone arrived.
+    NoRuntimeDone,
+    /// Kinesis is struggling and this window has made its probe.
+    Struggling,
+    /// Kinesis answers slower than what is left of the window: the data waits.
+    TooSlow,
+    /// SHUTDOWN: everything is delivered and the platform's last batch is in.
+    Drained,
+    /// Kinesis refused a request for good: the invocation is not held for more refusals.
+    Refused,
+}
+
+/// The decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Send,
+    /// Wait until then, or until telemetry arrives.
+    Wait(Instant),
+    Close(Close),
+}
+
+/// End of an INVOKE window (pure): the budget from now when not held; for a held invocation
+/// the deadline minus the margin (what it adds after its runtimeDone is bounded separately).
+pub fn invoke_window_end(now: Instant, deadline: Instant, budget: Duration, held: bool) -> Instant {
+    let by_deadline = deadline
+        .checked_sub(INVOKE_DEADLINE_MARGIN)
+        .unwrap_or(now)
+        .max(now);
+    if held {
+        by_deadline
+    } else {
+        (now + budget).min(by_deadline)
+    }
+}
+
+/// Sends if it may and a request can finish; otherwise why not.
+fn try_send(w: &Window, v: &View, otherwise: Close) -> Step {
+    if let Some(t) = v.backoff_until {
+        return if t + v.time_needed < w.until {
+            Step::Wait(t)
+        } else {
+            Step::Close(otherwise)
+        };
+    }
+    if v.now + v.time_needed > w.until {
+        return Step::Close(otherwise);
+    }
+    Step::Send
+}
+
+/// The next step in an open window (pure).
+pub fn next_step(w: &Window, v: &View) -> Step {
+    let probed = v.struggling && w.requests >= 1;
+    if w.refused && matches!(w.kind, Kind::Invoke { .. }) {
+        return Step::Close(Close::Refused);
+    }
+    match &w.kind {
+        Kind::Invoke { hold: None } => {
+            if !v.has_data || !v.due {
+                Step::Close(Close::NothingDue)
+            } else if probed {
+                Step::Close(Close::Struggling)
+            } else {
+                try_send(
+                    w,
+                    v,
+                    if v.backoff_until.is_some() {
+                        Close::End
+                    } else {
+                        Close::TooSlow
+                    },
+                )
+            }
+        }
+        Kind::Invoke { hold: Some(_) } => {
+            if v.done_seen && !v.done_pending {
+                return Step::Close(Close::Delivered);
+            }
+            if v.now >= w.until {
+                return Step::Close(if v.done_seen {
+                    Close::End
+                } else {
+                    Close::NoRuntimeDone
+                });
+            }
+            if probed {
+                return Step::Close(Close::Struggling);
+            }
+            let sendable = (v.done_seen && v.done_pending) || v.full || (v.has_data && v.due);
+            if !sendable {
+                return Step::Wait(w.until);
+            }
+            match try_send(w, v, Close::TooSlow) {
+                // Too slow to send now: nothing can keep the promise; do not stretch the
+                // invocation any further.
+                Step::Close(c) if !v.done_seen && v.backoff_until.is_none() => Step::Close(c),
+                Step::Close(_) if v.backoff_until.is_some() => Step::Close(Close::End),
+                other => other,
+            }
+        }
+        Kind::Shutdown {
+            grace_end,
+            last_request,
+            quiet,
+        } => {
+            if v.has_data {
+                return try_send(w, v, Close::End);
+            }
+            let quiet_since = v.last_arrival.map_or(w.opened, |t| t.max(w.opened));
+            let quiet_over = last_request.is_none() && v.now >= quiet_since + *quiet;
+            if v.report_seen || quiet_over || v.now >= *grace_end || v.now >= w.until {
+                Step::Close(Close::Drained)
+            } else if last_request.is_none() {
+                Step::Wait((quiet_since + *quiet).min(*grace_end))
+            } else {
+                Step::Wait(*grace_end)
+            }
+        }
+        Kind::Continuous => {
+            if v.has_data && (v.full || v.due) {
+                match v.backoff_until {
+                    Some(t) => Step::Wait(t),
+                    None => Step::Send,
+                }
+            } else {
+                // Far enough to mean "until telemetry arrives"; the flusher is woken by it.
+                Step::Wait(v.due_at.unwrap_or(v.now + Duration::from_secs(3600)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,454 @@
+use super::*;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+struct Case {
+    name: &'static str,
+    kind: Kind,
+    requests: u32,
+    /// Window end, ms after `now`.
+    until_ms: u64,
+    view: View,
+    want: Step,
+}
+
+fn base(now: Instant) -> View {
+    View {
+        now,
+        has_data: true,
+        full: false,
+        due: true,
+        done_seen: false,
+        done_pending: false,
+        report_seen: false,
+        last_arrival: None,
+        due_at: None,
+        backoff_until: None,
+        struggling: false,
+        time_needed: ms(10),
+    }
+}
+
+fn held() -> Kind {
+    Kind::Invoke {
+        hold: Some("r-1".into()),
+    }
+}
+
+fn background() -> Kind {
+    Kind::Invoke { hold: None }
+}
+
+#[test]
+fn every_window_kind_decides_as_documented() {
+    let now = Instant::now();
+    let v = base(now);
+    let grace = now + ms(400);
+    let shutdown = |last: Option<&str>| Kind::Shutdown {
+        grace_end: grace,
+        last_request: last.map(Into::into),
+        quiet: ms(200),
+    };
+    let cases = vec![
+        // Background invocations: send what is due, close when nothing is.
+        Case {
+            name: "bg: due",
+            kind: background(),
+            requests: 0,
+            until_ms: 3000,
+            view: v,
+            want: Step::Send,
+        },
+        Case {
+            name: "bg: not due",
+            kind: background(),
+            requests: 0,
+            until_ms: 3000,
+            view: View { due: false, ..v },
+            want: Step::Close(Close::NothingDue),
+        },
+        Case {
+            name: "bg: empty",
+            kind: background(),
+            requests: 0,
+            until_ms: 3000,
+            view: View {
+                has_data: false,
+                ..v
+            },
+            want: Step::Close(Close::NothingDue),
+        },
+        Case {
+            name: "bg: struggling, probe made",
+            kind: background(),
+            requests: 1,
+            until_ms: 3000,
+            view: View {
+                struggling: true,
+                ..v
+            },
+            want: Step::Close(Close::Struggling),
+        },
+        Case {
+            name: "bg: struggling, first probe",
+            kind: background(),
+            requests: 0,
+            until_ms: 3000,
+            view: View {
+                struggling: true,
+                ..v
+            },
+            want: Step::Send,
+        },
+        Case {
+            name: "bg: backoff inside the window",
+            kind: background(),
+            requests: 1,
+            until_ms: 3000,
+            view: View {
+                backoff_until: Some(now + ms(50)),
+                ..v
+            },
+            want: Step::Wait(now + ms(50)),
+        },
+        Case {
+            name: "bg: backoff past the window",
+            kind: background(),
+            requests: 1,
+            until_ms: 40,
+            view: View {
+                backoff_until: Some(now + ms(50)),
+                ..v
+            },
+            want: Step::Close(Close::End),
+        },
+        Case {
+            name: "bg: Kinesis slower than the window",
+            kind: background(),
+            requests: 0,
+            until_ms: 900,
+            view: View {
+                time_needed: ms(1500),
+                ..v
+            },
+            want: Step::Close(Close::TooSlow),
+        },
+        // Held invocations: send continuously, close once runtimeDone is delivered.
+        Case {
+            name: "hold: waiting, nothing to send",
+            kind: held(),
+            requests: 0,
+            until_ms: 2900,
+            view: View { due: false, ..v },
+            want: Step::Wait(now + ms(2900)),
+        },
+        Case {
+            name: "hold: a full request goes at once",
+            kind: held(),
+            requests: 0,
+            until_ms: 2900,
+            view: View {
+                due: false,
+                full: true,
+                ..v
+            },
+            want: Step::Send,
+        },
+        Case {
+            name: "hold: due by age",
+            kind: held(),
+            requests: 0,
+            until_ms: 2900,
+            view: v,
+            want: Step::Send,
+        },
+        Case {
+            name: "hold: runtimeDone in, pending",
+            kind: held(),
+            requests: 0,
+            until_ms: 2900,
+            view: View {
+                due: false,
+                done_seen: true,
+                done_pending: true,
+                ..v
+            },
+            want: Step::Send,
+        },
+        Case {
+            name: "hold: runtimeDone delivered",
+            kind: held(),
+            requests: 2,
+            until_ms: 2900,
+            view: View {
+                done_seen: true,
+                done_pending: false,
+                ..v
+            },
+            want: Step::Close(Close::Delivered),
+        },
+        Case {
+            name: "hold: runtimeDone never came",
+            kind: held(),
+            requests: 0,
+            until_ms: 0,
+            view: View { due: false, ..v },
+            want: Step::Close(Close::NoRuntimeDone),
+        },
+        Case {
+            name: "hold: end after runtimeDone",
+            kind: held(),
+            requests: 1,
+            until_ms: 0,
+            view: View {
+                done_seen: true,
+                done_pending: true,
+                ..v
+            },
+            want: Step::Close(Close::End),
+        },
+        Case {
+            name: "hold: struggling, probe made",
+            kind: held(),
+            requests: 1,
+            until_ms: 2900,
+            view: View {
+                struggling: true,
+                done_seen: true,
+                done_pending: true,
+                ..v
+            },
+            want: Step::Close(Close::Struggling),
+        },
+        Case {
+            name: "hold: too slow to send",
+            kind: held(),
+            requests: 0,
+            until_ms: 900,
+            view: View {
+                done_seen: true,
+                done_pending: true,
+                time_needed: ms(1500),
+                ..v
+            },
+            want: Step::Close(Close::TooSlow),
+        },
+        Case {
+            name: "hold: too slow before runtimeDone",
+            kind: held(),
+            requests: 0,
+            until_ms: 900,
+            view: View {
+                full: true,
+                time_needed: ms(1500),
+                ..v
+            },
+            want: Step::Close(Close::TooSlow),
+        },
+        Case {
+            name: "hold: backoff",
+            kind: held(),
+            requests: 1,
+            until_ms: 900,
+            view: View {
+                done_seen: true,
+                done_pending: true,
+                backoff_until: Some(now + ms(30)),
+                ..v
+            },
+            want: Step::Wait(now + ms(30)),
+        },
+        Case {
+            name: "hold: backoff past the end",
+            kind: held(),
+            requests: 1,
+            until_ms: 20,
+            view: View {
+                done_seen: true,
+                done_pending: true,
+                backoff_until: Some(now + ms(30)),
+                ..v
+            },
+            want: Step::Close(Close::End),
+        },
+        // SHUTDOWN: send while there is data; wait for the last report (or quiet) otherwise.
+        Case {
+            name: "shutdown: data",
+            kind: shutdown(Some("r-9")),
+            requests: 0,
+            until_ms: 1700,
+            view: View { due: false, ..v },
+            want: Step::Send,
+        },
+        Case {
+            name: "shutdown: deadline",
+            kind: shutdown(Some("r-9")),
+            requests: 3,
+            until_ms: 5,
+            view: v,
+            want: Step::Close(Close::End),
+        },
+        Case {
+            name: "shutdown: waiting for the report",
+            kind: shutdown(Some("r-9")),
+            requests: 0,
+            until_ms: 1700,
+            view: View {
+                has_data: false,
+                ..v
+            },
+            want: Step::Wait(grace),
+        },
+        Case {
+            name: "shutdown: report in",
+            kind: shutdown(Some("r-9")),
+            requests: 0,
+            until_ms: 1700,
+            view: View {
+                has_data: false,
+                report_seen: true,
+                ..v
+            },
+            want: Step::Close(Close::Drained),
+        },
+        Case {
+            name: "shutdown: no invocation: quiet period",
+            kind: shutdown(None),
+            requests: 0,
+            until_ms: 1700,
+            view: View {
+                has_data: false,
+                ..v
+            },
+            want: Step::Wait(now + ms(200)),
+        },
+        // Managed Instances: on the clock.
+        Case {
+            name: "continuous: due",
+            kind: Kind::Continuous,
+            requests: 9,
+            until_ms: 999_999,
+            view: v,
+            want: Step::Send,
+        },
+        Case {
+            name: "continuous: full",
+            kind: Kind::Continuous,
+            requests: 9,
+            until_ms: 999_999,
+            view: View {
+                due: false,
+                full: true,
+                ..v
+            },
+            want: Step::Send,
+        },
+        Case {
+            name: "continuous: not yet due",
+            kind: Kind::Continuous,
+            requests: 9,
+            until_ms: 999_999,
+            view: View {
+                due: false,
+                due_at: Some(now + ms(700)),
+                ..v
+            },
+            want: Step::Wait(now + ms(700)),
+        },
+        Case {
+            name: "continuous: backoff",
+            kind: Kind::Continuous,
+            requests: 9,
+            until_ms: 999_999,
+            view: View {
+                backoff_until: Some(now + ms(80)),
+                ..v
+            },
+            want: Step::Wait(now + ms(80)),
+        },
+    ];
+    for c in cases {
+        let mut w = Window {
+            id: 1,
+            kind: c.kind,
+            opened: now,
+            until: now + ms(c.until_ms),
+            requests: c.requests,
+            refused: false,
+        };
+        assert_eq!(next_step(&w, &c.view), c.want, "{}", c.name);
+        // After a fatal answer an invocation window closes; SHUTDOWN goes on.
+        w.refused = true;
+        match w.kind {
+            Kind::Invoke { .. } => {
+                assert_eq!(
+                    next_step(&w, &c.view),
+                    Step::Close(Close::Refused),
+                    "{}",
+                    c.name
+                )
+            }
+            _ => assert_eq!(next_step(&w, &c.view), c.want, "{}", c.name),
+        }
+    }
+}
+
+#[test]
+fn the_shutdown_wait_ends_after_a_quiet_period_or_the_grace() {
+    let opened = Instant::now();
+    let w = Window {
+        id: 2,
+        kind: Kind::Shutdown {
+            grace_end: opened + ms(1000),
+            last_request: None,
+            quiet: ms(200),
+        },
+        opened,
+        until: opened + ms(1700),
+        requests: 0,
+        refused: false,
+    };
+    let v = |at: u64, last: Option<u64>| View {
+        now: opened + ms(at),
+        has_data: false,
+        last_arrival: last.map(|l| opened + ms(l)),
+        ..base(opened)
+    };
+    assert_eq!(next_step(&w, &v(100, None)), Step::Wait(opened + ms(200)));
+    assert_eq!(next_step(&w, &v(200, None)), Step::Close(Close::Drained));
+    // A batch at 150 ms restarts the quiet period.
+    assert_eq!(
+        next_step(&w, &v(200, Some(150))),
+        Step::Wait(opened + ms(350))
+    );
+    assert_eq!(
+        next_step(&w, &v(350, Some(150))),
+        Step::Close(Close::Drained)
+    );
+    // Never past the grace.
+    assert_eq!(
+        next_step(&w, &v(1000, Some(990))),
+        Step::Close(Close::Drained)
+    );
+}
+
+#[test]
+fn invoke_windows_end_at_the_budget_or_before_the_deadline() {
+    let now = Instant::now();
+    let far = now + Duration::from_secs(900);
+    assert_eq!(invoke_window_end(now, far, ms(3000), false), now + ms(3000));
+    assert_eq!(
+        invoke_window_end(now, far, ms(3000), true),
+        far - INVOKE_DEADLINE_MARGIN,
+        "a held invocation runs until its runtimeDone, at most until the deadline margin"
+    );
+    let near = now + ms(500);
+    assert_eq!(
+        invoke_window_end(now, near, ms(3000), false),
+        near - INVOKE_DEADLINE_MARGIN
+    );
+    let past = now + ms(50);
+    assert_eq!(invoke_window_end(now, past, ms(3000), true), now);
+}
