@@ -28,7 +28,7 @@ pub use error::{
     TimeoutPhase,
 };
 
-use crate::b64;
+use base64::Engine as _;
 use serde::Deserialize;
 use std::fmt;
 
@@ -161,7 +161,8 @@ pub struct Record<'a> {
 }
 
 /// The JSON body of a PutRecords request, written in one pass into a buffer sized
-/// up front.
+/// up front. Each `Data` blob is standard padded base64 (RFC 4648 §4), as the JSON
+/// protocol carries blobs, encoded straight into the body: no string per record.
 pub fn put_records_body(target: &StreamTarget, records: &[Record]) -> Vec<u8> {
     let (field, value) = match target {
         StreamTarget::Name(n) => ("{\"StreamName\":", n),
@@ -171,7 +172,7 @@ pub fn put_records_body(target: &StreamTarget, records: &[Record]) -> Vec<u8> {
         + value.len()
         + records
             .iter()
-            .map(|r| b64::encoded_len(r.data.len()) + r.partition_key.len() + 40)
+            .map(|r| base64_len(r.data.len()) + r.partition_key.len() + 40)
             .sum::<usize>();
     let mut out = Vec::with_capacity(capacity);
     out.extend_from_slice(field.as_bytes());
@@ -182,13 +183,22 @@ pub fn put_records_body(target: &StreamTarget, records: &[Record]) -> Vec<u8> {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"Data\":\"");
-        b64::encode_into_vec(r.data, &mut out);
+        let start = out.len();
+        out.resize(start + base64_len(r.data.len()), 0);
+        base64::engine::general_purpose::STANDARD
+            .encode_slice(r.data, &mut out[start..])
+            .expect("the output was sized with base64_len");
         out.extend_from_slice(b"\",\"PartitionKey\":");
         write_json_str(&mut out, r.partition_key);
         out.push(b'}');
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// Length of the padded base64 text of `n` bytes: `4 * ceil(n / 3)`.
+fn base64_len(n: usize) -> usize {
+    base64::encoded_len(n, true).expect("a record is far smaller than usize::MAX / 4 * 3")
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {

@@ -13,7 +13,6 @@
 
 #![forbid(unsafe_code)]
 
-mod b64;
 mod batch;
 mod config;
 mod event;

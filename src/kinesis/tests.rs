@@ -63,19 +63,10 @@ fn endpoints_per_partition() {
 }
 
 fn decode_b64(s: &str) -> Vec<u8> {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::new();
-    for c in s.bytes().filter(|&c| c != b'=') {
-        bits = (bits << 6) | A.iter().position(|&a| a == c).unwrap() as u32;
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push((bits >> n) as u8);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("standard padded base64")
 }
 
 #[test]
@@ -128,6 +119,52 @@ fn body_buffer_is_sized_up_front() {
         .collect();
     let body = put_records_body(&StreamTarget::Name("s".into()), &records);
     assert!(body.capacity() >= body.len() && body.capacity() - body.len() < 4096);
+}
+
+#[test]
+fn data_is_standard_padded_base64() {
+    // RFC 4648 §10 test vectors, then the two characters where base64 alphabets differ.
+    let vectors: [(&[u8], &str); 9] = [
+        (b"", ""),
+        (b"f", "Zg=="),
+        (b"fo", "Zm8="),
+        (b"foo", "Zm9v"),
+        (b"foob", "Zm9vYg=="),
+        (b"fooba", "Zm9vYmE="),
+        (b"foobar", "Zm9vYmFy"),
+        (&[0xfb, 0xff, 0xbf], "+/+/"),
+        (&[0xff], "/w=="),
+    ];
+    let records: Vec<Record> = vectors
+        .iter()
+        .map(|(data, _)| Record {
+            data,
+            partition_key: "k",
+        })
+        .collect();
+    let body = put_records_body(&StreamTarget::Name("s".into()), &records);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let recs = v["Records"].as_array().unwrap();
+    assert_eq!(recs.len(), vectors.len());
+    for (r, (plain, expected)) in recs.iter().zip(vectors) {
+        assert_eq!(r["Data"], expected, "input {plain:?}");
+    }
+}
+
+#[test]
+fn data_of_every_length_round_trips() {
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
+    for n in [0, 1, 2, 3, 4, 5, 3071, 3072, 3073, 6145, 10_000] {
+        let records = [Record {
+            data: &data[..n],
+            partition_key: "k",
+        }];
+        let body = put_records_body(&StreamTarget::Name("s".into()), &records);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let text = v["Records"][0]["Data"].as_str().unwrap();
+        assert_eq!(text.len(), n.div_ceil(3) * 4, "n = {n}");
+        assert_eq!(decode_b64(text), &data[..n], "n = {n}");
+    }
 }
 
 #[test]
