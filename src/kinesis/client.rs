@@ -336,3 +336,6 @@ fn is_tls_error(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> bool
     }
     downcast(ureq::Error::Rustls, inner).is_some()
 }
+
+#[cfg(test)]
+mod tests;
