@@ -37,8 +37,12 @@ pub enum TimeoutPhase {
 /// Failure of one PutRecords call, as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
-    /// No connection: DNS failure, refused, unreachable, TLS handshake failure.
+    /// No connection: DNS failure, refused, unreachable.
     Connect(String),
+    /// The TLS handshake failed: the endpoint answered but is not trusted (unknown CA,
+    /// bad certificate) or speaks no common protocol. Connect-class: retryable, and
+    /// counted as `Connect`.
+    Tls(String),
     Timeout(TimeoutPhase),
     /// The connection broke mid-exchange, or the HTTP framing was invalid.
     Io(String),
@@ -153,9 +157,11 @@ fn is_signature_expired(code: &str, message: &str) -> bool {
 impl RequestError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Connect(_) | Self::Timeout(_) | Self::Io(_) | Self::MalformedResponse(_) => {
-                ErrorClass::Retryable
-            }
+            Self::Connect(_)
+            | Self::Tls(_)
+            | Self::Timeout(_)
+            | Self::Io(_)
+            | Self::MalformedResponse(_) => ErrorClass::Retryable,
             Self::Http {
                 status,
                 code,
@@ -169,7 +175,7 @@ impl RequestError {
     /// name for the failure (`HTTP 502`, `Timeout(Receive)`, `Connect`, ...).
     pub fn reason(&self) -> String {
         match self {
-            Self::Connect(_) => "Connect".to_owned(),
+            Self::Connect(_) | Self::Tls(_) => "Connect".to_owned(),
             Self::Timeout(phase) => format!("Timeout({phase:?})"),
             Self::Io(_) => "Io".to_owned(),
             Self::Http { status, code, .. } if code.is_empty() => format!("HTTP {status}"),
@@ -184,8 +190,8 @@ impl RequestError {
     pub fn fix_hint(&self, target: &StreamTarget, region: &str) -> String {
         let stream = target.stream_name();
         match self {
-            Self::Connect(detail) if detail.starts_with("TLS") => format!(
-                "TLS handshake with the Kinesis endpoint failed ({detail}): for a private \
+            Self::Tls(detail) => format!(
+                "TLS handshake with the Kinesis endpoint failed (TLS: {detail}): for a private \
                  endpoint or a TLS-inspecting proxy, point KINESIS_TELEMETRY_CA_FILE at its CA bundle"
             ),
             Self::Connect(detail) => format!(
@@ -290,6 +296,7 @@ impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(d) => write!(f, "cannot connect to Kinesis: {d}"),
+            Self::Tls(d) => write!(f, "cannot connect to Kinesis: TLS: {d}"),
             Self::Timeout(p) => write!(f, "Kinesis request timed out ({p:?})"),
             Self::Io(d) => write!(f, "I/O error talking to Kinesis: {d}"),
             Self::Http {
@@ -469,6 +476,7 @@ mod tests {
         );
         for e in [
             RequestError::Connect("refused".into()),
+            RequestError::Tls("invalid peer certificate: UnknownIssuer".into()),
             RequestError::Timeout(TimeoutPhase::Send),
             RequestError::Io("reset".into()),
             RequestError::MalformedResponse("x".into()),
@@ -523,6 +531,30 @@ mod tests {
         assert!(RequestError::Timeout(TimeoutPhase::Connect)
             .fix_hint(&arn, "x")
             .contains("NAT"));
+    }
+
+    #[test]
+    fn a_tls_failure_is_a_connect_error_pointing_at_the_ca_file() {
+        let target = StreamTarget::Name("telemetry".into());
+        let e = RequestError::Tls("invalid peer certificate: UnknownIssuer".into());
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        assert_eq!(e.reason(), "Connect");
+        assert_eq!(
+            e.to_string(),
+            "cannot connect to Kinesis: TLS: invalid peer certificate: UnknownIssuer"
+        );
+        let h = e.fix_hint(&target, "us-east-1");
+        assert!(
+            h.starts_with("TLS handshake with the Kinesis endpoint failed"),
+            "{h}"
+        );
+        assert!(h.contains("KINESIS_TELEMETRY_CA_FILE"), "{h}");
+        // A plain connect failure gets the network-path hint, not the CA one.
+        let h = RequestError::Connect("connection failed".into()).fix_hint(&target, "us-east-1");
+        assert!(
+            !h.contains("KINESIS_TELEMETRY_CA_FILE") && h.contains("NAT"),
+            "{h}"
+        );
     }
 
     #[test]

@@ -551,9 +551,10 @@ mod https {
             let e = client(port, ca_file.clone())
                 .put_records(&target, &one(), T)
                 .unwrap_err();
-            assert!(
-                matches!(&e, RequestError::Connect(d) if d.starts_with("TLS")),
-                "{ca_file:?}: {e:?}"
+            assert!(matches!(&e, RequestError::Tls(_)), "{ca_file:?}: {e:?}");
+            assert_eq!(
+                (e.class(), e.reason().as_str()),
+                (ErrorClass::Retryable, "Connect")
             );
             assert!(e
                 .fix_hint(&target, "us-east-1")
