@@ -2,12 +2,11 @@
 //! shapes, and their fault scripts must do what they say. A fake that accepts
 //! anything would make every black-box test meaningless.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
+use kte_test_support as support;
 use serde_json::{json, Value};
 
 use support::fake_kinesis::{

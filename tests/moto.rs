@@ -1,14 +1,14 @@
 //! Against a real third-party Kinesis: moto's server with IAM auth on (see
-//! `support/moto.rs`). The extension binary runs with the strict fake Runtime API and
+//! `support/src/moto.rs`). The extension binary runs with the strict fake Runtime API and
 //! `KINESIS_TELEMETRY_ENDPOINT` pointing at moto; what it delivered is read back with
 //! GetShardIterator(TRIM_HORIZON) + GetRecords, signed by boto3.
 //!
 //! Skipped (with the reason printed) only when the Python venv is missing; run
 //! `bash .ci/python-tools.sh` to create it. With `CI=true` a missing venv fails.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
+
+use kte_test_support as support;
 
 use support::moto::{Moto, MotoOptions};
 use support::sigv4::{self, Credentials, HttpParts};
@@ -19,6 +19,7 @@ const WRONG_SECRET: &str = "wrongSecretKeyForTheMotoIamUser000000000";
 /// Harness defaults, but talking to moto as its IAM user (long-term key, no session token).
 fn lambda_for(moto: &Moto, secret: &str) -> LambdaOptions {
     LambdaOptions::default()
+        .binary(support::extension_under_test!())
         .env("KINESIS_TELEMETRY_ENDPOINT", &moto.endpoint())
         .env("KINESIS_TELEMETRY_STREAM", &moto.stream)
         .env("AWS_REGION", &moto.region)

@@ -1,6 +1,6 @@
 //! The local sandbox: a simulated Lambda execution environment around the real extension
-//! binary, built on the strict fakes ([`FakeRuntime`](super::FakeRuntime) for the
-//! Extensions and Telemetry APIs, [`FakeKinesis`](super::FakeKinesis) for PutRecords) and
+//! binary, built on the strict fakes ([`FakeRuntime`](crate::FakeRuntime) for the
+//! Extensions and Telemetry APIs, [`FakeKinesis`](crate::FakeKinesis) for PutRecords) and
 //! the harness that starts the process ([`Lambda`]).
 //!
 //! What one [`run`] does, the way Lambda does it:
@@ -24,9 +24,8 @@
 //! fresh request and trace ids, numbered log lines), so each Kinesis record is checked
 //! off byte for byte: lost, duplicated and unexpected records are counted per type.
 //!
-//! Used by the `sandbox` example (the README's one command, and the benchmarks) and by
-//! `tests/sandbox.rs`. Linux only (signals, `/proc`).
-#![allow(dead_code)]
+//! Used by the `sandbox` binary (the README's `./build.sh local`, and the benchmarks)
+//! and by `tests/sandbox.rs`. Linux only (signals, `/proc`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -37,8 +36,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::support::rng::fresh_uuid;
-use crate::support::{clock, EventFactory, Lambda, LambdaOptions, RuntimeConfig};
+use crate::rng::fresh_uuid;
+use crate::{clock, EventFactory, Lambda, LambdaOptions, RuntimeConfig};
 
 /// Lambda's whole SHUTDOWN phase with external extensions.
 pub const SHUTDOWN_PHASE: Duration = Duration::from_millis(2_000);
@@ -846,7 +845,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<Report, String> {
     }
     let (shutdown, cpu) = run.shutdown()?;
     let mut report = Report {
-        binary: crate::support::extension_binary().display().to_string(),
+        binary: crate::extension_binary().display().to_string(),
         invocations: w.invocations,
         freeze: w.freeze,
         freezes: run.freezes,

@@ -30,7 +30,7 @@
 //! A venv that exists but cannot run moto fails the test.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -48,7 +48,7 @@ pub const PYTHON_ENV: &str = "MOTO_PYTHON";
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The admin/oracle script run with the venv's Python.
-const ADMIN_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_admin.py");
+const ADMIN_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_admin.py");
 /// Any key pair works while auth is off; these only get the setup calls signed.
 const SETUP_KEY: (&str, &str) = ("testing", "testing");
 
@@ -67,7 +67,7 @@ pub fn python() -> Result<PathBuf, String> {
         );
         return Ok(p);
     }
-    let venv_python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let venv_python = crate::repo_root().join(".venv/bin/python");
     if venv_python.is_file() {
         return Ok(venv_python);
     }

@@ -1,38 +1,12 @@
-//! Black-box harness: runs the real extension binary against in-process fakes of the
-//! Lambda Runtime API ([`fake_runtime`]) and Kinesis ([`fake_kinesis`]), so each test
-//! reads as a few lines of intent:
+//! The extension process under test, between its fakes: [`Lambda`] starts the real
+//! binary with a Lambda-like environment and nothing else (`env_clear`): runtime API,
+//! region, fake credentials with a session token, stream, endpoint, telemetry port 0 on
+//! 127.0.0.1. Its stdout and stderr lines are captured into a shared log. Dropping a
+//! [`Lambda`] kills the process if it is still running.
 //!
-//! ```ignore
-//! let mut lambda = Lambda::start(LambdaOptions::default());
-//! lambda.invoke(3);
-//! let out = lambda.shutdown();
-//! assert!(out.exited_ok_before_deadline());
-//! lambda.assert_each_event_delivered_once();
-//! ```
-//!
-//! The binary gets a Lambda-like environment and nothing else (`env_clear`): runtime
-//! API, region, fake credentials with a session token, stream, endpoint, telemetry
-//! port 0 on 127.0.0.1. Its stdout and stderr lines are captured into a shared log.
-//! Dropping a [`Lambda`] kills the process if it is still running.
-//!
-//! Used by `tests/*.rs` (`mod support;`) and by the local sandbox example
-//! (`#[path = "../tests/support/mod.rs"] mod support;`), so nothing here assumes a
-//! test runner except [`Lambda::start`] and the `assert_*` helpers, which panic
-//! with the captured log on failure (use [`Lambda::try_start`] to get an error).
-// Each test binary uses a different part of the harness.
-#![allow(dead_code)]
-
-pub mod clock;
-pub mod events;
-pub mod fake_kinesis;
-pub mod fake_runtime;
-pub mod http;
-pub mod kinesis_api;
-pub mod moto;
-pub mod rng;
-pub mod sigv4;
-pub mod telemetry_pusher;
-pub mod telemetry_subscription;
+//! Nothing here assumes a test runner except [`Lambda::start`] and the `assert_*`
+//! helpers, which panic with the captured log on failure (use [`Lambda::try_start`] to
+//! get an error): the sandbox binary uses the same harness.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -45,35 +19,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::Value;
 
-#[allow(unused_imports)]
-pub use events::EventFactory;
-#[allow(unused_imports)]
-pub use fake_kinesis::{AfterStall, AwsError, FakeKinesis, KinesisConfig, KinesisLimits};
-#[allow(unused_imports)]
-pub use fake_runtime::{EventKind, FakeRuntime, RuntimeConfig, SubscribeMode};
-
-/// Name of the binary under test (also the `Lambda-Extension-Name` it must send).
-pub const EXTENSION_NAME: &str = "kinesis-telemetry-extension";
-
-/// Path of the extension binary: `$KINESIS_TELEMETRY_EXTENSION_BIN`, else the one
-/// Cargo built for integration tests, else `target/<profile>/` next to the running
-/// example.
-pub fn extension_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("KINESIS_TELEMETRY_EXTENSION_BIN") {
-        return p.into();
-    }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_kinesis-telemetry-extension") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/examples/<example> or target/<profile>/deps/<test>
-    let profile_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    profile_dir.join(EXTENSION_NAME)
-}
+use crate::events::EventFactory;
+use crate::fake_kinesis::{self, FakeKinesis, KinesisConfig};
+use crate::fake_runtime::{FakeRuntime, RuntimeConfig};
+use crate::{clock, extension_binary};
 
 /// How to start a [`Lambda`].
 #[derive(Clone, Debug)]
@@ -106,6 +55,12 @@ impl Default for LambdaOptions {
 }
 
 impl LambdaOptions {
+    /// Runs this binary (see [`crate::extension_under_test!`]).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
