@@ -18,6 +18,9 @@
 //! Which binary runs: [`extension_under_test!`] in tests (the one Cargo built for them),
 //! [`extension_binary`] in the sandbox (next to it in `target/<profile>/`); either way
 //! `KINESIS_TELEMETRY_EXTENSION_BIN` names another build instead (e.g. the musl one).
+//!
+//! `unsafe` is denied except in [`process`] (signals, `waitid`, CPU affinity).
+#![deny(unsafe_code)]
 
 pub mod clock;
 pub mod events;
@@ -27,6 +30,7 @@ pub mod http;
 pub mod kinesis_api;
 pub mod lambda;
 pub mod moto;
+pub mod process;
 pub mod rng;
 pub mod sandbox;
 pub mod sigv4;

@@ -39,7 +39,7 @@ fn machine() -> Machine {
         .unwrap_or(0.0);
     Machine {
         cpu,
-        cores: sandbox::cores(),
+        cores: kte_test_support::process::cores(),
         kernel,
         memory_gb: (mem_kb / 1024.0 / 1024.0 * 10.0).round() / 10.0,
     }
