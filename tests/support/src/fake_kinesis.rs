@@ -98,7 +98,7 @@ pub struct StoredRecord {
     pub sequence_number: String,
     /// Zero-based position among all accepted records, in arrival order.
     pub order: u64,
-    /// Index of the request (in [`FakeKinesis::requests`]) that carried it.
+    /// Index of the request (in [`KinesisHandle::requests`]) that carried it.
     pub request_index: usize,
     /// Position of the record within its request.
     pub index_in_request: usize,
@@ -117,7 +117,8 @@ pub enum Outcome {
     Dropped,
 }
 
-/// One received HTTP request.
+/// One received HTTP request. Tests assert on a few fields; the rest (size, which
+/// connection) is there for the `{:?}` of a failed assertion.
 #[derive(Clone, Debug)]
 pub struct RequestLog {
     pub index: usize,
@@ -257,10 +258,6 @@ impl FakeKinesis {
 }
 
 impl KinesisHandle {
-    pub fn config(&self) -> &KinesisConfig {
-        &self.0.config
-    }
-
     /// ARN of a stream in the fake account, e.g. for `KINESIS_TELEMETRY_STREAM`.
     pub fn stream_arn(&self, name: &str) -> String {
         let c = &self.0.config;
@@ -395,16 +392,6 @@ impl KinesisHandle {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-    }
-
-    /// Waits until at least `n` records are stored.
-    pub fn wait_for_records(&self, n: usize, timeout: Duration) -> bool {
-        self.wait_until(timeout, |_, r| r.len() >= n)
-    }
-
-    /// Waits until at least `n` requests were received.
-    pub fn wait_for_requests(&self, n: u64, timeout: Duration) -> bool {
-        self.wait_until(timeout, |s, _| s.requests >= n)
     }
 }
 

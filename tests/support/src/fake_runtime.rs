@@ -90,10 +90,7 @@ impl Default for RuntimeConfig {
 #[derive(Clone, Debug)]
 pub struct ApiCall {
     pub received_at: Instant,
-    pub method: String,
     pub path: String,
-    pub headers: http::Headers,
-    pub body: Vec<u8>,
     /// Status answered (0 while a long poll is still open).
     pub status: u16,
     pub response_body: String,
@@ -119,10 +116,8 @@ pub enum EventKind {
 #[derive(Clone, Debug)]
 pub struct DeliveredEvent {
     pub kind: EventKind,
-    pub request_id: Option<String>,
     pub deadline_ms: u64,
     pub delivered_at: Instant,
-    pub body: Value,
 }
 
 /// A `/init/error` or `/exit/error` report.
@@ -132,8 +127,6 @@ pub struct ErrorReport {
     pub kind: String,
     /// `Lambda-Extension-Function-Error-Type` header.
     pub error_type: Option<String>,
-    pub body: String,
-    pub received_at: Instant,
 }
 
 enum Scripted {
@@ -300,16 +293,6 @@ impl RuntimeHandle {
         });
     }
 
-    /// Waits for a successful register; returns the identifier handed out.
-    pub fn wait_registered(&self, timeout: Duration) -> Option<String> {
-        self.0.wait_until(timeout, |st| st.extension_id.clone())
-    }
-
-    /// Waits for an accepted subscription.
-    pub fn wait_subscribed(&self, timeout: Duration) -> Option<Subscription> {
-        self.0.wait_until(timeout, |st| st.subscription.clone())
-    }
-
     /// Waits until the extension has made at least `n` `/event/next` calls.
     pub fn wait_for_next_calls(&self, n: usize, timeout: Duration) -> bool {
         self.0
@@ -324,19 +307,6 @@ impl RuntimeHandle {
             .is_some()
     }
 
-    /// Waits until the extension is blocked in `/event/next` with nothing queued for it.
-    pub fn wait_idle_in_next(&self, timeout: Duration) -> bool {
-        self.0
-            .wait_until(timeout, |st| {
-                let waiting = st
-                    .next_calls
-                    .last()
-                    .is_some_and(|c| c.answered_at.is_none());
-                (waiting && st.script.is_empty()).then_some(())
-            })
-            .is_some()
-    }
-
     /// Waits until at least `n` `/init/error` or `/exit/error` reports arrived.
     pub fn wait_errors(&self, n: usize, timeout: Duration) -> bool {
         self.0
@@ -344,17 +314,8 @@ impl RuntimeHandle {
             .is_some()
     }
 
-    pub fn extension_id(&self) -> Option<String> {
-        self.0.lock().extension_id.clone()
-    }
-
     pub fn subscription(&self) -> Option<Subscription> {
         self.0.lock().subscription.clone()
-    }
-
-    /// Every API call, in arrival order.
-    pub fn calls(&self) -> Vec<ApiCall> {
-        self.0.lock().calls.clone()
     }
 
     /// Calls whose path ends with `suffix` (e.g. `/register`, `/telemetry`).
@@ -446,11 +407,6 @@ impl RuntimeHandle {
         self.0.pusher.posts()
     }
 
-    /// Events dropped because their type was not subscribed.
-    pub fn telemetry_filtered(&self) -> usize {
-        self.0.pusher.filtered()
-    }
-
     /// POSTs an arbitrary body to the subscriber (malformed, non-array, empty, huge…)
     /// on a fresh connection and returns its answer. Needs a subscription.
     pub fn post_raw(&self, body: &[u8]) -> io::Result<ClientResponse> {
@@ -487,10 +443,7 @@ impl Handler for RuntimeHandler {
         let call_index = self.0.update(|st| {
             st.calls.push(ApiCall {
                 received_at: Instant::now(),
-                method: req.method.clone(),
                 path: req.path.clone(),
-                headers: req.headers.clone(),
-                body: req.body.clone(),
                 status: 0,
                 response_body: String::new(),
             });
@@ -663,7 +616,7 @@ impl RuntimeHandler {
                 .0;
         };
         let now = SystemTime::now();
-        let (kind, request_id, deadline_ms, body) = match scripted {
+        let (kind, deadline_ms, body) = match scripted {
             Scripted::Invoke {
                 request_id,
                 timeout,
@@ -683,14 +636,13 @@ impl RuntimeHandler {
                             &fresh_uuid().replace('-', "")[..16]),
                     },
                 });
-                (EventKind::Invoke, Some(request_id), deadline_ms, body)
+                (EventKind::Invoke, deadline_ms, body)
             }
             Scripted::Shutdown { reason } => {
                 let deadline_ms = clock::epoch_ms(now + cfg.shutdown_budget);
                 st.shutdown_delivered = true;
                 (
                     EventKind::Shutdown,
-                    None,
                     deadline_ms,
                     json!({ "eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": deadline_ms }),
                 )
@@ -701,10 +653,8 @@ impl RuntimeHandler {
         st.next_calls[call].event = Some(body.clone());
         st.delivered.push(DeliveredEvent {
             kind,
-            request_id,
             deadline_ms,
             delivered_at: at,
-            body: body.clone(),
         });
         drop(st);
         self.0.changed.notify_all();
@@ -721,8 +671,6 @@ impl RuntimeHandler {
                 error_type: req
                     .header("lambda-extension-function-error-type")
                     .map(str::to_owned),
-                body: String::from_utf8_lossy(&req.body).into_owned(),
-                received_at: Instant::now(),
             })
         });
         Response::json(202, &json!({ "status": "OK" }))

@@ -168,11 +168,6 @@ impl Server {
         self.connections.load(Ordering::SeqCst)
     }
 
-    /// Whether [`Server::stop`] was called or the server dropped.
-    pub fn stopping(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
-    }
-
     /// Stops accepting; idle connections close within [`IDLE_POLL`].
     pub fn stop(&mut self) {
         if self.stop.swap(true, Ordering::SeqCst) {

@@ -40,8 +40,8 @@ pub mod telemetry_subscription;
 use std::path::{Path, PathBuf};
 
 pub use events::EventFactory;
-pub use fake_kinesis::{AfterStall, AwsError, FakeKinesis, KinesisConfig, KinesisLimits};
-pub use fake_runtime::{EventKind, FakeRuntime, RuntimeConfig, SubscribeMode};
+pub use fake_kinesis::AfterStall;
+pub use fake_runtime::{RuntimeConfig, SubscribeMode};
 pub use lambda::{multiset_diff, Lambda, LambdaOptions, ShutdownOutcome};
 
 /// Name of the binary under test (also the `Lambda-Extension-Name` it must send).

@@ -40,8 +40,6 @@ use serde_json::Value;
 
 /// Region moto's stream is created in, and the one clients must sign for.
 pub const DEFAULT_REGION: &str = "us-east-1";
-/// moto's default account id, part of every ARN it returns.
-pub const ACCOUNT_ID: &str = "123456789012";
 /// Env var naming the Python interpreter of a venv with `moto[server]` installed.
 pub const PYTHON_ENV: &str = "MOTO_PYTHON";
 /// Bound on moto's start (normally about 0.6 s) and on each admin command.
@@ -107,7 +105,6 @@ impl Default for MotoOptions {
 pub struct IamKey {
     pub access_key_id: String,
     pub secret_access_key: String,
-    pub user_arn: String,
 }
 
 /// One record read back with GetRecords.
@@ -222,7 +219,6 @@ impl Moto {
             key: IamKey {
                 access_key_id: String::new(),
                 secret_access_key: String::new(),
-                user_arn: String::new(),
             },
         };
         let setup = moto.admin(
@@ -233,7 +229,6 @@ impl Moto {
         moto.key = IamKey {
             access_key_id: field("AccessKeyId"),
             secret_access_key: field("SecretAccessKey"),
-            user_arn: field("UserArn"),
         };
         moto.stream_arn = field("StreamARN");
         assert!(

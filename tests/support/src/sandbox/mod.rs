@@ -1,6 +1,6 @@
 //! The local sandbox: a simulated Lambda execution environment around the real extension
-//! binary, built on the strict fakes ([`FakeRuntime`](crate::FakeRuntime) for the
-//! Extensions and Telemetry APIs, [`FakeKinesis`](crate::FakeKinesis) for PutRecords) and
+//! binary, built on the strict fakes ([`FakeRuntime`](crate::fake_runtime::FakeRuntime) for the
+//! Extensions and Telemetry APIs, [`FakeKinesis`](crate::fake_kinesis::FakeKinesis) for PutRecords) and
 //! the harness that starts the process ([`Lambda`]).
 //!
 //! What one [`run`] does, the way Lambda does it:

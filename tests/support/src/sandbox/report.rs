@@ -79,7 +79,7 @@ pub struct ShutdownReport {
     pub killed: bool,
 }
 
-/// The result of one [`run`].
+/// The result of one [`run`](super::run).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub binary: String,
