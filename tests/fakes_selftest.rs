@@ -91,7 +91,7 @@ fn kinesis_accepts_a_stream_arn_and_keeps_connections_alive() {
     let arn = k.stream_arn("telemetry-stream");
     let body = json!({"StreamARN": arn, "Records": [{"Data": b64(b"x"), "PartitionKey": "p"}]})
         .to_string();
-    let mut client = Client::new(k.addr(), T);
+    let client = Client::new(k.addr(), T);
     for _ in 0..3 {
         let mut headers = vec![
             ("Host".to_owned(), k.addr().to_string()),

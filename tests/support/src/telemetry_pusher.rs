@@ -313,7 +313,7 @@ impl Pusher {
         let sent_at = Instant::now();
         let result = self
             .client
-            .as_mut()
+            .as_ref()
             .expect("client set with subscription")
             .request("POST", &path, &headers, &body);
         let latency = sent_at.elapsed();
