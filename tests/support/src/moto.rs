@@ -25,9 +25,9 @@
 //! default, 123456789012. The server is Werkzeug's threaded dev server and answers
 //! every request with `Connection: close`.
 //!
-//! Skip rule: only a missing Python venv is a reason to skip ([`python`] returns the
-//! reason); with `CI=true` even that fails the test, because `.ci/run` installs it.
-//! A venv that exists but cannot run moto fails the test.
+//! No skipping: without a venv ([`python`]) or with one that cannot run moto, the test
+//! fails and says how to fix it (`bash .ci/python-tools.sh`, which `./build.sh test`
+//! runs first).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -52,10 +52,10 @@ const SETUP_KEY: (&str, &str) = ("testing", "testing");
 
 /// The venv Python to run moto with: `$MOTO_PYTHON`, else `<repo>/.venv/bin/python`.
 ///
-/// `Err(reason)` means "skip": no venv and not on CI. Panics when `$MOTO_PYTHON`
-/// names nothing runnable (a configuration error), and on CI when the venv is missing
-/// (`.ci/run` must have created it).
-pub fn python() -> Result<PathBuf, String> {
+/// Panics, saying how to create it, when there is none: a moto test that cannot run
+/// fails rather than passing without having run. `./build.sh test` creates the venv
+/// first; `$MOTO_PYTHON` naming nothing runnable is a configuration error.
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os(PYTHON_ENV) {
         let p = PathBuf::from(p);
         assert!(
@@ -63,21 +63,16 @@ pub fn python() -> Result<PathBuf, String> {
             "{PYTHON_ENV}={} is not a file: point it at the python of a venv with moto[server]",
             p.display()
         );
-        return Ok(p);
+        return p;
     }
     let venv_python = crate::repo_root().join(".venv/bin/python");
-    if venv_python.is_file() {
-        return Ok(venv_python);
-    }
-    let reason = format!(
-        "no Python venv at {} (and {PYTHON_ENV} unset): run `bash .ci/python-tools.sh`",
+    assert!(
+        venv_python.is_file(),
+        "no Python venv at {} (and {PYTHON_ENV} unset), so the moto tests cannot run: create it \
+         with `bash .ci/python-tools.sh` (`./build.sh test` runs it first), or set {PYTHON_ENV}",
         venv_python.display()
     );
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true but {reason}"
-    );
-    Err(reason)
+    venv_python
 }
 
 /// What to create in moto before auth is switched on.
@@ -137,16 +132,10 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto for test `test`, or prints why it cannot and returns `None`
-    /// (only when no Python venv exists; see [`python`]).
-    pub fn start_or_skip(test: &str, opts: MotoOptions) -> Option<Moto> {
-        match python() {
-            Ok(py) => Some(Moto::start_with(py, opts)),
-            Err(reason) => {
-                eprintln!("SKIPPED {test}: {reason}");
-                None
-            }
-        }
+    /// Starts moto with the venv's Python ([`python`]); panics when there is none, or
+    /// with moto's output when it fails to start.
+    pub fn start(opts: MotoOptions) -> Moto {
+        Moto::start_with(python(), opts)
     }
 
     /// Starts moto with `python`, sets up user, key, policy and stream, switches auth
