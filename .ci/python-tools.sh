@@ -4,6 +4,9 @@
 #   moto[server]  a third-party Kinesis + IAM implementation that tests/moto.rs runs
 #                 on 127.0.0.1 with SigV4 checking switched on
 #   cfn-lint      the CloudFormation template linter
+#   aws-kinesis-agg  AWS's KPL aggregation module, the third-party de-aggregator that
+#                 tests/support/kpl_deaggregate.py runs; its protobuf pinned too, and
+#                 six, which it imports without declaring it
 #
 # Idempotent: creates `.venv` only when it is missing or broken; pip only installs
 # what the pins below do not already satisfy (about a second when nothing changes).
@@ -15,6 +18,9 @@ set -euo pipefail
 
 MOTO_VERSION=5.2.5
 CFN_LINT_VERSION=1.58.0
+AWS_KINESIS_AGG_VERSION=1.2.3
+PROTOBUF_VERSION=7.36.2
+SIX_VERSION=1.17.0
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
@@ -34,11 +40,14 @@ fi
 
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "moto[server]==$MOTO_VERSION" \
-    "cfn-lint==$CFN_LINT_VERSION"
+    "cfn-lint==$CFN_LINT_VERSION" \
+    "aws-kinesis-agg==$AWS_KINESIS_AGG_VERSION" \
+    "protobuf==$PROTOBUF_VERSION" \
+    "six==$SIX_VERSION"
 
 "$venv/bin/python" - <<'EOF'
 import importlib.metadata as md, sys
-names = ("moto", "boto3", "flask", "cfn-lint")
+names = ("moto", "boto3", "flask", "cfn-lint", "aws-kinesis-agg", "protobuf")
 print("python-tools: python %s, %s" % (
     sys.version.split()[0], ", ".join("%s %s" % (n, md.version(n)) for n in names)))
 EOF

@@ -28,6 +28,7 @@ pub mod fake_kinesis;
 pub mod fake_runtime;
 pub mod http;
 pub mod kinesis_api;
+pub mod kpl;
 pub mod lambda;
 pub mod moto;
 pub mod process;
