@@ -17,8 +17,8 @@
 #   ./build.sh local ARGS   run the extension in the local Lambda sandbox (mock endpoints), report
 #   ./build.sh bench ARGS   the benchmarks (sandbox --bench): cold start, per-invoke overhead,
 #                           sustained events/s, peak RSS, binary size
-#   ./build.sh test ARGS    every test: set up .venv (moto, cfn-lint), cargo nextest run (or
-#                           cargo test) ARGS, cfn-lint template.yml
+#   ./build.sh test ARGS    every test: set up .venv (moto, cfn-lint), cargo nextest run --workspace
+#                           (or cargo test --workspace) ARGS, cfn-lint template.yml
 #
 # Reproducibility: the zips use a fixed timestamp (1980-01-01 00:00:00), one entry, fixed
 # attributes; the binaries are built with build paths remapped (--remap-path-prefix for rustc,
@@ -330,9 +330,9 @@ cmd_arm64_smoke() {
 	[[ "$rc_arm" == "$rc_x86" ]] || die "arm64 exit status $rc_arm differs from x86_64 status $rc_x86"
 
 	log "check 4: under qemu, a short run in the local sandbox delivers every event to the mock Kinesis"
-	cargo build --release --example sandbox
+	cargo build --release -p kte-test-support --bin sandbox
 	KINESIS_TELEMETRY_EXTENSION_BIN="$bin" KINESIS_TELEMETRY_EXTENSION_WRAPPER=qemu-aarch64-static \
-		"$TARGET_DIR/release/examples/sandbox" --invocations 20 --lines 5 --progress-every 10 ||
+		"$TARGET_DIR/release/sandbox" --invocations 20 --lines 5 --progress-every 10 ||
 		die "the arm64 binary under qemu did not deliver every event in the sandbox"
 
 	log "check 5: the unit tests pass on arm64 under qemu (TLS handshakes run ring's arm64 code)"
@@ -349,11 +349,12 @@ cmd_arm64_smoke() {
 # placeholders for the main owner
 # ---------------------------------------------------------------------------------------------
 
-# The sandbox (example `sandbox`, tests/support/sandbox_cli) runs the release binary; `cargo run --example` would not
-# build it, so both are built first.
+# The sandbox (binary `sandbox` of the test-support crate, tests/support/src/bin/sandbox) runs
+# the release extension next to it in target/release/; `cargo run` would not build that, so
+# both are built first, in one invocation (one feature resolution, as for the layer build).
 run_sandbox() {
-	cargo build --release --bin "$NAME" --example sandbox
-	exec "$TARGET_DIR/release/examples/sandbox" "$@"
+	cargo build --release --workspace --bin "$NAME" --bin sandbox
+	exec "$TARGET_DIR/release/sandbox" "$@"
 }
 cmd_local() { run_sandbox "$@"; }
 cmd_bench() { run_sandbox --bench "$@"; }
@@ -362,10 +363,11 @@ cmd_test() {
 	# Test peers: a venv in .venv with moto[server] (a real Kinesis implementation with IAM
 	# auth, for tests/moto.rs) and cfn-lint (for template.yml).
 	bash "$ROOT/.ci/python-tools.sh"
+	# --workspace: the test-support crate's own tests too (once, not per test binary).
 	if cargo nextest --version >/dev/null 2>&1; then
-		cargo nextest run --no-fail-fast "$@"
+		cargo nextest run --workspace --no-fail-fast "$@"
 	else
-		cargo test --no-fail-fast "$@"
+		cargo test --workspace --no-fail-fast "$@"
 	fi
 	bash "$ROOT/.ci/cfn-lint.sh"
 }

@@ -13,7 +13,6 @@
 
 #![deny(unsafe_code)]
 
-mod b64;
 mod buffer;
 mod config;
 mod enrich;

@@ -3,9 +3,9 @@
 //! extension would notice: events delivered exactly once and byte for byte, a clean
 //! exit before the SHUTDOWN deadline, the function never blocked or broken.
 
-mod support;
-
 use std::time::Duration;
+
+use kte_test_support as support;
 
 use support::fake_kinesis::AwsError;
 use support::fake_runtime::EventKind;
@@ -16,7 +16,9 @@ const T: Duration = Duration::from_secs(10);
 /// Lambda-like settings with a short Telemetry API buffering timeout, so the fake
 /// platform pushes telemetry within 25 ms instead of 1 s.
 fn opts() -> LambdaOptions {
-    LambdaOptions::default().env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25")
+    LambdaOptions::default()
+        .binary(support::extension_under_test!())
+        .env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25")
 }
 
 fn assert_clean_exit(l: &Lambda, out: &support::ShutdownOutcome) {
@@ -476,7 +478,7 @@ fn a_renamed_extension_registers_under_its_own_file_name() {
     let dir = std::env::temp_dir().join(format!("kte-rename-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let renamed = dir.join("my-telemetry");
-    std::fs::copy(support::extension_binary(), &renamed).unwrap();
+    std::fs::copy(support::extension_under_test!(), &renamed).unwrap();
     let mut o = opts();
     o.binary = Some(renamed);
     o.runtime.extension_name = "my-telemetry".into();

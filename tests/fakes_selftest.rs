@@ -2,12 +2,11 @@
 //! shapes, and their fault scripts must do what they say. A fake that accepts
 //! anything would make every black-box test meaningless.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
+use kte_test_support as support;
 use serde_json::{json, Value};
 
 use support::fake_kinesis::{
@@ -92,7 +91,7 @@ fn kinesis_accepts_a_stream_arn_and_keeps_connections_alive() {
     let arn = k.stream_arn("telemetry-stream");
     let body = json!({"StreamARN": arn, "Records": [{"Data": b64(b"x"), "PartitionKey": "p"}]})
         .to_string();
-    let mut client = Client::new(k.addr(), T);
+    let client = Client::new(k.addr(), T);
     for _ in 0..3 {
         let mut headers = vec![
             ("Host".to_owned(), k.addr().to_string()),
@@ -850,15 +849,11 @@ fn runtime_pushes_telemetry_only_after_subscription_respecting_buffering() {
 /// The KPL peer (AWS's `aws-kinesis-agg` through `kpl_deaggregate.py`) agrees with the
 /// Rust decoder on AWS's own vector and on a hand-built record with two keys, passes a
 /// plain record through, and fails loudly where the module itself would silently hand
-/// a corrupt aggregated record on as a plain one. Skipped, with the reason, only when
-/// the venv is missing and not on CI (as the moto tests are).
+/// a corrupt aggregated record on as a plain one. Without the venv it fails and says
+/// how to create it (as the moto tests do).
 #[test]
 fn kpl_python_peer_matches_the_rust_decoder_and_fails_loudly_on_corruption() {
     use support::kpl::{self, deaggregate_keyed, deaggregate_with_python};
-    if let Err(reason) = support::moto::python() {
-        eprintln!("SKIPPED kpl_python_peer_matches_the_rust_decoder_and_fails_loudly_on_corruption: {reason}");
-        return;
-    }
     let (key, _, aws) = kpl::aws_vector();
     // Record 0 with key index 1 and an explicit hash key, record 1 with key index 0.
     let two_keys = kpl::wrap(

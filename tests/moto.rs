@@ -1,14 +1,16 @@
 //! Against a real third-party Kinesis: moto's server with IAM auth on (see
-//! `support/moto.rs`). The extension binary runs with the strict fake Runtime API and
+//! `support/src/moto.rs`). The extension binary runs with the strict fake Runtime API and
 //! `KINESIS_TELEMETRY_ENDPOINT` pointing at moto; what it delivered is read back with
 //! GetShardIterator(TRIM_HORIZON) + GetRecords, signed by boto3.
 //!
-//! Skipped (with the reason printed) only when the Python venv is missing; run
-//! `bash .ci/python-tools.sh` to create it. With `CI=true` a missing venv fails.
-
-mod support;
+//! Needs the Python venv with moto (`bash .ci/python-tools.sh`, which `./build.sh test`
+//! runs first, or `MOTO_PYTHON`): without it these tests fail and say so.
 
 use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use kte_test_support as support;
 
 use support::moto::{Moto, MotoOptions};
 use support::sigv4::{self, Credentials, HttpParts};
@@ -19,6 +21,7 @@ const WRONG_SECRET: &str = "wrongSecretKeyForTheMotoIamUser000000000";
 /// Harness defaults, but talking to moto as its IAM user (long-term key, no session token).
 fn lambda_for(moto: &Moto, secret: &str) -> LambdaOptions {
     LambdaOptions::default()
+        .binary(support::extension_under_test!())
         .env("KINESIS_TELEMETRY_ENDPOINT", &moto.endpoint())
         .env("KINESIS_TELEMETRY_STREAM", &moto.stream)
         .env("AWS_REGION", &moto.region)
@@ -51,12 +54,7 @@ fn text(data: &[u8]) -> String {
 
 #[test]
 fn extension_delivers_every_event_to_moto_byte_identical() {
-    let Some(moto) = Moto::start_or_skip(
-        "extension_delivers_every_event_to_moto_byte_identical",
-        MotoOptions::default(),
-    ) else {
-        return;
-    };
+    let moto = Moto::start(MotoOptions::default());
     let mut lambda = Lambda::start(lambda_for(&moto, &moto.key.secret_access_key));
     lambda.invoke(3);
     // Bytes a re-serializing forwarder would change (spacing, escapes, number spelling).
@@ -94,12 +92,7 @@ fn extension_delivers_every_event_to_moto_byte_identical() {
 
 #[test]
 fn extension_with_a_wrong_secret_reports_it_drops_and_keeps_serving() {
-    let Some(moto) = Moto::start_or_skip(
-        "extension_with_a_wrong_secret_reports_it_drops_and_keeps_serving",
-        MotoOptions::default(),
-    ) else {
-        return;
-    };
+    let moto = Moto::start(MotoOptions::default());
     // The server itself refuses that secret (signed by botocore, not by us) and takes
     // the right one: whatever the extension does below is its answer to a real 403.
     let refused = moto.put_with_boto3(&moto.key.access_key_id, WRONG_SECRET, "pk", b"probe");
@@ -165,12 +158,7 @@ fn extension_with_a_wrong_secret_reports_it_drops_and_keeps_serving() {
 /// moto's botocore-based check, and moto tells a wrong secret apart.
 #[test]
 fn moto_accepts_the_fakes_sigv4_and_refuses_a_wrong_secret() {
-    let Some(moto) = Moto::start_or_skip(
-        "moto_accepts_the_fakes_sigv4_and_refuses_a_wrong_secret",
-        MotoOptions::default(),
-    ) else {
-        return;
-    };
+    let moto = Moto::start(MotoOptions::default());
     let data = "{\"type\":\"function\",\"record\":\"caf\u{e9} \u{1F680} \\u00e9\"}\n";
     let good = Credentials::new(&moto.key.access_key_id, &moto.key.secret_access_key, None);
     let accepted = signed_put_records(&moto, &good, "pk-1", data.as_bytes());
@@ -193,7 +181,7 @@ fn moto_accepts_the_fakes_sigv4_and_refuses_a_wrong_secret() {
 fn signed_put_records(moto: &Moto, creds: &Credentials, key: &str, data: &[u8]) -> (u16, String) {
     let body = serde_json::json!({
         "StreamName": moto.stream,
-        "Records": [{ "Data": base64(data), "PartitionKey": key }],
+        "Records": [{ "Data": STANDARD.encode(data), "PartitionKey": key }],
     })
     .to_string();
     let headers = vec![
@@ -230,39 +218,4 @@ fn signed_put_records(moto: &Moto, creds: &Credentials, key: &str, data: &[u8]) 
     let mut resp = req.send(body.as_bytes()).expect("moto answers");
     let status = resp.status().as_u16();
     (status, resp.body_mut().read_to_string().unwrap_or_default())
-}
-
-/// Standard padded base64, as the Kinesis JSON protocol carries blobs.
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[test]
-fn base64_matches_rfc4648_vectors() {
-    for (raw, enc) in [
-        ("", ""),
-        ("f", "Zg=="),
-        ("fo", "Zm8="),
-        ("foo", "Zm9v"),
-        ("foob", "Zm9vYg=="),
-        ("fooba", "Zm9vYmE="),
-        ("foobar", "Zm9vYmFy"),
-    ] {
-        assert_eq!(base64(raw.as_bytes()), enc);
-    }
 }

@@ -2,14 +2,10 @@
 //! (freeze/thaw with SIGSTOP/SIGCONT, SHUTDOWN deadline enforced by SIGKILL), every
 //! emitted event checked off byte for byte in the mock Kinesis.
 
-mod support;
-
-#[path = "support/sandbox.rs"]
-mod sandbox;
-
 use std::time::Duration;
 
-use sandbox::{Faults, Pace, Report, SandboxConfig, Workload};
+use kte_test_support as support;
+use support::sandbox::{self, Faults, Pace, Report, SandboxConfig, Workload};
 
 fn workload(invocations: usize) -> Workload {
     Workload {
@@ -33,6 +29,10 @@ fn env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn run(cfg: SandboxConfig, expect_loss: bool) -> Report {
+    let cfg = SandboxConfig {
+        binary: Some(support::extension_under_test!()),
+        ..cfg
+    };
     let mut r = sandbox::run(&cfg).unwrap_or_else(|e| panic!("sandbox session failed: {e}"));
     r.judge(expect_loss);
     eprintln!("{}", sandbox::render(&r));

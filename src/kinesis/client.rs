@@ -216,6 +216,7 @@ impl KinesisClient {
         };
         match e {
             RequestError::Connect(d) => RequestError::Connect(clean(d)),
+            RequestError::Tls(d) => RequestError::Tls(clean(d)),
             RequestError::Io(d) => RequestError::Io(clean(d)),
             RequestError::Http {
                 status,
@@ -299,7 +300,7 @@ fn map_ureq_error(e: ureq::Error) -> RequestError {
         ureq::Error::HostNotFound => RequestError::Connect("host not found".to_owned()),
         ureq::Error::ConnectionFailed => RequestError::Connect("connection failed".to_owned()),
         ureq::Error::Io(io) if io.get_ref().is_some_and(is_tls_error) => {
-            RequestError::Connect(format!("TLS: {io}"))
+            RequestError::Tls(io.to_string())
         }
         ureq::Error::Io(io) => match io.kind() {
             ErrorKind::ConnectionRefused
@@ -312,8 +313,8 @@ fn map_ureq_error(e: ureq::Error) -> RequestError {
             }
             _ => RequestError::Io(io.to_string()),
         },
-        ureq::Error::Tls(d) => RequestError::Connect(format!("TLS: {d}")),
-        ureq::Error::Rustls(d) => RequestError::Connect(format!("TLS: {d}")),
+        ureq::Error::Tls(d) => RequestError::Tls(d.to_owned()),
+        ureq::Error::Rustls(d) => RequestError::Tls(d.to_string()),
         ureq::Error::Protocol(d) => RequestError::Io(format!("HTTP protocol error: {d}")),
         ureq::Error::BodyExceedsLimit(n) => {
             RequestError::MalformedResponse(format!("response body over {n} bytes"))
@@ -336,3 +337,6 @@ fn is_tls_error(inner: &(dyn std::error::Error + Send + Sync + 'static)) -> bool
     }
     downcast(ureq::Error::Rustls, inner).is_some()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,4 @@
-"""Admin and oracle calls against a running moto server, for tests/support/moto.rs.
+"""Admin and oracle calls against a running moto server, for tests/support/src/moto.rs.
 
 Uses boto3/botocore (installed with moto) so that the test's view of the stream is
 signed by an implementation independent of the extension's own SigV4 code: a signing

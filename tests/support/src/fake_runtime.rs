@@ -15,24 +15,29 @@
 //!   arrays to `http://sandbox.localdomain:<port>` (dialled at 127.0.0.1) with the
 //!   subscription's buffering, only once subscribed.
 //!
+//! Here: configuration, the recorded calls and the scripting handle; how each call is
+//! answered is in `handler`.
+//!
 //! Invariant: an event's text is serialised once when queued and sent verbatim, so
 //! the bytes a test queued are exactly the bytes inside the POSTed array.
+
+mod handler;
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::clock;
-use super::http::{self, Action, ClientResponse, Handler, Request, Response, Server};
+use super::http::{self, ClientResponse, Server};
 use super::rng::fresh_uuid;
 pub use super::telemetry_pusher::TelemetryPost;
 use super::telemetry_pusher::{self, PusherHandle};
-use super::telemetry_subscription::{validate_subscription, Subscription, TELEMETRY_API};
+use super::telemetry_subscription::Subscription;
+use handler::RuntimeHandler;
 
 /// Base path of the Extensions API.
 pub const EXTENSION_API: &str = "/2020-01-01/extension";
@@ -90,10 +95,7 @@ impl Default for RuntimeConfig {
 #[derive(Clone, Debug)]
 pub struct ApiCall {
     pub received_at: Instant,
-    pub method: String,
     pub path: String,
-    pub headers: http::Headers,
-    pub body: Vec<u8>,
     /// Status answered (0 while a long poll is still open).
     pub status: u16,
     pub response_body: String,
@@ -119,10 +121,8 @@ pub enum EventKind {
 #[derive(Clone, Debug)]
 pub struct DeliveredEvent {
     pub kind: EventKind,
-    pub request_id: Option<String>,
     pub deadline_ms: u64,
     pub delivered_at: Instant,
-    pub body: Value,
 }
 
 /// A `/init/error` or `/exit/error` report.
@@ -132,8 +132,6 @@ pub struct ErrorReport {
     pub kind: String,
     /// `Lambda-Extension-Function-Error-Type` header.
     pub error_type: Option<String>,
-    pub body: String,
-    pub received_at: Instant,
 }
 
 enum Scripted {
@@ -300,16 +298,6 @@ impl RuntimeHandle {
         });
     }
 
-    /// Waits for a successful register; returns the identifier handed out.
-    pub fn wait_registered(&self, timeout: Duration) -> Option<String> {
-        self.0.wait_until(timeout, |st| st.extension_id.clone())
-    }
-
-    /// Waits for an accepted subscription.
-    pub fn wait_subscribed(&self, timeout: Duration) -> Option<Subscription> {
-        self.0.wait_until(timeout, |st| st.subscription.clone())
-    }
-
     /// Waits until the extension has made at least `n` `/event/next` calls.
     pub fn wait_for_next_calls(&self, n: usize, timeout: Duration) -> bool {
         self.0
@@ -324,19 +312,6 @@ impl RuntimeHandle {
             .is_some()
     }
 
-    /// Waits until the extension is blocked in `/event/next` with nothing queued for it.
-    pub fn wait_idle_in_next(&self, timeout: Duration) -> bool {
-        self.0
-            .wait_until(timeout, |st| {
-                let waiting = st
-                    .next_calls
-                    .last()
-                    .is_some_and(|c| c.answered_at.is_none());
-                (waiting && st.script.is_empty()).then_some(())
-            })
-            .is_some()
-    }
-
     /// Waits until at least `n` `/init/error` or `/exit/error` reports arrived.
     pub fn wait_errors(&self, n: usize, timeout: Duration) -> bool {
         self.0
@@ -344,17 +319,8 @@ impl RuntimeHandle {
             .is_some()
     }
 
-    pub fn extension_id(&self) -> Option<String> {
-        self.0.lock().extension_id.clone()
-    }
-
     pub fn subscription(&self) -> Option<Subscription> {
         self.0.lock().subscription.clone()
-    }
-
-    /// Every API call, in arrival order.
-    pub fn calls(&self) -> Vec<ApiCall> {
-        self.0.lock().calls.clone()
     }
 
     /// Calls whose path ends with `suffix` (e.g. `/register`, `/telemetry`).
@@ -446,11 +412,6 @@ impl RuntimeHandle {
         self.0.pusher.posts()
     }
 
-    /// Events dropped because their type was not subscribed.
-    pub fn telemetry_filtered(&self) -> usize {
-        self.0.pusher.filtered()
-    }
-
     /// POSTs an arbitrary body to the subscriber (malformed, non-array, empty, huge…)
     /// on a fresh connection and returns its answer. Needs a subscription.
     pub fn post_raw(&self, body: &[u8]) -> io::Result<ClientResponse> {
@@ -473,292 +434,5 @@ impl RuntimeHandle {
             body,
             self.0.config.telemetry_post_timeout,
         )
-    }
-}
-
-fn error_body(error_type: &str, message: &str) -> Value {
-    json!({ "errorType": error_type, "errorMessage": message })
-}
-
-struct RuntimeHandler(Arc<Shared>);
-
-impl Handler for RuntimeHandler {
-    fn handle(&self, req: Request) -> Action {
-        let call_index = self.0.update(|st| {
-            st.calls.push(ApiCall {
-                received_at: Instant::now(),
-                method: req.method.clone(),
-                path: req.path.clone(),
-                headers: req.headers.clone(),
-                body: req.body.clone(),
-                status: 0,
-                response_body: String::new(),
-            });
-            st.calls.len() - 1
-        });
-        let resp = self.route(&req);
-        self.0.update(|st| {
-            st.calls[call_index].status = resp.status;
-            st.calls[call_index].response_body = String::from_utf8_lossy(&resp.body).into_owned();
-        });
-        Action::Respond(resp)
-    }
-}
-
-impl RuntimeHandler {
-    fn route(&self, req: &Request) -> Response {
-        let ext = |p: &str| format!("{EXTENSION_API}{p}");
-        match (req.method.as_str(), req.path.as_str()) {
-            ("POST", p) if p == ext("/register") => self.register(req),
-            ("GET", p) if p == ext("/event/next") => self.next(req),
-            ("POST", p) if p == ext("/init/error") => self.error_report(req, "init"),
-            ("POST", p) if p == ext("/exit/error") => self.error_report(req, "exit"),
-            ("PUT", TELEMETRY_API) => self.subscribe(req),
-            (_, p) if p == ext("/register") || p == ext("/event/next") || p == TELEMETRY_API => {
-                Response::json(
-                    405,
-                    &error_body(
-                        "MethodNotAllowed",
-                        &format!("{} not allowed on {p}", req.method),
-                    ),
-                )
-            }
-            _ => Response::json(
-                404,
-                &error_body("NotFound", &format!("No such path: {}", req.path)),
-            ),
-        }
-    }
-
-    /// `Err` is the 403 answer for a missing or unknown identifier.
-    fn check_identifier(&self, req: &Request) -> Result<(), Response> {
-        let st = self.0.lock();
-        match (req.header("lambda-extension-identifier"), &st.extension_id) {
-            (Some(got), Some(id)) if got == id => Ok(()),
-            (None, _) => Err(Response::json(
-                403,
-                &error_body(
-                    "Extension.MissingExtensionIdentifier",
-                    "Missing Lambda-Extension-Identifier header",
-                ),
-            )),
-            _ => Err(Response::json(
-                403,
-                &error_body(
-                    "Extension.InvalidExtensionIdentifier",
-                    "Invalid extension identifier",
-                ),
-            )),
-        }
-    }
-
-    fn register(&self, req: &Request) -> Response {
-        let cfg = &self.0.config;
-        match req.header("lambda-extension-name") {
-            None => {
-                return Response::json(
-                    403,
-                    &error_body(
-                        "Extension.MissingExtensionName",
-                        "Missing Lambda-Extension-Name header",
-                    ),
-                )
-            }
-            Some(n) if n != cfg.extension_name => {
-                return Response::json(
-                    403,
-                    &error_body(
-                        "Extension.InvalidExtensionName",
-                        &format!("Unknown extension name: {n}"),
-                    ),
-                )
-            }
-            Some(_) => {}
-        }
-        if self.0.lock().extension_id.is_some() {
-            return Response::json(
-                403,
-                &error_body(
-                    "Extension.AlreadyRegistered",
-                    &format!("Extension {} is already registered", cfg.extension_name),
-                ),
-            );
-        }
-        let events: Result<Vec<String>, String> = serde_json::from_slice::<Value>(&req.body)
-            .map_err(|e| format!("Invalid JSON body: {e}"))
-            .and_then(|v| {
-                let arr = v
-                    .get("events")
-                    .and_then(Value::as_array)
-                    .ok_or("events must be an array")?;
-                arr.iter()
-                    .map(|e| match e.as_str() {
-                        Some(s @ ("INVOKE" | "SHUTDOWN")) => Ok(s.to_owned()),
-                        _ => Err(format!("Invalid event: {e}. Allowed: INVOKE, SHUTDOWN")),
-                    })
-                    .collect()
-            });
-        let events = match events {
-            Ok(e) => e,
-            Err(m) => return Response::json(400, &error_body("ValidationError", &m)),
-        };
-        let id = fresh_uuid();
-        self.0.update(|st| {
-            st.extension_id = Some(id.clone());
-            st.registered_events = events;
-        });
-        let mut body = json!({
-            "functionName": cfg.function_name,
-            "functionVersion": cfg.function_version,
-            "handler": cfg.handler,
-        });
-        if req
-            .header("lambda-extension-accept-feature")
-            .is_some_and(|f| f.split(',').any(|x| x.trim() == "accountId"))
-        {
-            body["accountId"] = json!(cfg.account_id);
-        }
-        Response::json(200, &body).with_header("Lambda-Extension-Identifier", &id)
-    }
-
-    fn next(&self, req: &Request) -> Response {
-        if let Err(r) = self.check_identifier(req) {
-            return r;
-        }
-        let cfg = &self.0.config;
-        let call = self.0.update(|st| {
-            st.next_calls.push(NextCall {
-                received_at: Instant::now(),
-                answered_at: None,
-                event: None,
-            });
-            st.next_calls.len() - 1
-        });
-        // Long poll: take the next scripted event this extension registered for.
-        let mut st = self.0.lock();
-        let scripted = loop {
-            if st.stopping {
-                return Response::json(
-                    500,
-                    &error_body("Runtime.Stopping", "fake runtime stopped"),
-                );
-            }
-            if !st.shutdown_delivered {
-                if let Some(s) = st.script.pop_front() {
-                    let wanted = match &s {
-                        Scripted::Invoke { .. } => "INVOKE",
-                        Scripted::Shutdown { .. } => "SHUTDOWN",
-                    };
-                    if st.registered_events.iter().any(|e| e == wanted) {
-                        break s;
-                    }
-                    continue;
-                }
-            }
-            st = self
-                .0
-                .changed
-                .wait_timeout(st, http::IDLE_POLL)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        };
-        let now = SystemTime::now();
-        let (kind, request_id, deadline_ms, body) = match scripted {
-            Scripted::Invoke {
-                request_id,
-                timeout,
-            } => {
-                let deadline_ms = clock::epoch_ms(now + timeout);
-                let body = json!({
-                    "eventType": "INVOKE",
-                    "deadlineMs": deadline_ms,
-                    "requestId": request_id,
-                    "invokedFunctionArn": format!(
-                        "arn:aws:lambda:{}:{}:function:{}", cfg.region, cfg.account_id, cfg.function_name
-                    ),
-                    "tracing": {
-                        "type": "X-Amzn-Trace-Id",
-                        "value": format!("Root=1-{:08x}-{};Parent={};Sampled=1",
-                            clock::epoch_ms(now) / 1000, &fresh_uuid().replace('-', "")[..24],
-                            &fresh_uuid().replace('-', "")[..16]),
-                    },
-                });
-                (EventKind::Invoke, Some(request_id), deadline_ms, body)
-            }
-            Scripted::Shutdown { reason } => {
-                let deadline_ms = clock::epoch_ms(now + cfg.shutdown_budget);
-                st.shutdown_delivered = true;
-                (
-                    EventKind::Shutdown,
-                    None,
-                    deadline_ms,
-                    json!({ "eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": deadline_ms }),
-                )
-            }
-        };
-        let at = Instant::now();
-        st.next_calls[call].answered_at = Some(at);
-        st.next_calls[call].event = Some(body.clone());
-        st.delivered.push(DeliveredEvent {
-            kind,
-            request_id,
-            deadline_ms,
-            delivered_at: at,
-            body: body.clone(),
-        });
-        drop(st);
-        self.0.changed.notify_all();
-        Response::json(200, &body).with_header("Lambda-Extension-Event-Identifier", &fresh_uuid())
-    }
-
-    fn error_report(&self, req: &Request, kind: &str) -> Response {
-        if let Err(r) = self.check_identifier(req) {
-            return r;
-        }
-        self.0.update(|st| {
-            st.errors.push(ErrorReport {
-                kind: kind.to_owned(),
-                error_type: req
-                    .header("lambda-extension-function-error-type")
-                    .map(str::to_owned),
-                body: String::from_utf8_lossy(&req.body).into_owned(),
-                received_at: Instant::now(),
-            })
-        });
-        Response::json(202, &json!({ "status": "OK" }))
-    }
-
-    fn subscribe(&self, req: &Request) -> Response {
-        if let Err(r) = self.check_identifier(req) {
-            return r;
-        }
-        let mode = self
-            .0
-            .lock()
-            .subscribe_mode
-            .unwrap_or(self.0.config.subscribe_mode);
-        match mode {
-            SubscribeMode::NotSupported => {
-                return Response::json(
-                    202,
-                    &json!({ "errorMessage": "Telemetry API is not supported", "errorType": "Telemetry.NotSupported" }),
-                )
-            }
-            SubscribeMode::ServerError => {
-                return Response::json(
-                    500,
-                    &error_body("ServiceException", "Internal error in the fake runtime"),
-                )
-            }
-            SubscribeMode::Validate => {}
-        }
-        match validate_subscription(&req.body) {
-            Ok(sub) => {
-                self.0.update(|st| st.subscription = Some(sub.clone()));
-                self.0.pusher.subscribed(sub);
-                Response::new(200, "text/plain", "OK")
-            }
-            Err(m) => Response::json(400, &error_body("ValidationError", &m)),
-        }
     }
 }

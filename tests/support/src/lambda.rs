@@ -1,39 +1,12 @@
-//! Black-box harness: runs the real extension binary against in-process fakes of the
-//! Lambda Runtime API ([`fake_runtime`]) and Kinesis ([`fake_kinesis`]), so each test
-//! reads as a few lines of intent:
+//! The extension process under test, between its fakes: [`Lambda`] starts the real
+//! binary with a Lambda-like environment and nothing else (`env_clear`): runtime API,
+//! region, fake credentials with a session token, stream, endpoint, telemetry port 0 on
+//! 127.0.0.1. Its stdout and stderr lines are captured into a shared log. Dropping a
+//! [`Lambda`] kills the process if it is still running.
 //!
-//! ```ignore
-//! let mut lambda = Lambda::start(LambdaOptions::default());
-//! lambda.invoke(3);
-//! let out = lambda.shutdown();
-//! assert!(out.exited_ok_before_deadline());
-//! lambda.assert_each_event_delivered_once();
-//! ```
-//!
-//! The binary gets a Lambda-like environment and nothing else (`env_clear`): runtime
-//! API, region, fake credentials with a session token, stream, endpoint, telemetry
-//! port 0 on 127.0.0.1. Its stdout and stderr lines are captured into a shared log.
-//! Dropping a [`Lambda`] kills the process if it is still running.
-//!
-//! Used by `tests/*.rs` (`mod support;`) and by the local sandbox example
-//! (`#[path = "../tests/support/mod.rs"] mod support;`), so nothing here assumes a
-//! test runner except [`Lambda::start`] and the `assert_*` helpers, which panic
-//! with the captured log on failure (use [`Lambda::try_start`] to get an error).
-// Each test binary uses a different part of the harness.
-#![allow(dead_code)]
-
-pub mod clock;
-pub mod events;
-pub mod fake_kinesis;
-pub mod fake_runtime;
-pub mod http;
-pub mod kinesis_api;
-pub mod kpl;
-pub mod moto;
-pub mod rng;
-pub mod sigv4;
-pub mod telemetry_pusher;
-pub mod telemetry_subscription;
+//! Nothing here assumes a test runner except [`Lambda::start`] and the `assert_*`
+//! helpers, which panic with the captured log on failure (use [`Lambda::try_start`] to
+//! get an error): the sandbox binary uses the same harness.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -46,35 +19,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::Value;
 
-#[allow(unused_imports)]
-pub use events::EventFactory;
-#[allow(unused_imports)]
-pub use fake_kinesis::{AfterStall, AwsError, FakeKinesis, KinesisConfig, KinesisLimits};
-#[allow(unused_imports)]
-pub use fake_runtime::{EventKind, FakeRuntime, RuntimeConfig, SubscribeMode};
-
-/// Name of the binary under test (also the `Lambda-Extension-Name` it must send).
-pub const EXTENSION_NAME: &str = "kinesis-telemetry-extension";
-
-/// Path of the extension binary: `$KINESIS_TELEMETRY_EXTENSION_BIN`, else the one
-/// Cargo built for integration tests, else `target/<profile>/` next to the running
-/// example.
-pub fn extension_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("KINESIS_TELEMETRY_EXTENSION_BIN") {
-        return p.into();
-    }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_kinesis-telemetry-extension") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/examples/<example> or target/<profile>/deps/<test>
-    let profile_dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    profile_dir.join(EXTENSION_NAME)
-}
+use crate::events::EventFactory;
+use crate::fake_kinesis::{self, FakeKinesis, KinesisConfig};
+use crate::fake_runtime::{FakeRuntime, RuntimeConfig};
+use crate::{clock, extension_binary};
 
 /// How to start a [`Lambda`].
 #[derive(Clone, Debug)]
@@ -107,6 +55,12 @@ impl Default for LambdaOptions {
 }
 
 impl LambdaOptions {
+    /// Runs this binary (see [`crate::extension_under_test!`]).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
@@ -118,7 +72,8 @@ impl LambdaOptions {
     }
 }
 
-/// What happened at SHUTDOWN.
+/// What happened at SHUTDOWN. Tests judge it with [`Self::exited_ok_before_deadline`];
+/// `deadline_ms` and `took` are for the `{:?}` of a failed assertion.
 #[derive(Clone, Debug)]
 pub struct ShutdownOutcome {
     /// Exit status, `None` if the process had not exited by the deadline plus a grace second.
@@ -151,7 +106,6 @@ pub struct Lambda {
     exit: Option<ExitStatus>,
     pushed: Vec<String>,
     pending_report: Option<String>,
-    pub started_at: Instant,
     /// Just before the process was spawned (the start of a cold start).
     pub spawned_at: Instant,
 }
@@ -273,7 +227,6 @@ impl Lambda {
             exit: None,
             pushed: Vec::new(),
             pending_report: None,
-            started_at: Instant::now(),
             spawned_at,
         };
         if opts.wait_for_init && !lambda.runtime.wait_for_next_calls(1, opts.init_timeout) {
@@ -489,11 +442,6 @@ impl Lambda {
         }
     }
 
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.try_exit_status().is_none()
-    }
-
     /// The data of every record Kinesis accepted, as text (lossy for non-UTF-8).
     pub fn events_delivered(&self) -> Vec<String> {
         self.kinesis
@@ -501,11 +449,6 @@ impl Lambda {
             .into_iter()
             .map(|d| String::from_utf8_lossy(&d).into_owned())
             .collect()
-    }
-
-    /// Waits until Kinesis holds at least `n` records.
-    pub fn wait_delivered(&self, n: usize, timeout: Duration) -> bool {
-        self.kinesis.wait_for_records(n, timeout)
     }
 
     /// Panics unless Kinesis holds every pushed event exactly once, byte for byte,
@@ -516,24 +459,6 @@ impl Lambda {
             diff.is_empty(),
             "delivery differs from what was pushed:\n{}\n{}",
             diff.join("\n"),
-            self.log_text()
-        );
-    }
-
-    /// Panics unless every pushed event reached Kinesis at least once, byte for byte
-    /// (duplicates allowed: delivery is at least once).
-    pub fn assert_each_event_delivered_at_least_once(&self) {
-        let delivered = self.events_delivered();
-        let missing: Vec<&String> = self
-            .pushed
-            .iter()
-            .filter(|p| !delivered.contains(p))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "{} events never delivered, e.g. {:?}\n{}",
-            missing.len(),
-            missing.first(),
             self.log_text()
         );
     }

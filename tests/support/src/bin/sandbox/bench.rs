@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::sandbox::{self, Pace, Percentiles, SandboxConfig, Workload};
+use kte_test_support::sandbox::{self, Pace, Percentiles, SandboxConfig, Workload};
 
 /// Process starts for the cold-start figures.
 const COLD_STARTS: usize = 20;
@@ -39,7 +39,7 @@ fn machine() -> Machine {
         .unwrap_or(0.0);
     Machine {
         cpu,
-        cores: sandbox::cores(),
+        cores: kte_test_support::process::cores(),
         kernel,
         memory_gb: (mem_kb / 1024.0 / 1024.0 * 10.0).round() / 10.0,
     }
@@ -110,7 +110,7 @@ fn run(base: &SandboxConfig, seconds: f64) -> Result<(String, serde_json::Value)
     let bin = base
         .binary
         .clone()
-        .unwrap_or_else(crate::support::extension_binary);
+        .unwrap_or_else(kte_test_support::extension_binary);
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
 
     eprintln!("[bench] cold start: {COLD_STARTS} process starts");

@@ -1,5 +1,6 @@
-//! Minimal HTTP/1.1 over std sockets, for fakes that need full control of the wire:
-//! keep-alive, closing a connection without answering, stalling before an answer.
+//! HTTP/1.1 for the fakes. The server half is hand-written over std sockets because the
+//! fakes need full control of the wire: keep-alive, closing a connection without
+//! answering, stalling before an answer. The client half is ureq.
 //!
 //! Server threading model: one accept thread per [`Server`], one thread per accepted
 //! connection running a keep-alive loop (read request, call the handler, write the
@@ -8,8 +9,9 @@
 //! [`IDLE_POLL`] so that dropping the server ends them; a request that has started
 //! arriving must complete within [`REQUEST_READ_TIMEOUT`].
 //!
-//! Client: [`Client`] keeps one connection open and reconnects once when a reused
-//! connection turns out to be closed by the peer.
+//! Client: [`Client`] (one keep-alive connection) and [`request_once`] (a fresh one),
+//! thin wrappers over a ureq agent that send exactly the headers given and report
+//! failures as `io::Error`s.
 //!
 //! Nothing here panics on bad input from the peer: errors are returned or answered.
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 pub const IDLE_POLL: Duration = Duration::from_millis(50);
 /// Time allowed for the rest of a request once its first byte has arrived.
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request or response head (request line + headers) accepted.
+/// Largest request head (request line + headers) accepted.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Header list preserving order and case as received.
@@ -168,11 +170,6 @@ impl Server {
         self.connections.load(Ordering::SeqCst)
     }
 
-    /// Whether [`Server::stop`] was called or the server dropped.
-    pub fn stopping(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
-    }
-
     /// Stops accepting; idle connections close within [`IDLE_POLL`].
     pub fn stop(&mut self) {
         if self.stop.swap(true, Ordering::SeqCst) {
@@ -314,13 +311,9 @@ fn read_headers(reader: &mut impl BufRead, budget: &mut usize) -> io::Result<Hea
     }
 }
 
-/// Reads a body framed by `Content-Length` or `Transfer-Encoding: chunked`;
-/// `until_close` reads to EOF when neither is present (responses only).
-fn read_body(
-    reader: &mut impl BufRead,
-    headers: &[(String, String)],
-    until_close: bool,
-) -> io::Result<Vec<u8>> {
+/// Reads a body framed by `Content-Length` or `Transfer-Encoding: chunked` (none:
+/// no body).
+fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> io::Result<Vec<u8>> {
     let chunked = header(headers, "transfer-encoding")
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     if chunked {
@@ -352,11 +345,7 @@ fn read_body(
         reader.read_exact(&mut body)?;
         return Ok(body);
     }
-    let mut body = Vec::new();
-    if until_close {
-        reader.read_to_end(&mut body)?;
-    }
-    Ok(body)
+    Ok(Vec::new())
 }
 
 fn read_request(reader: &mut impl BufRead) -> io::Result<Parsed> {
@@ -372,7 +361,7 @@ fn read_request(reader: &mut impl BufRead) -> io::Result<Parsed> {
         return Err(invalid(format!("unsupported version {version}")));
     }
     let headers = read_headers(reader, &mut budget)?;
-    let body = read_body(reader, &headers, false)?;
+    let body = read_body(reader, &headers)?;
     Ok((
         method.to_owned(),
         target.to_owned(),
@@ -418,7 +407,9 @@ pub fn write_response(w: &mut impl Write, resp: &Response, close: bool) -> io::R
     w.flush()
 }
 
-/// A response as read by [`Client`].
+// ---------------------------------------------------------------- client
+
+/// A response as read by [`Client`] or [`request_once`].
 #[derive(Clone, Debug)]
 pub struct ClientResponse {
     pub status: u16,
@@ -440,151 +431,97 @@ impl ClientResponse {
     }
 }
 
-/// A keep-alive HTTP/1.1 client for one server address.
+/// How long an idle keep-alive connection is reused: as long as the server keeps it
+/// (ureq checks that it is still open before reusing it).
+const KEEP_IDLE: Duration = Duration::from_secs(3600);
+
+/// A keep-alive HTTP/1.1 client for one server address: a ureq agent that keeps one
+/// connection. Sends exactly the headers given (no `User-Agent` or `Accept` of its
+/// own) plus `Content-Length`; `headers` may set `Host` to another name than the
+/// address dialled (the platform's `sandbox.localdomain`).
 pub struct Client {
+    agent: ureq::Agent,
     addr: SocketAddr,
-    timeout: Duration,
-    conn: Option<BufReader<TcpStream>>,
-    connections_opened: u64,
 }
 
 impl Client {
-    /// `timeout` bounds connecting, writing and reading each response.
+    /// `timeout` bounds each whole exchange, connecting included.
     pub fn new(addr: SocketAddr, timeout: Duration) -> Self {
         Client {
+            agent: agent(timeout, 1),
             addr,
-            timeout,
-            conn: None,
-            connections_opened: 0,
         }
     }
 
-    pub fn connections_opened(&self) -> u64 {
-        self.connections_opened
-    }
-
-    fn connect(&mut self) -> io::Result<()> {
-        let s = TcpStream::connect_timeout(&self.addr, self.timeout)?;
-        s.set_read_timeout(Some(self.timeout))?;
-        s.set_write_timeout(Some(self.timeout))?;
-        let _ = s.set_nodelay(true);
-        self.connections_opened += 1;
-        self.conn = Some(BufReader::new(s));
-        Ok(())
-    }
-
-    /// Sends one request with a `Content-Length` body and reads the answer. `headers`
-    /// must include `Host`. A reused connection that the server had closed is
-    /// replaced once; the request is then sent on the fresh connection.
+    /// Sends one request and reads the whole answer, whatever its status. Errors keep
+    /// their `io::ErrorKind` (`UnexpectedEof` for a connection closed unanswered,
+    /// `TimedOut` for the timeout) so tests can tell them apart.
     pub fn request(
-        &mut self,
+        &self,
         method: &str,
         target: &str,
         headers: &[(String, String)],
         body: &[u8],
     ) -> io::Result<ClientResponse> {
-        let reused = self.conn.is_some();
-        match self.try_request(method, target, headers, body) {
-            Ok(r) => Ok(r),
-            Err(e) if reused && is_stale_connection(&e) => {
-                self.conn = None;
-                self.try_request(method, target, headers, body)
-            }
-            Err(e) => {
-                self.conn = None;
-                Err(e)
-            }
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{target}", self.addr));
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
-    }
-
-    fn try_request(
-        &mut self,
-        method: &str,
-        target: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> io::Result<ClientResponse> {
-        if self.conn.is_none() {
-            self.connect()?;
-        }
-        let conn = self.conn.as_mut().expect("connected above");
-        let mut head = format!("{method} {target} HTTP/1.1\r\n");
-        for (n, v) in headers {
-            head.push_str(&format!("{n}: {v}\r\n"));
-        }
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-        let mut buf = head.into_bytes();
-        buf.extend_from_slice(body);
-        // A server may answer (e.g. 413) and close before reading a large body: then
-        // the write fails, but its answer is still there to read.
-        let written = conn
-            .get_mut()
-            .write_all(&buf)
-            .and_then(|_| conn.get_mut().flush());
-        if let Err(e) = written {
-            return match read_response(conn, method) {
-                Ok((resp, _)) => {
-                    self.conn = None;
-                    Ok(resp)
-                }
-                Err(_) => Err(e),
-            };
-        }
-        let (resp, keep) = read_response(conn, method)?;
-        if !keep {
-            self.conn = None;
-        }
-        Ok(resp)
-    }
-}
-
-/// Reads one response; the flag says whether the connection can be reused.
-fn read_response(
-    conn: &mut BufReader<TcpStream>,
-    method: &str,
-) -> io::Result<(ClientResponse, bool)> {
-    let mut budget = MAX_HEAD_BYTES;
-    let status_line = read_head_line(conn, &mut budget)?;
-    let mut parts = status_line.splitn(3, ' ');
-    let _version = parts.next();
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
-    let resp_headers = read_headers(conn, &mut budget)?;
-    let no_body =
-        method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
-    let close =
-        header(&resp_headers, "connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-    let body = if no_body {
-        Vec::new()
-    } else {
-        read_body(conn, &resp_headers, true)?
-    };
-    let framed = header(&resp_headers, "content-length").is_some()
-        || header(&resp_headers, "transfer-encoding").is_some();
-    let keep = !close && (framed || no_body);
-    Ok((
-        ClientResponse {
+        let result = if body.is_empty() && matches!(method, "GET" | "HEAD") {
+            // ureq refuses a body, even an empty one, on methods that take none.
+            self.agent.run(request.body(()).map_err(io::Error::other)?)
+        } else {
+            self.agent
+                .run(request.body(body).map_err(io::Error::other)?)
+        };
+        let mut response = result.map_err(into_io)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (n.as_str().to_owned(), v)
+            })
+            .collect();
+        let body = response.body_mut().read_to_vec().map_err(into_io)?;
+        Ok(ClientResponse {
             status,
-            headers: resp_headers,
+            headers,
             body,
-        },
-        keep,
-    ))
+        })
+    }
 }
 
-fn is_stale_connection(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
+fn agent(timeout: Duration, idle_connections: usize) -> ureq::Agent {
+    use ureq::config::AutoHeaderValue;
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .max_idle_connections(idle_connections)
+        .max_idle_connections_per_host(idle_connections)
+        .max_idle_age(KEEP_IDLE)
+        .user_agent(AutoHeaderValue::None)
+        .accept(AutoHeaderValue::None)
+        .accept_encoding(AutoHeaderValue::None)
+        .build()
+        .into()
 }
 
-/// One-shot request on a fresh connection (`Connection: close`).
+fn into_io(e: ureq::Error) -> io::Error {
+    match e {
+        ureq::Error::Io(e) => e,
+        ureq::Error::Timeout(t) => io::Error::new(io::ErrorKind::TimedOut, t.to_string()),
+        other => io::Error::other(other),
+    }
+}
+
+/// One request on a fresh connection, closed after it (`Connection: close`). Adds
+/// `Host: <addr>` unless `headers` has one.
 pub fn request_once(
     addr: SocketAddr,
     method: &str,
@@ -598,5 +535,68 @@ pub fn request_once(
         all.push(("Host".to_owned(), addr.to_string()));
     }
     all.push(("Connection".to_owned(), "close".to_owned()));
-    Client::new(addr, timeout).request(method, target, &all, body)
+    let client = Client {
+        agent: agent(timeout, 0),
+        addr,
+    };
+    client.request(method, target, &all, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Answers `ok` to everything and keeps each request.
+    struct Recorder(Mutex<Vec<Request>>);
+
+    impl Handler for Recorder {
+        fn handle(&self, request: Request) -> Action {
+            self.0.lock().unwrap().push(request);
+            Action::Respond(Response::new(200, "text/plain", "ok"))
+        }
+    }
+
+    #[test]
+    fn the_client_sends_exactly_the_headers_given_and_keeps_its_connection() {
+        let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+        let server = Server::start(recorder.clone()).unwrap();
+        let t = Duration::from_secs(5);
+        let client = Client::new(server.addr(), t);
+        let headers = vec![
+            ("Host".to_owned(), "sandbox.localdomain:1234".to_owned()),
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+        ];
+        for _ in 0..2 {
+            let r = client.request("POST", "/p?q=1", &headers, b"[1]").unwrap();
+            assert_eq!((r.status, r.body_text().as_str()), (200, "ok"));
+        }
+        let r = request_once(server.addr(), "GET", "/x", &[], b"", t).unwrap();
+        assert_eq!(r.status, 200);
+
+        let seen = recorder.0.lock().unwrap();
+        let mut names: Vec<String> = seen[0]
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["content-length", "content-type", "host"]);
+        assert_eq!(seen[0].header("host"), Some("sandbox.localdomain:1234"));
+        assert_eq!(
+            (seen[0].path.as_str(), seen[0].query.as_str()),
+            ("/p", "q=1")
+        );
+        assert_eq!(seen[0].body, b"[1]");
+        assert_eq!(
+            (seen[1].connection_index, seen[1].index_on_connection),
+            (0, 1),
+            "the second request reuses the connection"
+        );
+        let addr = server.addr().to_string();
+        assert_eq!(seen[2].connection_index, 1, "request_once dials afresh");
+        assert_eq!(seen[2].header("host"), Some(addr.as_str()));
+        assert_eq!(seen[2].header("connection"), Some("close"));
+        assert_eq!(server.connections_accepted(), 2);
+    }
 }

@@ -25,12 +25,12 @@
 //! default, 123456789012. The server is Werkzeug's threaded dev server and answers
 //! every request with `Connection: close`.
 //!
-//! Skip rule: only a missing Python venv is a reason to skip ([`python`] returns the
-//! reason); with `CI=true` even that fails the test, because `.ci/run` installs it.
-//! A venv that exists but cannot run moto fails the test.
+//! No skipping: without a venv ([`python`]) or with one that cannot run moto, the test
+//! fails and says how to fix it (`bash .ci/python-tools.sh`, which `./build.sh test`
+//! runs first).
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -40,24 +40,22 @@ use serde_json::Value;
 
 /// Region moto's stream is created in, and the one clients must sign for.
 pub const DEFAULT_REGION: &str = "us-east-1";
-/// moto's default account id, part of every ARN it returns.
-pub const ACCOUNT_ID: &str = "123456789012";
 /// Env var naming the Python interpreter of a venv with `moto[server]` installed.
 pub const PYTHON_ENV: &str = "MOTO_PYTHON";
 /// Bound on moto's start (normally about 0.6 s) and on each admin command.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The admin/oracle script run with the venv's Python.
-const ADMIN_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_admin.py");
+const ADMIN_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_admin.py");
 /// Any key pair works while auth is off; these only get the setup calls signed.
 const SETUP_KEY: (&str, &str) = ("testing", "testing");
 
 /// The venv Python to run moto with: `$MOTO_PYTHON`, else `<repo>/.venv/bin/python`.
 ///
-/// `Err(reason)` means "skip": no venv and not on CI. Panics when `$MOTO_PYTHON`
-/// names nothing runnable (a configuration error), and on CI when the venv is missing
-/// (`.ci/run` must have created it).
-pub fn python() -> Result<PathBuf, String> {
+/// Panics, saying how to create it, when there is none: a moto test that cannot run
+/// fails rather than passing without having run. `./build.sh test` creates the venv
+/// first; `$MOTO_PYTHON` naming nothing runnable is a configuration error.
+pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os(PYTHON_ENV) {
         let p = PathBuf::from(p);
         assert!(
@@ -65,21 +63,16 @@ pub fn python() -> Result<PathBuf, String> {
             "{PYTHON_ENV}={} is not a file: point it at the python of a venv with moto[server]",
             p.display()
         );
-        return Ok(p);
+        return p;
     }
-    let venv_python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    if venv_python.is_file() {
-        return Ok(venv_python);
-    }
-    let reason = format!(
-        "no Python venv at {} (and {PYTHON_ENV} unset): run `bash .ci/python-tools.sh`",
+    let venv_python = crate::repo_root().join(".venv/bin/python");
+    assert!(
+        venv_python.is_file(),
+        "no Python venv at {} (and {PYTHON_ENV} unset), so the moto tests cannot run: create it \
+         with `bash .ci/python-tools.sh` (`./build.sh test` runs it first), or set {PYTHON_ENV}",
         venv_python.display()
     );
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI=true but {reason}"
-    );
-    Err(reason)
+    venv_python
 }
 
 /// What to create in moto before auth is switched on.
@@ -107,7 +100,6 @@ impl Default for MotoOptions {
 pub struct IamKey {
     pub access_key_id: String,
     pub secret_access_key: String,
-    pub user_arn: String,
 }
 
 /// One record read back with GetRecords.
@@ -140,16 +132,10 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto for test `test`, or prints why it cannot and returns `None`
-    /// (only when no Python venv exists; see [`python`]).
-    pub fn start_or_skip(test: &str, opts: MotoOptions) -> Option<Moto> {
-        match python() {
-            Ok(py) => Some(Moto::start_with(py, opts)),
-            Err(reason) => {
-                eprintln!("SKIPPED {test}: {reason}");
-                None
-            }
-        }
+    /// Starts moto with the venv's Python ([`python`]); panics when there is none, or
+    /// with moto's output when it fails to start.
+    pub fn start(opts: MotoOptions) -> Moto {
+        Moto::start_with(python(), opts)
     }
 
     /// Starts moto with `python`, sets up user, key, policy and stream, switches auth
@@ -222,7 +208,6 @@ impl Moto {
             key: IamKey {
                 access_key_id: String::new(),
                 secret_access_key: String::new(),
-                user_arn: String::new(),
             },
         };
         let setup = moto.admin(
@@ -233,7 +218,6 @@ impl Moto {
         moto.key = IamKey {
             access_key_id: field("AccessKeyId"),
             secret_access_key: field("SecretAccessKey"),
-            user_arn: field("UserArn"),
         };
         moto.stream_arn = field("StreamARN");
         assert!(

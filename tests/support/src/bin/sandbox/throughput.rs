@@ -8,9 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::sandbox::{cores, cpu_time, peak_rss_kb, pin_own_threads, pin_thread};
-use crate::support::rng::fresh_uuid;
-use crate::support::{clock, Lambda, LambdaOptions, RuntimeConfig};
+use kte_test_support::process::{cores, cpu_time, peak_rss_kb, pin_own_threads, pin_thread};
+use kte_test_support::rng::fresh_uuid;
+use kte_test_support::{clock, Lambda, LambdaOptions, RuntimeConfig};
 
 /// Sustained-load measurement.
 #[derive(Clone, Debug, Default, Serialize)]

@@ -78,15 +78,6 @@ impl AwsError {
         )
     }
 
-    /// 400 ExpiredTokenException, as when a session token has expired.
-    pub fn expired_token() -> Self {
-        AwsError::new(
-            400,
-            "ExpiredTokenException",
-            "The security token included in the request is expired",
-        )
-    }
-
     /// The error a server-side failure with this status answers with.
     pub fn server(status: u16) -> Self {
         match status {

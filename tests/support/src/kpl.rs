@@ -15,8 +15,8 @@
 //! * a `Record` without its `required` `partition_key_index` or `data`, a key index
 //!   outside the table, a key that is not UTF-8, a truncated or malformed field: `Err`.
 //!
-//! [`deaggregate_with_python`] runs `kpl_deaggregate.py` (next to this file) with the
-//! venv's Python (see [`super::moto::python`]): records in the shape Kinesis stores
+//! [`deaggregate_with_python`] runs `kpl_deaggregate.py` (at this crate's root) with
+//! the venv's Python (see [`crate::moto::python`]): records in the shape Kinesis stores
 //! them go through `aws_kinesis_agg.deaggregator` as a Lambda consumer would call it,
 //! and the script fails loudly where the module would silently pass a corrupt
 //! aggregated record through as a plain one. Plain records come back as they went in.
@@ -37,10 +37,7 @@ pub const DIGEST_BYTES: usize = 16;
 /// Bound on one run of the Python de-aggregator (about 0.3 s normally).
 pub const PYTHON_TIMEOUT: Duration = Duration::from_secs(30);
 
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/support/kpl_deaggregate.py"
-);
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kpl_deaggregate.py");
 
 /// Whether `data` starts with the KPL magic: the first test every de-aggregator
 /// makes. `true` with an `Err` from [`deaggregate`] means a broken aggregated record.
@@ -204,13 +201,14 @@ impl<'a> Reader<'a> {
 
 /// Runs `records` (partition key, data as Kinesis stores it) through AWS's
 /// `aws_kinesis_agg.deaggregator` via `kpl_deaggregate.py`, and returns every user
-/// record with its partition key, in order. `Err` when the venv is missing (run
-/// `bash .ci/python-tools.sh`), when the script rejects a record (bad MD5, bad
-/// protobuf, missing required field, sub-records lost), or when it cannot run.
+/// record with its partition key, in order. Panics when the venv is missing (saying
+/// to run `bash .ci/python-tools.sh`, as [`crate::moto::python`] does); `Err` when the
+/// script rejects a record (bad MD5, bad protobuf, missing required field, sub-records
+/// lost), or when it cannot run.
 pub fn deaggregate_with_python(
     records: &[(String, Vec<u8>)],
 ) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let python = super::moto::python()?;
+    let python = crate::moto::python();
     let b64 = &base64::engine::general_purpose::STANDARD;
     let input: Vec<Value> = records
         .iter()

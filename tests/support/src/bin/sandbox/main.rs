@@ -1,15 +1,12 @@
 //! `sandbox`: runs the real extension binary in a simulated Lambda execution environment
 //! against mocked endpoints and reports what happened (`./build.sh local`), or measures it
-//! (`--bench`). See `--help`; the simulation itself is `tests/support/sandbox.rs`.
-
-#[path = "../mod.rs"]
-mod support;
-
-#[path = "../sandbox.rs"]
-mod sandbox;
+//! (`--bench`). See `--help`; the simulation itself is [`kte_test_support::sandbox`].
 
 mod bench;
 mod throughput;
+
+use kte_test_support as support;
+use support::sandbox;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -176,7 +173,7 @@ fn check_binary(cfg: &SandboxConfig) -> Result<(), String> {
         )
     })?;
     let built = meta.modified().ok();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let src = support::repo_root().join("src");
     let newest = walk_newest(&src);
     if let (Some(b), Some(s)) = (built, newest) {
         if s > b {

@@ -39,7 +39,6 @@ pub struct Buffering {
 #[derive(Clone, Debug)]
 pub struct Subscription {
     pub schema_version: String,
-    pub uri: String,
     /// Port of the destination URI; telemetry is POSTed to 127.0.0.1 on it.
     pub port: u16,
     /// Path of the destination URI (`/` when absent).
@@ -146,7 +145,6 @@ pub fn validate_subscription(body: &[u8]) -> Result<Subscription, String> {
     }
     Ok(Subscription {
         schema_version,
-        uri,
         port,
         path,
         types,

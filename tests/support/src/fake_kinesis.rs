@@ -17,23 +17,25 @@
 //! Accepted records are stored with their decoded bytes, so tests can compare them
 //! byte for byte with what was sent. Every request is logged with its outcome.
 //!
+//! Here: configuration, what was received, and the fault script; how each request is
+//! answered is in `handler`.
+//!
 //! Faults are scripted through [`KinesisHandle`], a cheap clonable handle usable from
 //! any thread while requests are in flight.
+
+mod handler;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
-
-use super::http::{self, Action, Handler, Request, Response, Server};
-use super::kinesis_api::{parse_put_records, shard_for, Account};
+use super::http::{self, Server};
 pub use super::kinesis_api::{AwsError, KinesisLimits, CONTENT_TYPE, PUT_RECORDS_TARGET};
-use super::rng::{uuid_like, Rng};
+use super::rng::Rng;
 use super::sigv4::{self, Credentials, HttpParts, Verifier};
+use handler::KinesisHandler;
 
 /// Upper bound of a scripted stall, so a forgotten fault cannot hang a test run.
 pub const MAX_STALL: Duration = Duration::from_secs(30);
@@ -98,7 +100,7 @@ pub struct StoredRecord {
     pub sequence_number: String,
     /// Zero-based position among all accepted records, in arrival order.
     pub order: u64,
-    /// Index of the request (in [`FakeKinesis::requests`]) that carried it.
+    /// Index of the request (in [`KinesisHandle::requests`]) that carried it.
     pub request_index: usize,
     /// Position of the record within its request.
     pub index_in_request: usize,
@@ -117,7 +119,8 @@ pub enum Outcome {
     Dropped,
 }
 
-/// One received HTTP request.
+/// One received HTTP request. Tests assert on a few fields; the rest (size, which
+/// connection) is there for the `{:?}` of a failed assertion.
 #[derive(Clone, Debug)]
 pub struct RequestLog {
     pub index: usize,
@@ -257,10 +260,6 @@ impl FakeKinesis {
 }
 
 impl KinesisHandle {
-    pub fn config(&self) -> &KinesisConfig {
-        &self.0.config
-    }
-
     /// ARN of a stream in the fake account, e.g. for `KINESIS_TELEMETRY_STREAM`.
     pub fn stream_arn(&self, name: &str) -> String {
         let c = &self.0.config;
@@ -396,16 +395,6 @@ impl KinesisHandle {
                 .0;
         }
     }
-
-    /// Waits until at least `n` records are stored.
-    pub fn wait_for_records(&self, n: usize, timeout: Duration) -> bool {
-        self.wait_until(timeout, |_, r| r.len() >= n)
-    }
-
-    /// Waits until at least `n` requests were received.
-    pub fn wait_for_requests(&self, n: u64, timeout: Duration) -> bool {
-        self.wait_until(timeout, |s, _| s.requests >= n)
-    }
 }
 
 /// Sends a correctly signed PutRecords request, for tests of the fake itself.
@@ -433,234 +422,4 @@ pub fn send_put_records(
     headers.extend(added);
     tweak(&mut headers);
     http::request_once(addr, "POST", "/", &headers, body, Duration::from_secs(10))
-}
-
-struct KinesisHandler(Arc<Shared>);
-
-enum Transport {
-    Normal,
-    Drop,
-    Stall(Duration, AfterStall),
-}
-
-impl Handler for KinesisHandler {
-    fn handle(&self, req: Request) -> Action {
-        let shared = &self.0;
-        let (index, transport, latency) = {
-            let mut st = shared.lock();
-            st.stats.requests += 1;
-            st.stats.request_bytes += req.body.len() as u64;
-            let index = st.requests.len();
-            st.requests.push(RequestLog {
-                index,
-                received_at: Instant::now(),
-                answered_at: None,
-                body_bytes: req.body.len(),
-                connection_index: req.connection_index,
-                index_on_connection: req.index_on_connection,
-                stalled: false,
-                outcome: Outcome::Pending,
-            });
-            let drop_roll = st.faults.drop_fraction > 0.0 && {
-                let roll = st.rng.next_f64();
-                roll < st.faults.drop_fraction
-            };
-            let f = &mut st.faults;
-            let transport = if f.drop_next > 0 {
-                f.drop_next -= 1;
-                Transport::Drop
-            } else if drop_roll {
-                Transport::Drop
-            } else if f.stall_next > 0 {
-                f.stall_next -= 1;
-                Transport::Stall(f.stall_for, f.after_stall.unwrap_or(AfterStall::Answer))
-            } else {
-                Transport::Normal
-            };
-            (index, transport, f.latency)
-            // Lock released before any sleep: other connections keep being served.
-        };
-        match transport {
-            Transport::Drop => return self.finish_dropped(index),
-            Transport::Stall(d, then) => {
-                {
-                    let mut st = shared.lock();
-                    st.requests[index].stalled = true;
-                    st.stats.stalled_requests += 1;
-                }
-                thread::sleep(d);
-                if then == AfterStall::Drop {
-                    return self.finish_dropped(index);
-                }
-            }
-            Transport::Normal => {}
-        }
-        if !latency.is_zero() {
-            thread::sleep(latency);
-        }
-        let mut st = shared.lock();
-        let (resp, outcome) = match self.process(&mut st, &req, index) {
-            Ok((body, records, failed)) => {
-                st.stats.answered_200 += 1;
-                (
-                    Response::new(200, CONTENT_TYPE, body.to_string()),
-                    Outcome::Answered200 { records, failed },
-                )
-            }
-            Err(e) => {
-                st.stats.rejected += 1;
-                *st.stats.rejections.entry(e.code.clone()).or_default() += 1;
-                (
-                    Response::new(e.status, CONTENT_TYPE, e.body().to_string()),
-                    Outcome::Rejected {
-                        status: e.status,
-                        code: e.code.clone(),
-                    },
-                )
-            }
-        };
-        let log = &mut st.requests[index];
-        log.outcome = outcome;
-        log.answered_at = Some(Instant::now());
-        drop(st);
-        shared.changed.notify_all();
-        let request_id = uuid_like(index as u64 ^ 0x5eed);
-        Action::Respond(resp.with_header("x-amzn-RequestId", &request_id))
-    }
-}
-
-impl KinesisHandler {
-    fn finish_dropped(&self, index: usize) -> Action {
-        let mut st = self.0.lock();
-        st.stats.dropped_connections += 1;
-        st.requests[index].outcome = Outcome::Dropped;
-        st.requests[index].answered_at = Some(Instant::now());
-        drop(st);
-        self.0.changed.notify_all();
-        Action::Drop
-    }
-
-    /// Returns (body, records, failed records) for a 200, or the whole-request error.
-    fn process(
-        &self,
-        st: &mut State,
-        req: &Request,
-        index: usize,
-    ) -> Result<(Value, usize, usize), AwsError> {
-        let cfg = &self.0.config;
-        // Server-side failures come before anything is looked at.
-        if let Some((until, status)) = st.faults.outage {
-            if Instant::now() < until {
-                return Err(AwsError::server(status));
-            }
-            st.faults.outage = None;
-        }
-        if st.faults.fail_next > 0 {
-            st.faults.fail_next -= 1;
-            return Err(AwsError::server(st.faults.fail_next_status));
-        }
-        if st.faults.fail_fraction > 0.0 && st.rng.next_f64() < st.faults.fail_fraction {
-            return Err(AwsError::server(st.faults.fail_fraction_status));
-        }
-        // Routing: the JSON protocol dispatches on method, content type and target.
-        let unknown_op = || AwsError::new(400, "UnknownOperationException", "");
-        if req.method != "POST" || req.path != "/" {
-            return Err(unknown_op());
-        }
-        let ctype = req.header("content-type").unwrap_or("");
-        if ctype.split(';').next().unwrap_or("").trim() != CONTENT_TYPE {
-            return Err(unknown_op());
-        }
-        if req.header("x-amz-target") != Some(PUT_RECORDS_TARGET) {
-            return Err(unknown_op());
-        }
-        let parts = HttpParts {
-            method: &req.method,
-            path: &req.path,
-            query: &req.query,
-            headers: &req.headers,
-            body: &req.body,
-        };
-        if let Err(e) = self.0.verifier.verify(parts, SystemTime::now()) {
-            return Err(AwsError::new(400, e.aws_code(), e.aws_message()));
-        }
-        if let Some(fatal) = &st.faults.fatal {
-            return Err(fatal.clone());
-        }
-        let account = Account {
-            region: &cfg.region,
-            account_id: &cfg.account_id,
-            limits: &cfg.limits,
-        };
-        let parsed = parse_put_records(&req.body, &account)?;
-        if !cfg.streams.contains(&parsed.stream) {
-            return Err(AwsError::new(
-                400,
-                "ResourceNotFoundException",
-                format!(
-                    "Stream {} under account {} not found.",
-                    parsed.stream, cfg.account_id
-                ),
-            ));
-        }
-        let mut results = Vec::with_capacity(parsed.records.len());
-        let mut failed = 0;
-        for (i, rec) in parsed.records.into_iter().enumerate() {
-            let shard = shard_for(
-                &rec.partition_key,
-                rec.explicit_hash_key.as_deref(),
-                cfg.shard_count,
-            );
-            let shard_id = format!("shardId-{shard:012}");
-            let f = &mut st.faults;
-            let throttle = if f.throttle_next_records > 0 {
-                f.throttle_next_records -= 1;
-                true
-            } else {
-                f.throttle_fraction > 0.0 && st.rng.next_f64() < f.throttle_fraction
-            };
-            let f = &mut st.faults;
-            if throttle {
-                failed += 1;
-                st.stats.records_throttled += 1;
-                results.push(json!({
-                    "ErrorCode": "ProvisionedThroughputExceededException",
-                    "ErrorMessage": format!(
-                        "Rate exceeded for shard {shard_id} in stream {} under account {}.",
-                        parsed.stream, cfg.account_id
-                    ),
-                }));
-            } else if f.internal_next_records > 0 {
-                f.internal_next_records -= 1;
-                failed += 1;
-                st.stats.records_internal_failure += 1;
-                results.push(json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure." }));
-            } else {
-                let sequence_number = format!("49{:054}", st.next_sequence);
-                st.next_sequence += 1;
-                st.stats.records_accepted += 1;
-                st.stats.data_bytes_accepted += rec.data.len() as u64;
-                results.push(json!({ "SequenceNumber": sequence_number, "ShardId": shard_id }));
-                let order = st.records.len() as u64;
-                st.records.push(StoredRecord {
-                    stream: parsed.stream.clone(),
-                    data: rec.data,
-                    partition_key: rec.partition_key,
-                    explicit_hash_key: rec.explicit_hash_key,
-                    shard_id,
-                    sequence_number,
-                    order,
-                    request_index: index,
-                    index_in_request: i,
-                });
-            }
-        }
-        let n = results.len();
-        st.stats.records_received += n as u64;
-        Ok((
-            json!({ "FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE" }),
-            n,
-            failed,
-        ))
-    }
 }
