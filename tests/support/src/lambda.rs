@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::events::EventFactory;
 use crate::fake_kinesis::{self, FakeKinesis, KinesisConfig};
 use crate::fake_runtime::{FakeRuntime, RuntimeConfig};
+use crate::telemetry_records::{self, Enriched};
 use crate::{clock, extension_binary};
 
 /// How to start a [`Lambda`].
@@ -106,6 +107,9 @@ pub struct Lambda {
     exit: Option<ExitStatus>,
     pushed: Vec<String>,
     pending_report: Option<String>,
+    /// Whether the extension adds its enrichment object (`KINESIS_TELEMETRY_ENRICH`).
+    enriched: bool,
+    function_name: String,
     /// Just before the process was spawned (the start of a cold start).
     pub spawned_at: Instant,
 }
@@ -227,6 +231,10 @@ impl Lambda {
             exit: None,
             pushed: Vec::new(),
             pending_report: None,
+            enriched: env
+                .get("KINESIS_TELEMETRY_ENRICH")
+                .is_none_or(|v| !matches!(v.as_str(), "false" | "0" | "no" | "off")),
+            function_name: opts.runtime.function_name.clone(),
             spawned_at,
         };
         if opts.wait_for_init && !lambda.runtime.wait_for_next_calls(1, opts.init_timeout) {
@@ -442,25 +450,54 @@ impl Lambda {
         }
     }
 
-    /// The data of every record Kinesis accepted, as text (lossy for non-UTF-8).
-    pub fn events_delivered(&self) -> Vec<String> {
-        self.kinesis
-            .record_data()
-            .into_iter()
-            .map(|d| String::from_utf8_lossy(&d).into_owned())
-            .collect()
+    /// Every event Kinesis holds, in arrival order: its records decoded (any of the three
+    /// formats) and each event split from its enrichment object, with its record's
+    /// partition key. Panics, with the log, when a record does not decode.
+    pub fn delivered(&self) -> Vec<(String, Enriched)> {
+        let records = self.kinesis.records();
+        telemetry_records::events_of(
+            records
+                .iter()
+                .map(|r| (r.partition_key.as_str(), r.data.as_slice())),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log_text()))
     }
 
-    /// Panics unless Kinesis holds every pushed event exactly once, byte for byte,
-    /// and nothing else.
+    /// The text of every event Kinesis holds, as Lambda sent it (enrichment removed).
+    pub fn events_delivered(&self) -> Vec<String> {
+        self.delivered().into_iter().map(|(_, e)| e.original).collect()
+    }
+
+    /// Panics unless Kinesis holds every pushed event exactly once, byte for byte as
+    /// Lambda sent it, and nothing else; and, when enrichment is on (the default), unless
+    /// every event names this function and carries an event id no other event has.
     pub fn assert_each_event_delivered_once(&self) {
-        let diff = multiset_diff(&self.pushed, &self.events_delivered());
+        let delivered = self.delivered();
+        let texts: Vec<String> = delivered.iter().map(|(_, e)| e.original.clone()).collect();
+        let diff = multiset_diff(&self.pushed, &texts);
         assert!(
             diff.is_empty(),
             "delivery differs from what was pushed:\n{}\n{}",
             diff.join("\n"),
             self.log_text()
         );
+        if !self.enriched {
+            return;
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (_, e) in &delivered {
+            let source = e
+                .source
+                .as_ref()
+                .unwrap_or_else(|| panic!("an event without its source: {}", e.original));
+            assert_eq!(
+                source["function"], self.function_name,
+                "{source}\n{}",
+                e.original
+            );
+            let id = telemetry_records::event_id(source).expect("an eventId");
+            assert!(ids.insert(id.to_string()), "eventId {id} twice");
+        }
     }
 }
 

@@ -36,6 +36,7 @@ pub mod rng;
 pub mod sandbox;
 pub mod sigv4;
 pub mod telemetry_pusher;
+pub mod telemetry_records;
 pub mod telemetry_subscription;
 
 use std::path::{Path, PathBuf};
