@@ -211,17 +211,14 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// A parsed 2xx PutRecords answer; `records[i]` is the outcome of request record `i`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutRecordsResponse {
-    pub failed_record_count: u64,
     pub records: Vec<RecordOutcome>,
 }
 
-/// The outcome of one record of a PutRecords request.
+/// The outcome of one record of a PutRecords request (its sequence number and shard are not
+/// needed: the extension only tells delivered from failed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordOutcome {
-    Ok {
-        sequence_number: String,
-        shard_id: String,
-    },
+    Ok,
     /// `ProvisionedThroughputExceededException` or `InternalFailure` per the API;
     /// an entry with neither a sequence number nor a code is reported with an
     /// empty code.
@@ -230,8 +227,6 @@ pub enum RecordOutcome {
 
 #[derive(Deserialize)]
 struct WireResponse {
-    #[serde(rename = "FailedRecordCount", default)]
-    failed_record_count: Option<u64>,
     #[serde(rename = "Records")]
     records: Vec<WireEntry>,
 }
@@ -240,8 +235,6 @@ struct WireResponse {
 struct WireEntry {
     #[serde(rename = "SequenceNumber", default)]
     sequence_number: Option<String>,
-    #[serde(rename = "ShardId", default)]
-    shard_id: Option<String>,
     #[serde(rename = "ErrorCode", default)]
     error_code: Option<String>,
     #[serde(rename = "ErrorMessage", default)]
@@ -274,24 +267,14 @@ pub fn parse_put_records_response(
                 code,
                 message: sanitize_message(e.error_message.as_deref().unwrap_or("")),
             },
-            (_, Some(sequence_number)) => RecordOutcome::Ok {
-                sequence_number,
-                shard_id: e.shard_id.unwrap_or_default(),
-            },
+            (_, Some(_)) => RecordOutcome::Ok,
             _ => RecordOutcome::Failed {
                 code: String::new(),
                 message: "entry has neither SequenceNumber nor ErrorCode".to_owned(),
             },
         })
         .collect();
-    let failed = records
-        .iter()
-        .filter(|r| matches!(r, RecordOutcome::Failed { .. }))
-        .count() as u64;
-    Ok(PutRecordsResponse {
-        failed_record_count: wire.failed_record_count.unwrap_or(failed).max(failed),
-        records,
-    })
+    Ok(PutRecordsResponse { records })
 }
 
 #[cfg(test)]
@@ -462,15 +445,10 @@ mod tests {
             {"SequenceNumber":"49543463076548007577105092703039560359975228518395019266","ShardId":"shardId-000000000000","Extra":true},
             {"ErrorCode":"ProvisionedThroughputExceededException","ErrorMessage":"Rate exceeded for shard"}]}"#;
         let r = parse_put_records_response(body, 2).unwrap();
-        assert_eq!(r.failed_record_count, 1);
         assert_eq!(
             r.records,
             vec![
-                RecordOutcome::Ok {
-                    sequence_number: "49543463076548007577105092703039560359975228518395019266"
-                        .into(),
-                    shard_id: "shardId-000000000000".into()
-                },
+                RecordOutcome::Ok,
                 RecordOutcome::Failed {
                     code: "ProvisionedThroughputExceededException".into(),
                     message: "Rate exceeded for shard".into()
@@ -503,6 +481,5 @@ mod tests {
         // An entry with neither field counts as failed (and is resent), not as delivered.
         let r = parse_put_records_response(br#"{"Records":[{}]}"#, 1).unwrap();
         assert!(matches!(&r.records[0], RecordOutcome::Failed { code, .. } if code.is_empty()));
-        assert_eq!(r.failed_record_count, 1);
     }
 }

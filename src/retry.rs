@@ -72,7 +72,7 @@ pub fn plan(result: &Result<PutRecordsResponse, RequestError>, sent: usize) -> P
             };
             for (i, outcome) in response.records.iter().enumerate() {
                 match outcome {
-                    RecordOutcome::Ok { .. } => plan.delivered += 1,
+                    RecordOutcome::Ok => plan.delivered += 1,
                     RecordOutcome::Failed { code, .. } => {
                         plan.resend.push(i);
                         if classify_record_code(code) == ErrorClass::Throttled {

@@ -118,8 +118,10 @@ impl<S: Sink> Flusher<S> {
         if let Some(code) = plan.fatal.clone() {
             if let Err(err) = &result {
                 if self.logged_causes.insert(code.clone()) {
+                    let what = err.to_string();
                     warn!(
-                        "Kinesis refused PutRecords: {err}; {}. Dropping the {} events of this request; no retry",
+                        "Kinesis refused PutRecords: {}; {}. Dropping the {} events of this request; no retry",
+                        what.trim_end_matches('.'),
                         self.sink.fix_hint(err),
                         lease.len()
                     );

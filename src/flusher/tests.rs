@@ -51,14 +51,7 @@ impl Sink for Scripted {
 
 fn ok(records: &[Record<'_>]) -> Result<PutRecordsResponse, RequestError> {
     Ok(PutRecordsResponse {
-        failed_record_count: 0,
-        records: records
-            .iter()
-            .map(|_| RecordOutcome::Ok {
-                sequence_number: "1".into(),
-                shard_id: "shardId-000000000000".into(),
-            })
-            .collect(),
+        records: records.iter().map(|_| RecordOutcome::Ok).collect(),
     })
 }
 
@@ -66,7 +59,6 @@ fn ok(records: &[Record<'_>]) -> Result<PutRecordsResponse, RequestError> {
 fn throttle(failed: &'static [usize]) -> Answer {
     Box::new(move |records| {
         Ok(PutRecordsResponse {
-            failed_record_count: failed.len() as u64,
             records: (0..records.len())
                 .map(|i| {
                     if failed.contains(&i) {
@@ -75,10 +67,7 @@ fn throttle(failed: &'static [usize]) -> Answer {
                             message: "Rate exceeded for shard".into(),
                         }
                     } else {
-                        RecordOutcome::Ok {
-                            sequence_number: "1".into(),
-                            shard_id: "s".into(),
-                        }
+                        RecordOutcome::Ok
                     }
                 })
                 .collect(),

@@ -154,7 +154,6 @@ impl KinesisClient {
     ) -> Result<PutRecordsResponse, RequestError> {
         if records.is_empty() {
             return Ok(PutRecordsResponse {
-                failed_record_count: 0,
                 records: Vec::new(),
             });
         }

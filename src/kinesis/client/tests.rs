@@ -181,7 +181,7 @@ fn put_records_sends_a_signed_request_and_reuses_the_connection() {
     assert!(r
         .records
         .iter()
-        .all(|o| matches!(o, RecordOutcome::Ok { .. })));
+        .all(|o| matches!(o, RecordOutcome::Ok)));
 
     let s = seen.recv().unwrap();
     assert_eq!((s.method.as_str(), s.url.as_str()), ("POST", "/prefix/"));
