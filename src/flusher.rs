@@ -192,6 +192,8 @@ pub(crate) struct Flusher<S: Sink> {
     pub(crate) rng: Rng,
     pub(crate) health: Health,
     history: History,
+    /// The last held invocation's request id (to see whether its runtimeDone came late).
+    last_held: Option<Box<str>>,
     received_bytes_at_invoke: u64,
     last_hold: Option<Hold>,
     open: Option<Open>,
@@ -214,6 +216,7 @@ impl<S: Sink> Flusher<S> {
             rng: Rng::new(),
             health: Health::default(),
             history: History::default(),
+            last_held: None,
             received_bytes_at_invoke: 0,
             last_hold: None,
             open: None,
@@ -301,6 +304,12 @@ impl<S: Sink> Flusher<S> {
                 deadline,
             } => {
                 self.history.invoked(now);
+                if let Some(id) = self.last_held.take() {
+                    if self.buffer.done_ticket(&id).is_some() {
+                        // It came, late: the platform does send runtimeDone.
+                        self.history.missed_runtime_done = 0;
+                    }
+                }
                 let received = self
                     .stats
                     .received_bytes
@@ -322,6 +331,7 @@ impl<S: Sink> Flusher<S> {
                     hold.hold,
                 );
                 let hold = hold.hold.then(|| request_id.into_boxed_str());
+                self.last_held.clone_from(&hold);
                 (window, Kind::Invoke { hold }, until)
             }
             Control::Shutdown {
@@ -363,8 +373,14 @@ impl<S: Sink> Flusher<S> {
 
     /// Logs once when the adaptive decision switches, and why.
     fn note_hold(&mut self, hold: Hold) {
-        let switched = self.last_hold.is_none_or(|h| h.hold != hold.hold);
-        if switched && self.settings.pacing.strategy == crate::config::Strategy::Adaptive {
+        let was = self.last_hold.replace(hold);
+        let flipped = was.is_none_or(|h| h.hold != hold.hold);
+        let adaptive = self.settings.pacing.strategy == crate::config::Strategy::Adaptive;
+        let runtime_done_missing = [Some(hold), was]
+            .iter()
+            .flatten()
+            .any(|h| h.reason == pacing::Reason::NoRuntimeDone);
+        if flipped && (adaptive || runtime_done_missing) {
             let what = if hold.hold {
                 "holding each invocation until its telemetry is delivered"
             } else {
@@ -372,7 +388,6 @@ impl<S: Sink> Flusher<S> {
             };
             info!("pacing: {what} ({})", hold.reason.describe());
         }
-        self.last_hold = Some(hold);
     }
 
     /// What the window decision needs to know now.
@@ -447,6 +462,11 @@ impl<S: Sink> Flusher<S> {
         let Some(o) = self.open.take() else {
             return false;
         };
+        match reason {
+            Close::NoRuntimeDone => self.history.missed_runtime_done += 1,
+            Close::Delivered => self.history.missed_runtime_done = 0,
+            _ => {}
+        }
         match reason {
             Close::NoRuntimeDone if !self.no_done_logged => {
                 self.no_done_logged = true;

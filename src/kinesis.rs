@@ -222,7 +222,10 @@ pub enum RecordOutcome {
     /// `ProvisionedThroughputExceededException` or `InternalFailure` per the API;
     /// an entry with neither a sequence number nor a code is reported with an
     /// empty code.
-    Failed { code: String, message: String },
+    Failed {
+        code: String,
+        message: String,
+    },
 }
 
 #[derive(Deserialize)]

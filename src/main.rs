@@ -126,7 +126,7 @@ fn run() -> i32 {
                 &stats,
                 shutdown_only,
             ) {
-                Ok(p) => Some(p),
+                Ok(p) => p,
                 Err((reason, message)) if config.fail_on_error => {
                     error!("{message}");
                     return fail_init(&api, &id, reason, &message);
@@ -151,8 +151,9 @@ fn fail_init(api: &RuntimeApi, id: &str, reason: &str, message: &str) -> i32 {
     1
 }
 
-/// Starts the buffer, the listener and the flusher, and subscribes to the Telemetry API.
-/// The error names the `Extension.<Reason>` to report when failures are fatal.
+/// Starts the buffer, the listener and the flusher, and subscribes to the Telemetry API;
+/// `None` when the environment has no Telemetry API (nothing will ever arrive). The error
+/// names the `Extension.<Reason>` to report when failures are fatal.
 fn start_pipeline(
     config: &Config,
     delivery: &Delivery,
@@ -160,7 +161,7 @@ fn start_pipeline(
     api: &RuntimeApi,
     stats: &Arc<Stats>,
     concurrent: bool,
-) -> Result<Pipeline, (&'static str, String)> {
+) -> Result<Option<Pipeline>, (&'static str, String)> {
     let client = kinesis::KinesisClient::new(kinesis::ClientSettings {
         endpoint: delivery.endpoint.clone(),
         region: delivery.region.clone(),
@@ -220,6 +221,7 @@ fn start_pipeline(
                 config.records.format,
                 added,
             ),
+            one_line: config.records.format == config::RecordFormat::Ndjson,
         },
         buffer.clone(),
         stats.clone(),
@@ -282,6 +284,7 @@ fn start_pipeline(
         ),
         Ok(Subscribed::NotSupported) => {
             warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");
+            return Ok(None);
         }
         Err(e) => {
             return Err((
@@ -290,5 +293,5 @@ fn start_pipeline(
             ))
         }
     }
-    Ok(Pipeline { flusher, buffer })
+    Ok(Some(Pipeline { flusher, buffer }))
 }

@@ -25,6 +25,9 @@ use crate::config::{BufferCap, Pacing, Strategy};
 pub const WARM_UP_INVOCATIONS: usize = 3;
 /// Inter-arrival times remembered.
 const HISTORY: usize = 8;
+/// Holds that ended without the invocation's runtimeDone, in a row, before holding stops
+/// (the platform is not sending it: holding would only stretch invocations to their end).
+pub const MISSED_RUNTIME_DONE_LIMIT: u32 = 2;
 /// Hold when the buffer holds more than this share of its cap ...
 pub const HIGH_WATER: f64 = 0.5;
 /// ... or the last invocation brought more than this share of it.
@@ -37,6 +40,8 @@ pub struct History {
     seen: usize,
     /// Bytes admitted during the last invocation (between two INVOKEs).
     pub last_invocation_bytes: usize,
+    /// Held windows in a row that ended without their runtimeDone.
+    pub missed_runtime_done: u32,
 }
 
 impl History {
@@ -83,6 +88,8 @@ pub enum Reason {
     Pressure,
     /// Invocations come often enough for the next window to keep the promise.
     Busy,
+    /// `platform.runtimeDone` did not arrive for the last held invocations.
+    NoRuntimeDone,
 }
 
 impl Reason {
@@ -93,6 +100,9 @@ impl Reason {
             Reason::Sparse => "invocations come less often than the freshness budget",
             Reason::Pressure => "the buffer is filling up",
             Reason::Busy => "invocations come often enough for the next one to send in time",
+            Reason::NoRuntimeDone => {
+                "platform.runtimeDone did not arrive for the last held invocations; holding resumes once it does"
+            }
         }
     }
 }
@@ -111,10 +121,14 @@ pub fn decide(pacing: &Pacing, history: &History, level: &Level, cap: &BufferCap
         hold: false,
         reason,
     };
-    match pacing.strategy {
-        Strategy::End => return hold(Reason::Configured),
-        Strategy::Background => return background(Reason::Configured),
-        Strategy::Adaptive => {}
+    if pacing.strategy == Strategy::Background {
+        return background(Reason::Configured);
+    }
+    if history.missed_runtime_done >= MISSED_RUNTIME_DONE_LIMIT {
+        return background(Reason::NoRuntimeDone);
+    }
+    if pacing.strategy == Strategy::End {
+        return hold(Reason::Configured);
     }
     let share = |bytes: usize| bytes as f64 / cap.max_bytes.max(1) as f64;
     let events_share = level.queued as f64 / cap.max_events.max(1) as f64;
@@ -270,6 +284,22 @@ mod tests {
                 (d.hold, d.reason),
                 (*want_hold, *want_reason),
                 "case {i}: {strategy:?} {gaps:?} {bytes} {last}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_strategy_holds_when_runtime_done_stops_arriving() {
+        for strategy in [Strategy::End, Strategy::Adaptive] {
+            let mut h = history(&[2_000, 2_000, 2_000], 0);
+            h.missed_runtime_done = MISSED_RUNTIME_DONE_LIMIT - 1;
+            assert!(decide(&pacing(strategy), &h, &level(1, 0), &cap()).hold);
+            h.missed_runtime_done = MISSED_RUNTIME_DONE_LIMIT;
+            let d = decide(&pacing(strategy), &h, &level(1, 0), &cap());
+            assert_eq!(
+                (d.hold, d.reason),
+                (false, Reason::NoRuntimeDone),
+                "{strategy:?}"
             );
         }
     }

@@ -21,6 +21,14 @@ fn opts() -> LambdaOptions {
         .env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25")
 }
 
+/// Nothing is sent before SHUTDOWN: no invocation is held, and no threshold is reached.
+fn nothing_due_before_shutdown(o: LambdaOptions) -> LambdaOptions {
+    o.env("KINESIS_TELEMETRY_FLUSH_STRATEGY", "background")
+        .env("KINESIS_TELEMETRY_FLUSH_MAX_EVENTS", "10000000")
+        .env("KINESIS_TELEMETRY_FLUSH_MAX_BYTES", "1073741824")
+        .env("KINESIS_TELEMETRY_FRESHNESS_MS", "3600000")
+}
+
 fn assert_clean_exit(l: &Lambda, out: &support::ShutdownOutcome) {
     assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
     assert!(
@@ -77,11 +85,9 @@ fn every_event_is_delivered_once_byte_for_byte() {
 
 #[test]
 fn a_backlog_at_shutdown_is_delivered_before_the_deadline() {
+    // One event per record, so the backlog needs several requests of 500 records.
     let mut l = Lambda::start(
-        opts()
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_EVENTS", "10000000")
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_BYTES", "1073741824")
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "3600000"),
+        nothing_due_before_shutdown(opts()).env("KINESIS_TELEMETRY_RECORD_FORMAT", "event"),
     );
     let ids = l.invoke(2);
     for _ in 0..3000 {
@@ -269,7 +275,7 @@ fn a_stalled_request_is_abandoned_after_the_request_timeout() {
 fn a_stall_during_an_invocation_does_not_hold_the_function() {
     let mut l = Lambda::start(
         opts()
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0")
+            .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0")
             .env("KINESIS_TELEMETRY_FLUSH_TIMEOUT_MS", "400"),
     );
     l.invoke(1);
@@ -293,7 +299,7 @@ fn a_stall_during_an_invocation_does_not_hold_the_function() {
 
 #[test]
 fn a_fatal_error_is_counted_without_a_hot_loop() {
-    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0"));
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_FRESHNESS_MS", "0"));
     l.kinesis.set_fatal(Some(AwsError::access_denied(
         "123456789012",
         "telemetry-stream",
@@ -342,7 +348,7 @@ fn a_wrong_secret_key_is_reported_and_never_retried_in_a_loop() {
     let mut l = Lambda::start(
         opts()
             .env("AWS_SECRET_ACCESS_KEY", "not-the-right-secret")
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0"),
+            .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0"),
     );
     l.invoke(4);
     let out = l.shutdown();
@@ -382,11 +388,7 @@ fn telemetry_not_supported_leaves_the_function_running() {
 #[test]
 fn a_full_buffer_drops_the_newest_events_counts_them_and_keeps_the_rest() {
     let mut l = Lambda::start(
-        opts()
-            .env("KINESIS_TELEMETRY_BUFFER_MAX_EVENTS", "1000")
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_EVENTS", "10000000")
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_BYTES", "1073741824")
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "3600000"),
+        nothing_due_before_shutdown(opts()).env("KINESIS_TELEMETRY_BUFFER_MAX_EVENTS", "1000"),
     );
     let ids = l.invoke(1);
     for _ in 0..1500 {
@@ -410,7 +412,7 @@ fn a_full_buffer_drops_the_newest_events_counts_them_and_keeps_the_rest() {
     let pushed = l.pushed().to_vec();
     let mut delivered = l.events_delivered();
     delivered.sort();
-    let mut kept = pushed[..1000].to_vec();
+    let mut kept: Vec<String> = pushed[..1000].iter().map(|p| l.as_delivered(p)).collect();
     kept.sort();
     assert_eq!(delivered, kept, "exactly the oldest 1000 are delivered");
     // 500 of ours plus the platform events (report, ...) the fake platform sent after.
@@ -442,7 +444,7 @@ fn credentials_never_reach_the_log_even_at_trace_level() {
     let mut l = Lambda::start(
         opts()
             .env("KINESIS_TELEMETRY_LOG_LEVEL", "trace")
-            .env("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0"),
+            .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0"),
     );
     // Every path that logs: throttling, server errors, a refused request, a bad body.
     l.kinesis.throttle_next_records(3);
@@ -555,8 +557,8 @@ fn request_id_partition_keys_keep_an_invocation_on_one_key() {
     assert_clean_exit(&l, &out);
     l.assert_each_event_delivered_once();
     let mut checked = 0;
-    for r in l.kinesis.records() {
-        let event: serde_json::Value = serde_json::from_slice(&r.data).unwrap();
+    for (key, e) in l.delivered() {
+        let event: serde_json::Value = serde_json::from_str(&e.original).unwrap();
         let request_id = match (event["type"].as_str(), &event["record"]) {
             (Some("platform.start" | "platform.runtimeDone"), rec) => rec["requestId"].as_str(),
             (Some("function"), serde_json::Value::String(line)) => line.split('\t').nth(1),
@@ -564,7 +566,7 @@ fn request_id_partition_keys_keep_an_invocation_on_one_key() {
             _ => None,
         };
         if let Some(id) = request_id {
-            assert_eq!(r.partition_key, id, "{event}");
+            assert_eq!(key, id, "{event}");
             checked += 1;
         }
     }
@@ -607,9 +609,13 @@ fn an_event_bigger_than_a_record_is_delivered_truncated_and_counted() {
         .iter()
         .all(|r| r.data.len() + r.partition_key.len() <= 4096));
     let original: serde_json::Value = serde_json::from_str(&big_text).unwrap();
-    let truncated: Vec<serde_json::Value> = records
-        .iter()
-        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.data).unwrap())
+    let truncated: Vec<serde_json::Value> = l
+        .delivered()
+        .into_iter()
+        .map(|(_, e)| {
+            assert!(e.source.is_some(), "a truncated event is enriched too");
+            serde_json::from_str::<serde_json::Value>(&e.original).unwrap()
+        })
         .filter(|v| v.get("truncated").is_some())
         .collect();
     assert_eq!(truncated.len(), 1, "exactly the big event is truncated");
@@ -629,9 +635,14 @@ fn an_event_bigger_than_a_record_is_delivered_truncated_and_counted() {
     );
     // Everything else arrived whole, including the event right behind the big one.
     let delivered = l.events_delivered();
-    let whole: Vec<&String> = l.pushed().iter().filter(|p| **p != big_text).collect();
+    let whole: Vec<String> = l
+        .pushed()
+        .iter()
+        .filter(|p| **p != big_text)
+        .map(|p| l.as_delivered(p))
+        .collect();
     for p in whole {
-        assert!(delivered.contains(p), "missing {p}");
+        assert!(delivered.contains(&p), "missing {p}");
     }
     assert_eq!(l.summary_count("dropped"), Some(0));
 }

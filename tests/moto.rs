@@ -14,7 +14,7 @@ use kte_test_support as support;
 
 use support::moto::{Moto, MotoOptions};
 use support::sigv4::{self, Credentials, HttpParts};
-use support::{multiset_diff, Lambda, LambdaOptions, ShutdownOutcome};
+use support::{multiset_diff, telemetry_records, Lambda, LambdaOptions, ShutdownOutcome};
 
 const WRONG_SECRET: &str = "wrongSecretKeyForTheMotoIamUser000000000";
 
@@ -48,14 +48,16 @@ fn summary_line(lambda: &Lambda) -> String {
         .unwrap_or_else(|| panic!("no shutdown summary line\n{}", lambda.log_text()))
 }
 
-fn text(data: &[u8]) -> String {
-    String::from_utf8_lossy(data).into_owned()
-}
-
-#[test]
-fn extension_delivers_every_event_to_moto_byte_identical() {
+/// One round trip through moto in a record format: every event Lambda sent comes back
+/// from GetRecords, decoded as a consumer would, byte for byte (NDJSON turns the line breaks
+/// between JSON tokens into spaces), each naming the function with its own eventId.
+/// Returns the records read back (partition key, data).
+fn round_trip(format: &str) -> (Lambda, Vec<(String, Vec<u8>)>) {
     let moto = Moto::start(MotoOptions::default());
-    let mut lambda = Lambda::start(lambda_for(&moto, &moto.key.secret_access_key));
+    let mut lambda = Lambda::start(
+        lambda_for(&moto, &moto.key.secret_access_key)
+            .env("KINESIS_TELEMETRY_RECORD_FORMAT", format),
+    );
     lambda.invoke(3);
     // Bytes a re-serializing forwarder would change (spacing, escapes, number spelling).
     let odd = lambda.events.oddly_formatted();
@@ -63,31 +65,94 @@ fn extension_delivers_every_event_to_moto_byte_identical() {
     let out = lambda.shutdown();
     assert_clean_exit(&lambda, &out);
 
-    let records = moto.read_records();
-    let delivered: Vec<String> = records.iter().map(|r| text(&r.data)).collect();
-    let diff = multiset_diff(lambda.pushed(), &delivered);
+    let records: Vec<(String, Vec<u8>)> = moto
+        .read_records()
+        .into_iter()
+        .map(|r| (r.partition_key, r.data))
+        .collect();
+    let events =
+        telemetry_records::events_of(records.iter().map(|(k, d)| (k.as_str(), d.as_slice())))
+            .unwrap_or_else(|e| panic!("{format}: {e}"));
+    let delivered: Vec<String> = events.iter().map(|(_, e)| e.original.clone()).collect();
+    let diff = multiset_diff(&lambda.expected(), &delivered);
     assert!(
         diff.is_empty(),
-        "moto's stream differs from what Lambda sent:\n{}\n{}",
+        "{format}: moto's stream differs from what Lambda sent:\n{}\n{}",
         diff.join("\n"),
         lambda.log_text()
     );
+    let mut ids = std::collections::HashSet::new();
+    for (key, e) in &events {
+        assert!(!key.is_empty());
+        let source = e.source.as_ref().expect("enriched");
+        assert_eq!(source["function"], "fake-function", "{source}");
+        assert!(ids.insert(telemetry_records::event_id(source).unwrap().to_string()));
+    }
     assert!(lambda.pushed().len() >= 15, "{}", lambda.pushed().len());
-    assert!(
-        records.iter().all(|r| !r.partition_key.is_empty()),
-        "{records:?}"
-    );
     assert!(
         lambda.kinesis.record_data().is_empty(),
         "records went to the fake Kinesis, not to moto"
     );
-    let n = lambda.pushed().len();
-    let summary = summary_line(&lambda);
-    assert!(
-        summary.contains(&format!("received={n} delivered={n} dropped=0")),
-        "{summary}"
+    let n = lambda.pushed().len() as u64;
+    assert_eq!(
+        lambda.summary_count("received"),
+        Some(n),
+        "{}",
+        summary_line(&lambda)
     );
+    assert_eq!(
+        lambda.summary_count("delivered"),
+        Some(n),
+        "{}",
+        summary_line(&lambda)
+    );
+    assert_eq!(lambda.summary_count("dropped"), Some(0));
     assert_eq!(moto.requests_answered(403), 0, "{}", moto.log_text());
+    (lambda, records)
+}
+
+#[test]
+fn packed_ndjson_records_round_trip_through_moto() {
+    let (lambda, records) = round_trip("ndjson");
+    assert!(
+        records.len() < lambda.pushed().len() / 2,
+        "packed: {} records for {} events",
+        records.len(),
+        lambda.pushed().len()
+    );
+}
+
+#[test]
+fn one_event_per_record_round_trips_through_moto_byte_identical() {
+    let (lambda, records) = round_trip("event");
+    assert_eq!(records.len(), lambda.pushed().len());
+}
+
+/// KPL records from moto, de-aggregated by AWS's own module (aws-kinesis-agg) as well as by
+/// the test support's decoder: every event back, byte for byte, one key per record.
+#[test]
+fn kpl_records_round_trip_through_moto_and_aws_deaggregation() {
+    let (lambda, records) = round_trip("kpl");
+    assert!(records.iter().all(|(_, d)| support::kpl::has_magic(d)));
+    let user_records = support::kpl::deaggregate_with_python(&records)
+        .unwrap_or_else(|e| panic!("aws-kinesis-agg: {e}"));
+    let mut by_aws: Vec<String> = user_records
+        .iter()
+        .map(|(_, data)| {
+            let text = String::from_utf8(data.clone()).unwrap();
+            telemetry_records::split_enrichment(&text).unwrap().original
+        })
+        .collect();
+    by_aws.sort();
+    let mut expected = lambda.expected();
+    expected.sort();
+    assert_eq!(by_aws, expected, "aws-kinesis-agg gives back every event");
+    // KCL drops sub-records whose key hashes elsewhere: one key per aggregated record.
+    for (key, data) in &records {
+        for (inner, _) in support::kpl::deaggregate_keyed(data).unwrap() {
+            assert_eq!(&inner, key);
+        }
+    }
 }
 
 #[test]
@@ -137,10 +202,13 @@ fn extension_with_a_wrong_secret_reports_it_drops_and_keeps_serving() {
         "the secret was logged\n{}",
         lambda.log_text()
     );
-    let n = lambda.pushed().len();
+    let n = lambda.pushed().len() as u64;
     let summary = summary_line(&lambda);
-    assert!(
-        summary.contains(&format!("received={n} delivered=0 dropped={n} (")),
+    assert_eq!(lambda.summary_count("received"), Some(n), "{summary}");
+    assert_eq!(lambda.summary_count("delivered"), Some(0), "{summary}");
+    assert_eq!(
+        lambda.summary_count("dropped"),
+        Some(n),
         "drops not counted in: {summary}"
     );
 

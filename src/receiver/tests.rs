@@ -25,6 +25,7 @@ fn settings() -> Settings {
         fixed_key: None,
         concurrent: false,
         max_event_bytes: 4_000,
+        one_line: true,
     }
 }
 
@@ -112,6 +113,25 @@ fn events_are_enriched_keyed_and_kept_byte_for_byte() {
     );
     assert_eq!(get(&stats.received), 5);
     assert!(b.done_ticket("req-1").is_some(), "runtimeDone marked");
+}
+
+#[test]
+fn ndjson_events_stay_on_one_line_and_other_formats_keep_every_byte() {
+    let pretty = "{ \"type\" : \"function\",\r\n  \"record\" : \"a\\nb\" }";
+    let (r, b, _) = receiver(settings());
+    r.post(&body(&[pretty]));
+    let e = &buffered(&b)[0];
+    assert!(!e.raw.contains('\n') && !e.raw.contains('\r'), "{}", e.raw);
+    assert!(e
+        .raw
+        .starts_with("{ \"type\" : \"function\",    \"record\" : \"a\\nb\" "));
+    let (r, b, _) = receiver(Settings {
+        one_line: false,
+        origin: None,
+        ..settings()
+    });
+    r.post(&body(&[pretty]));
+    assert_eq!(&*buffered(&b)[0].raw, pretty);
 }
 
 #[test]

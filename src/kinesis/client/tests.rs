@@ -178,10 +178,7 @@ fn put_records_sends_a_signed_request_and_reuses_the_connection() {
 
     let r = client.put_records(&target, &records, T).unwrap();
     assert_eq!(r.records.len(), 2);
-    assert!(r
-        .records
-        .iter()
-        .all(|o| matches!(o, RecordOutcome::Ok)));
+    assert!(r.records.iter().all(|o| matches!(o, RecordOutcome::Ok)));
 
     let s = seen.recv().unwrap();
     assert_eq!((s.method.as_str(), s.url.as_str()), ("POST", "/prefix/"));

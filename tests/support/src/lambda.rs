@@ -109,6 +109,9 @@ pub struct Lambda {
     pending_report: Option<String>,
     /// Whether the extension adds its enrichment object (`KINESIS_TELEMETRY_ENRICH`).
     enriched: bool,
+    /// NDJSON records (`KINESIS_TELEMETRY_RECORD_FORMAT`, the default): an event's line
+    /// breaks, insignificant whitespace, arrive as spaces.
+    ndjson: bool,
     function_name: String,
     /// Just before the process was spawned (the start of a cold start).
     pub spawned_at: Instant,
@@ -234,6 +237,9 @@ impl Lambda {
             enriched: env
                 .get("KINESIS_TELEMETRY_ENRICH")
                 .is_none_or(|v| !matches!(v.as_str(), "false" | "0" | "no" | "off")),
+            ndjson: env
+                .get("KINESIS_TELEMETRY_RECORD_FORMAT")
+                .is_none_or(|v| v.eq_ignore_ascii_case("ndjson")),
             function_name: opts.runtime.function_name.clone(),
             spawned_at,
         };
@@ -296,6 +302,22 @@ impl Lambda {
     /// Every event text pushed through the telemetry pipeline so far.
     pub fn pushed(&self) -> &[String] {
         &self.pushed
+    }
+
+    /// What each pushed event must look like in the stream once its enrichment is removed:
+    /// its exact bytes, but for the line breaks between its JSON tokens, which arrive as
+    /// spaces in NDJSON records (one event per line).
+    pub fn expected(&self) -> Vec<String> {
+        self.pushed.iter().map(|p| self.as_delivered(p)).collect()
+    }
+
+    /// `text` as it arrives in this run's record format.
+    pub fn as_delivered(&self, text: &str) -> String {
+        if self.ndjson {
+            text.replace(['\n', '\r'], " ")
+        } else {
+            text.to_string()
+        }
     }
 
     /// Runs `n` invocations the way Lambda does: INVOKE, then platform.start, one Text
@@ -465,7 +487,10 @@ impl Lambda {
 
     /// The text of every event Kinesis holds, as Lambda sent it (enrichment removed).
     pub fn events_delivered(&self) -> Vec<String> {
-        self.delivered().into_iter().map(|(_, e)| e.original).collect()
+        self.delivered()
+            .into_iter()
+            .map(|(_, e)| e.original)
+            .collect()
     }
 
     /// Panics unless Kinesis holds every pushed event exactly once, byte for byte as
@@ -474,7 +499,7 @@ impl Lambda {
     pub fn assert_each_event_delivered_once(&self) {
         let delivered = self.delivered();
         let texts: Vec<String> = delivered.iter().map(|(_, e)| e.original.clone()).collect();
-        let diff = multiset_diff(&self.pushed, &texts);
+        let diff = multiset_diff(&self.expected(), &texts);
         assert!(
             diff.is_empty(),
             "delivery differs from what was pushed:\n{}\n{}",

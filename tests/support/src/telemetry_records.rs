@@ -104,11 +104,17 @@ mod tests {
     fn the_three_formats_decode() {
         let a = r#"{"type":"function","record":"a"}"#;
         let b = r#"{"type":"function","record":"b\n"}"#;
-        assert_eq!(decode(a.as_bytes()).unwrap(), (Format::Event, vec![a.as_bytes().to_vec()]));
+        assert_eq!(
+            decode(a.as_bytes()).unwrap(),
+            (Format::Event, vec![a.as_bytes().to_vec()])
+        );
         let nd = format!("{a}\n{b}\n");
         assert_eq!(
             decode(nd.as_bytes()).unwrap(),
-            (Format::Ndjson, vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()])
+            (
+                Format::Ndjson,
+                vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()]
+            )
         );
         let (_, records, agg) = kpl::aws_vector();
         let (format, events) = decode(&agg).unwrap();
@@ -129,7 +135,10 @@ mod tests {
         assert_eq!(e.original, original);
         assert_eq!(e.source.as_ref().and_then(event_id), Some("e-3"));
         let plain = split_enrichment(original).unwrap();
-        assert_eq!(plain.source, None, "a nested source is the user's, not ours");
+        assert_eq!(
+            plain.source, None,
+            "a nested source is the user's, not ours"
+        );
         assert_eq!(plain.original, original);
         let spaced = split_enrichment(r#"{"a":1,"source":{"function":"f"} }"#).unwrap();
         assert_eq!(spaced.source, None, "not the extension's layout");
