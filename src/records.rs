@@ -11,7 +11,9 @@
 //! order, groups them by partition key (a packed record never mixes keys; with random keys
 //! every event can share a record, whose key is drawn when it is built), and stops *before*
 //! the first event that would break a limit: the record target, the record limit, 500
-//! records or the request's bytes. That event stays at the front for the next request. An
+//! records or the request's bytes. A fixed key (request id, function, environment) gets at
+//! most one record per request: Kinesis may accept a later record of a request and throttle
+//! an earlier one, and a key's events must reach its shard in order. That event stays at the front for the next request. An
 //! event too big for a record on its own is reported (`oversize_front`) instead of returning
 //! an empty plan forever. [`build`] then writes exactly the records planned, of exactly the
 //! planned sizes.
@@ -99,6 +101,8 @@ pub enum PackStop {
     MaxRequestBytes,
     /// The next event is larger than a record may be on its own.
     Oversize,
+    /// The next event's fixed key already has a full record in this request.
+    KeyFull,
 }
 
 /// The next request: how many events from the front, in which records.
@@ -130,6 +134,8 @@ where
     let mut records: Vec<Planned> = Vec::new();
     // The record still being filled, per key (`None`: random keys).
     let mut open: HashMap<Option<&str>, usize> = HashMap::new();
+    // Fixed keys whose one record of this request is full.
+    let mut full: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut total = 0usize;
     let mut take = 0usize;
     let mut stop = PackStop::Exhausted;
@@ -166,8 +172,15 @@ where
                 continue;
             }
             open.remove(&class);
+            if let Some(k) = class {
+                full.insert(k);
+            }
         }
-        // A new record.
+        // A new record: never a second one for a fixed key (order per key).
+        if class.is_some_and(|k| full.contains(k)) {
+            stop = PackStop::KeyFull;
+            break;
+        }
         if records.len() >= limits.max_records {
             stop = PackStop::MaxRecords;
             break;
@@ -176,8 +189,14 @@ where
             stop = PackStop::MaxRequestBytes;
             break;
         }
-        if format != RecordFormat::Event {
-            open.insert(class, records.len());
+        match (format, class) {
+            (RecordFormat::Event, Some(k)) => {
+                full.insert(k);
+            }
+            (RecordFormat::Event, None) => {}
+            _ => {
+                open.insert(class, records.len());
+            }
         }
         records.push(Planned {
             key: key.clone(),

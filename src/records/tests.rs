@@ -32,15 +32,15 @@ fn event_of(len: usize, key: &Key, tag: usize) -> Event {
 
 #[test]
 fn ndjson_fills_records_up_to_the_target_and_not_one_byte_more() {
-    let key = fixed("k"); // 1 byte of key
-                          // Each event adds len + 1 (newline). 4 events of 99 + 1 = 400 bytes of data + 1 key.
-    let exact = sizes(&[99, 99, 99, 99], &key);
-    let p = run(&exact, RecordFormat::Ndjson, 401, &Limits::default());
+    // Each event adds len + 1 (newline): 4 events of 99 are 400 bytes of data, plus the
+    // 16 bytes of a random key.
+    let exact = sizes(&[99, 99, 99, 99], &Key::Random);
+    let p = run(&exact, RecordFormat::Ndjson, 416, &Limits::default());
     assert_eq!(p.take, 4);
     assert_eq!(p.records.len(), 1);
-    assert_eq!(p.records[0].bytes, 401);
+    assert_eq!(p.records[0].bytes, 416);
     // One byte over the target: the 4th event opens a second record.
-    let p = run(&exact, RecordFormat::Ndjson, 400, &Limits::default());
+    let p = run(&exact, RecordFormat::Ndjson, 415, &Limits::default());
     assert_eq!(p.records.len(), 2);
     assert_eq!(p.records[0].events, [0, 1, 2]);
     assert_eq!(p.records[1].events, [3]);
@@ -129,15 +129,37 @@ fn a_request_of_exactly_5_mib_fits_and_one_more_byte_does_not() {
         max_request_bytes: 1_000,
         ..Limits::default()
     };
-    let events = sizes(&[489, 489, 10], &fixed("k"));
+    let events = sizes(&[474, 474, 10], &Key::Random);
     let p = run(&events, RecordFormat::Ndjson, 25_000, &l);
-    assert_eq!((p.take, p.bytes(), p.stop), (3, 992, PackStop::Exhausted));
-    let events = sizes(&[489, 489, 18, 1], &fixed("k"));
+    assert_eq!((p.take, p.bytes(), p.stop), (3, 977, PackStop::Exhausted));
+    let events = sizes(&[474, 474, 33, 0], &Key::Random);
     let p = run(&events, RecordFormat::Ndjson, 25_000, &l);
     assert_eq!(
         (p.take, p.bytes(), p.stop),
         (3, 1000, PackStop::MaxRequestBytes)
     );
+}
+
+#[test]
+fn a_fixed_key_gets_one_record_per_request_so_a_partial_failure_cannot_reorder_it() {
+    let (a, b) = (fixed("req-a"), fixed("req-b"));
+    // a's record fills at the third event; the next a event waits for the next request.
+    let events = vec![
+        (400, a.clone()),
+        (400, b.clone()),
+        (400, a.clone()),
+        (400, a.clone()),
+        (400, b.clone()),
+    ];
+    let p = run(&events, RecordFormat::Ndjson, 900, &Limits::default());
+    assert_eq!((p.take, p.stop), (3, PackStop::KeyFull));
+    // One event per record: one event per fixed key per request.
+    let p = run(&events, RecordFormat::Event, 900, &Limits::default());
+    assert_eq!((p.take, p.stop), (2, PackStop::KeyFull));
+    // Random keys promise no order: records of them fill one after another.
+    let random = sizes(&[400; 5], &Key::Random);
+    let p = run(&random, RecordFormat::Ndjson, 900, &Limits::default());
+    assert_eq!((p.take, p.records.len()), (5, 3));
 }
 
 #[test]
