@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::config::{Dimension, MetricsSettings};
 use crate::stats::{DropReason, Snapshot};
@@ -143,25 +143,26 @@ pub fn line(
         .iter()
         .map(|d| dimension_name(*d))
         .collect();
-    let mut root = Map::new();
-    root.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": settings.namespace,
-                "Dimensions": [names],
-                "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
-            }],
-        }),
-    );
-    for d in &settings.dimensions {
-        root.insert(dimension_name(*d).into(), json!(dims.value(*d)));
+    // `_aws` first, so the line is easy to pick out of a log (`{"_aws":`).
+    let aws = json!({
+        "Timestamp": timestamp_ms,
+        "CloudWatchMetrics": [{
+            "Namespace": settings.namespace,
+            "Dimensions": [names],
+            "Metrics": metrics.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+        }],
+    });
+    let mut out = format!("{{\"_aws\":{aws}");
+    let fields = settings
+        .dimensions
+        .iter()
+        .map(|d| (dimension_name(*d), json!(dims.value(*d))))
+        .chain(metrics.into_iter().map(|(n, _, v)| (n, v)));
+    for (name, value) in fields {
+        out.push_str(&format!(",{}:{value}", json!(name)));
     }
-    for (name, _, v) in metrics {
-        root.insert(name.into(), v);
-    }
-    Value::Object(root).to_string()
+    out.push('}');
+    out
 }
 
 /// The emitter: the previous snapshot, and when the last line went out.

@@ -98,10 +98,16 @@ pub fn open_logged(s: &SpillSettings) -> Option<Spilled> {
             for p in &recovered.problems {
                 warn!("spill file: {p}");
             }
-            if recovered.records > 0 || recovered.corrupt_records_skipped > 0 {
+            if recovered.records > 0 {
                 info!(
-                    "spill file: {} events ({} bytes) left by an earlier process are sent first; {} damaged records skipped",
-                    recovered.records, recovered.bytes, recovered.corrupt_records_skipped
+                    "spill file: {} events ({} bytes) left by an earlier process are sent first",
+                    recovered.records, recovered.bytes
+                );
+            }
+            if recovered.corrupt_records_skipped + recovered.bad_segments > 0 {
+                warn!(
+                    "spill file: {} damaged records and {} unreadable files left by an earlier process were skipped (their events are lost)",
+                    recovered.corrupt_records_skipped, recovered.bad_segments
                 );
             }
             Some(spilled)

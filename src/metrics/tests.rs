@@ -20,6 +20,7 @@ fn dims() -> DimensionValues {
 
 /// Checks the EMF specification's structure and returns metric name → (unit, value).
 fn parse_emf(text: &str) -> BTreeMap<String, (String, f64)> {
+    assert!(text.starts_with("{\"_aws\":"), "{text}");
     let v: Value = serde_json::from_str(text).expect("one JSON object");
     let aws = v["_aws"].as_object().expect("_aws metadata object");
     assert!(aws["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);
