@@ -46,11 +46,11 @@ fn end_delivers_each_invocation_before_it_returns() {
         let nexts = l.runtime.next_call_count();
         l.invoke(1);
         let back = l.runtime.next_call(nexts).expect("came back").received_at;
-        for text in l.pushed()[before..].to_vec() {
+        for text in &l.pushed()[before..] {
             if text.contains("platform.report") {
                 continue; // the previous invocation's: Lambda sends it after /event/next
             }
-            let at = stored_at(&l, &text).unwrap_or_else(|| panic!("never stored: {text}"));
+            let at = stored_at(&l, text).unwrap_or_else(|| panic!("never stored: {text}"));
             assert!(at <= back, "stored after /event/next: {text}");
         }
     }
