@@ -56,7 +56,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use sha2_11::{Digest, Sha256};
+use sha2::{Digest, Sha256};
 
 /// The setting that turns spilling on (0 = off), named in every error as the way out.
 pub const SETTING: &str = "KINESIS_TELEMETRY_SPILL_MAX_BYTES";
