@@ -273,7 +273,13 @@ fn start_pipeline(
         )
     })?;
 
-    match api.subscribe(&registration.id, &config.subscription, port) {
+    // Registered for SHUTDOWN only without the variable saying so (the fallback): a Managed
+    // Instances environment, which requires this schema (accepted on default Lambda too).
+    let mut subscription = config.subscription.clone();
+    if concurrent {
+        subscription.schema_version = config::MANAGED_INSTANCES_SCHEMA_VERSION.to_string();
+    }
+    match api.subscribe(&registration.id, &subscription, port) {
         Ok(Subscribed::Yes) => info!(
             "subscribed to {} telemetry on port {port} (keeping {}); delivering to {} in {} as {} records",
             config.subscription.types.join(","),
