@@ -21,6 +21,7 @@
 //! whether everything up to an invocation's end is delivered ([`Buffer::unsettled_through`]).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -198,6 +199,9 @@ pub struct Buffer {
     inner: Mutex<Inner>,
     cap: BufferCap,
     wake: Sender<()>,
+    /// The flusher waits inside a window and wants to hear of arrivals (between windows it
+    /// does not: waking it for every POST would only cost the invocation CPU).
+    listening: AtomicBool,
 }
 
 impl Buffer {
@@ -222,6 +226,7 @@ impl Buffer {
             }),
             cap,
             wake,
+            listening: AtomicBool::new(false),
         };
         (buffer, woken)
     }
@@ -284,8 +289,16 @@ impl Buffer {
             inner.full = false;
         }
         drop(inner);
-        let _ = self.wake.try_send(());
+        if self.listening.load(Relaxed) {
+            let _ = self.wake.try_send(());
+        }
         out
+    }
+
+    /// Whether arrivals wake the flusher. Set before looking at the buffer, so that nothing
+    /// can arrive unseen between the look and the wait.
+    pub fn listen(&self, on: bool) {
+        self.listening.store(on, Relaxed);
     }
 
     /// Takes events from the front: `pick` sees the queue and returns how many to take (and

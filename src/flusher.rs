@@ -239,6 +239,7 @@ impl<S: Sink> Flusher<S> {
     /// Runs until SHUTDOWN has been handled or the lifecycle loop is gone.
     fn run(mut self, control_rx: Receiver<Control>, ack_tx: Sender<Ack>) {
         loop {
+            self.buffer.listen(self.open.is_some());
             let step = self
                 .open
                 .as_ref()

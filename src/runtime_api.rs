@@ -17,6 +17,8 @@ use crate::config::Subscription;
 const EXTENSION_PATH: &str = "/2020-01-01/extension";
 /// Telemetry API version path.
 const TELEMETRY_PATH: &str = "/2022-07-01/telemetry";
+/// ureq's buffers for Runtime API calls (heads and bodies are well under this).
+const RUNTIME_API_BUFFER: usize = 16 * 1024;
 /// Timeout for every call except the `event/next` long poll.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -197,6 +199,10 @@ impl RuntimeApi {
             .http_status_as_error(false)
             .timeout_global(None)
             .max_idle_connections(4)
+            // The Runtime API's messages are a few hundred bytes: ureq's 128 KiB default
+            // buffers cost a fill per call on the per-invocation path.
+            .input_buffer_size(RUNTIME_API_BUFFER)
+            .output_buffer_size(RUNTIME_API_BUFFER)
             .build()
             .new_agent();
         Ok(RuntimeApi {

@@ -42,9 +42,15 @@ fn take_all(b: &Buffer) -> Lease<'_> {
 #[test]
 fn admitted_events_come_out_in_order_and_leave_through_finish() {
     let (b, woken) = Buffer::new(cap(100, 1 << 20), None);
+    b.admit(entries(&["x"]));
+    assert!(woken.try_recv().is_err(), "no wake between windows");
+    b.listen(true);
     let a = b.admit(entries(&["a", "b", "c"]));
     assert_eq!(a.kept, 3);
     assert!(woken.try_recv().is_ok(), "the flusher is woken");
+    let lease = take_all(&b);
+    assert_eq!(b.finish(lease, |_| Fate::Gone), 4);
+    b.admit(entries(&["a", "b", "c"]));
     let lease = take_all(&b);
     assert_eq!(texts(lease.events()), ["a", "b", "c"]);
     assert_eq!(b.level().queued, 0);
