@@ -15,6 +15,8 @@
 //!   keeps serving `/event/next` so the function runs normally, but ships nothing.
 //! - Secrets are never part of a [`Problem`] message or of `Debug` output.
 
+mod delivery;
+mod known;
 mod reader;
 
 use std::fmt;
@@ -22,136 +24,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use delivery::{Credentials, Delivery};
+pub use known::*;
+pub use reader::Int;
 use reader::Reader;
-pub use reader::{Int, Known};
 
 use crate::filter::{Filter, Level, TypeSelection, LEVEL_NAMES};
-use crate::kinesis::StreamTarget;
-use crate::limits::{self as batch, Limits};
-
-/// The prefix every extension setting shares.
-pub const PREFIX: &str = "KINESIS_TELEMETRY_";
-
-/// Telemetry API buffering limits (Lambda developer guide, "Telemetry API", buffering).
-pub const BUFFERING_MAX_ITEMS: Int = Int::new("BUFFERING_MAX_ITEMS", 10_000, 1_000, 10_000);
-pub const BUFFERING_MAX_BYTES: Int = Int::new("BUFFERING_MAX_BYTES", 262_144, 262_144, 1_048_576);
-/// 25 ms is the Telemetry API's minimum: a strategy that may wait for an invocation's
-/// `platform.runtimeDone` gets it that much sooner (it is what the invocation pays).
-pub const BUFFERING_TIMEOUT_MS: Int = Int::new("BUFFERING_TIMEOUT_MS", 25, 25, 30_000);
-/// With `FLUSH_STRATEGY=background` nothing waits for `runtimeDone`: fewer, larger POSTs,
-/// and the platform's last batch still reaches the extension early at SHUTDOWN.
-pub const BACKGROUND_BUFFERING_TIMEOUT_MS: u64 = 100;
-
-pub const PORT: Int = Int::new("PORT", 4243, 0, 65_535);
-/// Port 9001 is reserved by the Lambda Runtime API.
-pub const RESERVED_PORT: u16 = 9001;
-
-pub const FLUSH_MAX_EVENTS: Int = Int::new("FLUSH_MAX_EVENTS", 500, 1, 10_000_000);
-pub const FLUSH_MAX_BYTES: Int = Int::new("FLUSH_MAX_BYTES", 1 << 20, 1, 1 << 30);
-/// One second keeps the busy-function promise (p99 ≤ 1.5 s from emit to stream) with room
-/// for Lambda's buffering and one PutRecords, and is half the Node.js sample's median.
-pub const FRESHNESS_MS: Int = Int::new("FRESHNESS_MS", 1_000, 0, 3_600_000);
-pub const FLUSH_TIMEOUT_MS: Int = Int::new("FLUSH_TIMEOUT_MS", 3_000, 10, 900_000);
-pub const BUFFER_MAX_EVENTS: Int = Int::new("BUFFER_MAX_EVENTS", 100_000, 1_000, 10_000_000);
-pub const BUFFER_MAX_BYTES: Int = Int::new("BUFFER_MAX_BYTES", 8 << 20, 1 << 20, 1 << 30);
-pub const MAX_RECORDS_PER_REQUEST: Int = Int::new(
-    "MAX_RECORDS_PER_REQUEST",
-    batch::MAX_RECORDS_PER_REQUEST as u64,
-    1,
-    batch::MAX_RECORDS_PER_REQUEST as u64,
-)
-.clamped();
-pub const MAX_REQUEST_BYTES: Int = Int::new(
-    "MAX_REQUEST_BYTES",
-    batch::DEFAULT_MAX_REQUEST_BYTES as u64,
-    1024,
-    batch::HARD_MAX_REQUEST_BYTES as u64,
-)
-.clamped();
-pub const MAX_RECORD_BYTES: Int = Int::new(
-    "MAX_RECORD_BYTES",
-    batch::DEFAULT_MAX_RECORD_BYTES as u64,
-    1024,
-    batch::HARD_MAX_RECORD_BYTES as u64,
-)
-.clamped();
-/// Packed records are filled up to this many bytes (data + key). Provisioned streams bill a
-/// PUT payload unit per 25 KB of a record and on-demand streams round each record up to
-/// 1 KB: a record just under 25 KB costs one unit and wastes under 4 % to rounding. Per
-/// shard, 1,000 records/s of 25 KB is far above the 1 MiB/s byte limit, so the shard's byte
-/// capacity is what binds, not its record count.
-pub const RECORD_TARGET_BYTES: Int = Int::new(
-    "RECORD_TARGET_BYTES",
-    25_000,
-    1024,
-    batch::HARD_MAX_RECORD_BYTES as u64,
-);
-pub const CONNECT_TIMEOUT_MS: Int = Int::new("CONNECT_TIMEOUT_MS", 1_000, 10, 60_000);
-pub const REQUEST_TIMEOUT_MS: Int = Int::new("REQUEST_TIMEOUT_MS", 2_000, 10, 300_000);
-pub const MAX_ATTEMPTS: Int = Int::new("MAX_ATTEMPTS", 4, 1, 100);
-pub const BACKOFF_BASE_MS: Int = Int::new("BACKOFF_BASE_MS", 25, 1, 60_000);
-pub const BACKOFF_MAX_MS: Int = Int::new("BACKOFF_MAX_MS", 1_000, 1, 300_000);
-pub const SHUTDOWN_GRACE_MS: Int = Int::new("SHUTDOWN_GRACE_MS", 1_000, 0, 1_500);
-/// One line a minute: CloudWatch's standard resolution, and a tiny share of the log group.
-pub const METRICS_INTERVAL_MS: Int = Int::new("METRICS_INTERVAL_MS", 60_000, 10_000, 3_600_000);
-/// 0 = off. Otherwise at least 1 MiB (a few segments), at most 10 GiB (Lambda's /tmp).
-pub const SPILL_MAX_BYTES: Int = Int::new("SPILL_MAX_BYTES", 0, 0, 10 << 30);
-const SPILL_MIN_BYTES: u64 = 1 << 20;
-
-pub const DEFAULT_METRICS_NAMESPACE: &str = "KinesisTelemetryExtension";
-pub const DEFAULT_SPILL_DIR: &str = crate::spill::DEFAULT_DIR;
-
-/// Schema versions the Telemetry API accepts.
-pub const SCHEMA_VERSIONS: [&str; 3] = ["2022-07-01", "2022-12-13", "2025-01-29"];
-pub const DEFAULT_SCHEMA_VERSION: &str = "2022-12-13";
-/// Lambda Managed Instances require this schema (it is accepted on default Lambda too).
-pub const MANAGED_INSTANCES_SCHEMA_VERSION: &str = "2025-01-29";
-/// `AWS_LAMBDA_INITIALIZATION_TYPE` on Lambda Managed Instances.
-pub const MANAGED_INSTANCES_INIT_TYPE: &str = "lambda-managed-instances";
-
-/// Every variable the extension reads, with its documented default (README settings table).
-pub const KNOWN: &[Known] = &[
-    Known::text("STREAM", "— (required)"),
-    Known::text("ENDPOINT", "https://kinesis.<region>.amazonaws.com"),
-    Known::text("CA_FILE", "none"),
-    Known::int(&PORT),
-    Known::text("BIND_ADDRESS", "0.0.0.0"),
-    Known::text("TYPES", "platform,function,extension"),
-    Known::text("MIN_LEVEL", "none"),
-    Known::text("SCHEMA_VERSION", DEFAULT_SCHEMA_VERSION),
-    Known::int(&BUFFERING_MAX_ITEMS),
-    Known::int(&BUFFERING_MAX_BYTES),
-    Known::int(&BUFFERING_TIMEOUT_MS),
-    Known::text("FLUSH_STRATEGY", "adaptive"),
-    Known::int(&FRESHNESS_MS),
-    Known::int(&FLUSH_MAX_EVENTS),
-    Known::int(&FLUSH_MAX_BYTES),
-    Known::text("FLUSH_MAX_AGE_MS", "—"),
-    Known::int(&FLUSH_TIMEOUT_MS),
-    Known::int(&BUFFER_MAX_EVENTS),
-    Known::int(&BUFFER_MAX_BYTES),
-    Known::int(&SPILL_MAX_BYTES),
-    Known::text("SPILL_DIR", DEFAULT_SPILL_DIR),
-    Known::text("RECORD_FORMAT", "ndjson"),
-    Known::int(&RECORD_TARGET_BYTES),
-    Known::text("ENRICH", "true"),
-    Known::text("PARTITION_KEY", "random"),
-    Known::int(&MAX_RECORDS_PER_REQUEST),
-    Known::int(&MAX_REQUEST_BYTES),
-    Known::int(&MAX_RECORD_BYTES),
-    Known::int(&CONNECT_TIMEOUT_MS),
-    Known::int(&REQUEST_TIMEOUT_MS),
-    Known::int(&MAX_ATTEMPTS),
-    Known::int(&BACKOFF_BASE_MS),
-    Known::int(&BACKOFF_MAX_MS),
-    Known::int(&SHUTDOWN_GRACE_MS),
-    Known::text("METRICS", "true"),
-    Known::text("METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE),
-    Known::text("METRICS_DIMENSIONS", "FunctionName"),
-    Known::int(&METRICS_INTERVAL_MS),
-    Known::text("FAIL_ON_ERROR", "false"),
-    Known::text("LOG_LEVEL", "info"),
-];
+use crate::limits::Limits;
 
 /// Telemetry API subscription settings, validated against the documented ranges.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,36 +175,6 @@ pub struct LambdaEnv {
     pub region: Option<String>,
 }
 
-/// AWS credentials from the function's environment. `Debug` never shows the secrets.
-#[derive(Clone, PartialEq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"** redacted **")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "** redacted **"),
-            )
-            .finish()
-    }
-}
-
-/// Where and how to deliver. Present only when delivery can work.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    pub stream: StreamTarget,
-    pub region: String,
-    pub endpoint: String,
-    pub credentials: Credentials,
-}
-
 /// Every setting, parsed and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -430,7 +279,7 @@ impl Config {
         let metrics = read_metrics(&mut r);
         let shutdown_grace = r.millis(&SHUTDOWN_GRACE_MS);
         let fail_on_error = r.boolean("FAIL_ON_ERROR", false);
-        let delivery = read_delivery(&mut r);
+        let delivery = delivery::read_delivery(&mut r);
         let config = Config {
             delivery,
             lambda,
@@ -691,98 +540,6 @@ fn read_metrics(r: &mut Reader<'_>) -> MetricsSettings {
         dimensions,
         interval: r.millis(&METRICS_INTERVAL_MS),
     }
-}
-
-/// Stream, region, endpoint and credentials; `None` (with a problem) when delivery can't work.
-fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
-    let stream = match r
-        .setting("STREAM")
-        .1
-        .map(|v| (format!("{PREFIX}STREAM"), v))
-        .or_else(|| {
-            r.raw("KINESIS_STREAM_NAME")
-                .map(|v| ("KINESIS_STREAM_NAME".to_string(), v))
-        }) {
-        None => {
-            r.problems.push(Problem::disabling(format!(
-                "no stream set: set {PREFIX}STREAM to the Kinesis stream's name or ARN; telemetry is not delivered"
-            )));
-            None
-        }
-        Some((var, v)) => match StreamTarget::parse(&v) {
-            Ok(s) => Some(s),
-            Err(why) => {
-                r.problems.push(Problem::disabling(format!(
-                    "{var}={v:?} is invalid: {why}; telemetry is not delivered"
-                )));
-                None
-            }
-        },
-    };
-
-    // A stream ARN names its region; it wins over AWS_REGION so cross-region streams work.
-    let region = stream
-        .as_ref()
-        .and_then(|s| s.region().map(str::to_string))
-        .or_else(|| r.raw("AWS_REGION"))
-        .or_else(|| r.raw("AWS_DEFAULT_REGION"));
-    if region.is_none() {
-        r.problems.push(Problem::disabling(
-            "AWS_REGION is not set (and the stream is not an ARN): the Kinesis region is unknown; telemetry is not delivered".to_string(),
-        ));
-    }
-
-    let endpoint = ["ENDPOINT"]
-        .iter()
-        .map(|n| format!("{PREFIX}{n}"))
-        .chain(["AWS_ENDPOINT_URL_KINESIS".into(), "AWS_ENDPOINT_URL".into()])
-        .find_map(|var| r.raw(&var));
-    // Checked (scheme, host, no query) where it is used: KinesisClient::new.
-    let endpoint = match (endpoint, &region) {
-        (Some(v), _) => Some(v.trim_end_matches('/').to_string()),
-        (None, Some(region)) => Some(crate::kinesis::endpoint_for_region(region)),
-        (None, None) => None,
-    };
-
-    let key = r.raw("AWS_ACCESS_KEY_ID");
-    let secret = r.raw("AWS_SECRET_ACCESS_KEY");
-    let credentials = match (key, secret) {
-        (Some(access_key_id), Some(secret_access_key)) => Some(Credentials {
-            access_key_id,
-            secret_access_key,
-            session_token: r.raw("AWS_SESSION_TOKEN"),
-        }),
-        (key, secret) => {
-            let mut missing = Vec::new();
-            if key.is_none() {
-                missing.push("AWS_ACCESS_KEY_ID");
-            }
-            if secret.is_none() {
-                missing.push("AWS_SECRET_ACCESS_KEY");
-            }
-            r.problems.push(Problem::disabling(format!(
-                "credentials missing: {} not set; telemetry is not delivered",
-                missing.join(" and ")
-            )));
-            None
-        }
-    };
-
-    Some(Delivery {
-        stream: stream?,
-        region: region?,
-        endpoint: endpoint?,
-        credentials: credentials?,
-    })
-}
-
-/// Every known variable's full name and documented default (for the README check).
-#[cfg(test)]
-pub fn documented() -> Vec<(String, String)> {
-    KNOWN
-        .iter()
-        .map(|k| (format!("{PREFIX}{}", k.name), k.default_text()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,121 @@
+//! Where to deliver: the stream, its region and endpoint, and the function's credentials;
+//! read together because delivery cannot work without any of them.
+
+use std::fmt;
+
+use super::reader::Reader;
+use super::{Problem, PREFIX};
+use crate::kinesis::StreamTarget;
+
+/// AWS credentials from the function's environment. `Debug` never shows the secrets.
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"** redacted **")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "** redacted **"),
+            )
+            .finish()
+    }
+}
+
+/// Where and how to deliver. Present only when delivery can work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub stream: StreamTarget,
+    pub region: String,
+    pub endpoint: String,
+    pub credentials: Credentials,
+}
+
+/// Stream, region, endpoint and credentials; `None` (with a problem) when delivery can't work.
+pub fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
+    let stream = match r
+        .setting("STREAM")
+        .1
+        .map(|v| (format!("{PREFIX}STREAM"), v))
+        .or_else(|| {
+            r.raw("KINESIS_STREAM_NAME")
+                .map(|v| ("KINESIS_STREAM_NAME".to_string(), v))
+        }) {
+        None => {
+            r.problems.push(Problem::disabling(format!(
+                "no stream set: set {PREFIX}STREAM to the Kinesis stream's name or ARN; telemetry is not delivered"
+            )));
+            None
+        }
+        Some((var, v)) => match StreamTarget::parse(&v) {
+            Ok(s) => Some(s),
+            Err(why) => {
+                r.problems.push(Problem::disabling(format!(
+                    "{var}={v:?} is invalid: {why}; telemetry is not delivered"
+                )));
+                None
+            }
+        },
+    };
+
+    // A stream ARN names its region; it wins over AWS_REGION so cross-region streams work.
+    let region = stream
+        .as_ref()
+        .and_then(|s| s.region().map(str::to_string))
+        .or_else(|| r.raw("AWS_REGION"))
+        .or_else(|| r.raw("AWS_DEFAULT_REGION"));
+    if region.is_none() {
+        r.problems.push(Problem::disabling(
+            "AWS_REGION is not set (and the stream is not an ARN): the Kinesis region is unknown; telemetry is not delivered".to_string(),
+        ));
+    }
+
+    let endpoint = ["ENDPOINT"]
+        .iter()
+        .map(|n| format!("{PREFIX}{n}"))
+        .chain(["AWS_ENDPOINT_URL_KINESIS".into(), "AWS_ENDPOINT_URL".into()])
+        .find_map(|var| r.raw(&var));
+    // Checked (scheme, host, no query) where it is used: KinesisClient::new.
+    let endpoint = match (endpoint, &region) {
+        (Some(v), _) => Some(v.trim_end_matches('/').to_string()),
+        (None, Some(region)) => Some(crate::kinesis::endpoint_for_region(region)),
+        (None, None) => None,
+    };
+
+    let key = r.raw("AWS_ACCESS_KEY_ID");
+    let secret = r.raw("AWS_SECRET_ACCESS_KEY");
+    let credentials = match (key, secret) {
+        (Some(access_key_id), Some(secret_access_key)) => Some(Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token: r.raw("AWS_SESSION_TOKEN"),
+        }),
+        (key, secret) => {
+            let mut missing = Vec::new();
+            if key.is_none() {
+                missing.push("AWS_ACCESS_KEY_ID");
+            }
+            if secret.is_none() {
+                missing.push("AWS_SECRET_ACCESS_KEY");
+            }
+            r.problems.push(Problem::disabling(format!(
+                "credentials missing: {} not set; telemetry is not delivered",
+                missing.join(" and ")
+            )));
+            None
+        }
+    };
+
+    Some(Delivery {
+        stream: stream?,
+        region: region?,
+        endpoint: endpoint?,
+        credentials: credentials?,
+    })
+}
