@@ -202,20 +202,35 @@ fn checks(r: &Report, line: &mut impl FnMut(String)) {
             count(r.lost_during_outage, "event")
         ));
     }
+    if r.duplicated > 0 {
+        let allowed = r.extension.as_ref().map_or(0, |c| c.unconfirmed);
+        line(format!(
+            "duplicates: {} (delivery is at least once: allowed up to the {allowed} events the extension resent unconfirmed)",
+            count(r.duplicated, "extra copy"),
+        ));
+    }
     if r.platform_dropped > 0 {
         line(format!(
             "the platform dropped {} the extension did not take in time (platform.logsDropped); not counted as lost",
             count(r.platform_dropped, "event")
         ));
     }
-    for (n, what) in [
-        (r.unexpected_events, "event matching no emitted event"),
-        (r.undecodable_records, "record that does not decode"),
-        (r.unenriched_events, "event without its source"),
-        (r.event_id_collisions, "eventId shared by different events"),
+    for (n, noun, what) in [
+        (r.unexpected_events, "event", "matching no emitted event"),
+        (r.undecodable_records, "record", "not decodable"),
+        (
+            r.unenriched_events,
+            "event",
+            "without the source naming the function",
+        ),
+        (
+            r.event_id_collisions,
+            "eventId",
+            "shared by different events",
+        ),
     ] {
         if n > 0 {
-            line(format!("found: {}", count(n, what)));
+            line(format!("found: {} {what}", count(n, noun)));
         }
     }
     if !r.verified {
@@ -277,12 +292,17 @@ fn timing(r: &Report, line: &mut impl FnMut(String)) {
     let p = &r.runtime_done_to_next;
     if p.count > 0 {
         line(format!(
-            "time added per invocation (runtimeDone -> /event/next): mean {:.2} ms, {} ({}); {} past the deadline, {} within 100 ms of it",
+            "time added per invocation (runtimeDone -> /event/next): mean {:.2} ms, {} ({})",
             p.mean_ms,
             pct(p),
             count(p.count as u64, "invocation"),
+        ));
+        line(format!(
+            "deadlines: {} past the deadline, {} within 100 ms of it; least time left {}",
             r.invocations_past_deadline,
-            r.invocations_past_deadline_margin
+            r.invocations_past_deadline_margin,
+            r.least_deadline_margin_ms
+                .map_or("n/a".to_owned(), |m| format!("{m:.1} ms"))
         ));
     }
 }

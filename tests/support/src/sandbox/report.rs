@@ -179,6 +179,9 @@ pub struct Report {
     pub invocations_past_deadline: u64,
     /// ... or within the extension's 100 ms margin before it.
     pub invocations_past_deadline_margin: u64,
+    /// The least time left before an INVOKE's deadline when the extension came back
+    /// (negative: late).
+    pub least_deadline_margin_ms: Option<f64>,
     /// Emission to the answer of the Kinesis request that stored the event (first copy).
     pub emit_to_stream: Percentiles,
     pub emit_to_stream_function: Percentiles,
@@ -210,10 +213,15 @@ pub struct Report {
     pub failures: Vec<String>,
 }
 
-/// `n event(s)`, `n record(s)`, … with the right plural.
+/// `n event(s)`, `n extra cop(y|ies)`, … with the right plural (of the last word).
 pub fn count(n: u64, what: &str) -> String {
     if n == 1 {
-        format!("1 {what}")
+        return format!("1 {what}");
+    }
+    let consonant_y =
+        what.ends_with('y') && !what[..what.len() - 1].ends_with(['a', 'e', 'i', 'o', 'u']);
+    if consonant_y {
+        format!("{n} {}ies", &what[..what.len() - 1])
     } else {
         format!("{n} {what}s")
     }
@@ -382,6 +390,14 @@ mod tests {
             },
             ..Report::default()
         }
+    }
+
+    #[test]
+    fn counts_take_their_plural() {
+        assert_eq!(count(1, "event"), "1 event");
+        assert_eq!(count(0, "event"), "0 events");
+        assert_eq!(count(2, "extra copy"), "2 extra copies");
+        assert_eq!(count(3, "partition key"), "3 partition keys");
     }
 
     #[test]

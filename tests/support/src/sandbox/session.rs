@@ -26,6 +26,15 @@ pub(super) fn is_emf(line: &str) -> bool {
             .is_ok_and(|v| v.get("_aws").is_some_and(serde_json::Value::is_object))
 }
 
+/// `later - earlier` in milliseconds, negative when `earlier` is the later one.
+fn signed_ms(later: Instant, earlier: Instant) -> f64 {
+    if earlier <= later {
+        ms(later - earlier)
+    } else {
+        -ms(earlier - later)
+    }
+}
+
 /// One invocation as the sandbox ran it.
 #[derive(Clone, Debug)]
 pub(super) struct Invocation {
@@ -336,13 +345,7 @@ impl<'a> Run<'a> {
                     as u64,
                 exit_code: status.and_then(|s| s.code()),
                 before_deadline: exited_at.is_some_and(|t| t < deadline),
-                margin_ms: exited_at.map(|t| {
-                    if t <= deadline {
-                        ms(deadline - t)
-                    } else {
-                        -ms(t - deadline)
-                    }
-                }),
+                margin_ms: exited_at.map(|t| signed_ms(deadline, t)),
                 took_ms: exited_at.map(|t| ms(t.saturating_duration_since(delivered_at))),
                 killed,
             },
@@ -376,6 +379,11 @@ impl<'a> Run<'a> {
                 .filter(|i| i.deadline.is_some_and(|d| i.ended > d - margin))
                 .count() as u64
         };
+        let least_margin = self
+            .invocations
+            .iter()
+            .filter_map(|i| i.deadline.map(|d| signed_ms(d, i.ended)))
+            .reduce(f64::min);
         let rt = &self.lambda.runtime;
         let posts = rt.telemetry_posts();
         let mut report = Report {
@@ -399,6 +407,7 @@ impl<'a> Run<'a> {
             invoke_to_next: Percentiles::of(&to_next),
             invocations_past_deadline: past(Duration::ZERO),
             invocations_past_deadline_margin: past(DEADLINE_MARGIN),
+            least_deadline_margin_ms: least_margin,
             peak_rss_kb: self.peak_rss_kb,
             idle_cpu_ms: self.idle_cpu.map(ms),
             shutdown,

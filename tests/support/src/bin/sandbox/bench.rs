@@ -209,6 +209,7 @@ fn summary(r: &Report) -> Value {
         "extension": r.extension, "cpu_ms": r.cpu_ms, "cpu_per_invocation_ms": r.cpu_per_invocation_ms,
         "idle_cpu_ms": r.idle_cpu_ms, "peak_rss_kb": r.peak_rss_kb, "emf_lines": r.emf_lines,
         "shutdown": r.shutdown, "invocations_past_deadline_margin": r.invocations_past_deadline_margin,
+        "least_deadline_margin_ms": r.least_deadline_margin_ms,
     })
 }
 
@@ -374,6 +375,7 @@ fn overhead(base: &SandboxConfig, out: &mut Out) -> Result<(), String> {
         ..quick()
     })
     .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0")
+    .env("KINESIS_TELEMETRY_FLUSH_STRATEGY", "background")
     .run(base, "per-invoke overhead, flush due: 300 invocations")?;
     out.row(
         "Per-invoke overhead, nothing due (INVOKE → `/event/next`, 1000 invokes, ms)",
@@ -544,8 +546,12 @@ fn deadline(base: &SandboxConfig, out: &mut Out) -> Result<(), String> {
         "a handler that runs until its 1 s deadline, end strategy",
     )?;
     out.row(
-        "`end`, handler runs until its deadline (1 s timeout, 5 invocations): invocations held past deadline − 100 ms",
-        r.invocations_past_deadline_margin.to_string(),
+        "`end`, handler runs until its deadline (1 s timeout, 5 invocations): invocations held past deadline − 100 ms; least time left",
+        format!(
+            "{}; {:.1} ms",
+            r.invocations_past_deadline_margin,
+            r.least_deadline_margin_ms.unwrap_or(f64::NAN)
+        ),
         "0",
     );
     out.json.insert("deadline".into(), summary(&r));
