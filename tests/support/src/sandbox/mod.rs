@@ -33,8 +33,8 @@
 //!
 //! Here: the settings and [`run`], which strings the steps together; the ledger of emitted
 //! events in `ledger`; the steps and the session's state in `session` (and `managed` for
-//! Managed Instances workers); the fault switches in `faults`; the checking off in
-//! `account`; the extension's own counts in `counters`; the [`Report`] and its pass/fail
+//! Managed Instances workers); the fault switches in `faults`; gathering the measurements in
+//! `collect` and the checking off in `account`; the extension's own counts in `counters`; the [`Report`] and its pass/fail
 //! rules in `report`; the text form in `render`; the extension's log lines in `echo`;
 //! signals and CPU readings in [`crate::process`].
 //!
@@ -42,6 +42,7 @@
 //! and by `tests/sandbox.rs`. Linux only (signals, `/proc`).
 
 mod account;
+mod collect;
 mod counters;
 mod echo;
 mod faults;

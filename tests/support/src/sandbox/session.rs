@@ -1,7 +1,8 @@
 //! The state of one sandbox session ([`Run`]) and its steps: init, the invocations of
 //! default Lambda (INVOKE, telemetry, `/event/next`, freeze and thaw), what follows them
-//! (a burst, idle time), SHUTDOWN against its deadline, and the report. [`super::run`]
-//! strings them together; Managed Instances invocations are in `managed`.
+//! (a burst, idle time) and SHUTDOWN against its deadline. [`super::run`] strings them
+//! together; Managed Instances invocations are in `managed`, and `collect` turns the
+//! session into its report.
 
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -9,31 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 use super::echo::Tail;
 use super::faults::FaultSwitch;
 use super::ledger::{Emitter, Telemetry};
-use super::report::{ms, Percentiles, Report, ShutdownReport, Startup};
-use super::{account, pass, Pace, SandboxConfig, DEADLINE_MARGIN, INIT_LIMIT};
+use super::report::{ms, ShutdownReport, Startup};
+use super::{pass, Pace, SandboxConfig, INIT_LIMIT};
 use crate::events::MANAGED_INSTANCES_INIT_TYPE;
 use crate::process::{cpu_time_live, exit_cpu, peak_rss_kb, signal};
 use crate::rng::fresh_uuid;
 use crate::{clock, Lambda};
-
-/// Whether a log line is an EMF metric line: a JSON object with the `_aws` metadata key at
-/// its top level (anywhere in it: CloudWatch does not ask for it first, and the extension's
-/// keys come sorted, `_aws` last).
-pub(super) fn is_emf(line: &str) -> bool {
-    line.starts_with('{')
-        && line.contains("\"_aws\"")
-        && serde_json::from_str::<serde_json::Value>(line)
-            .is_ok_and(|v| v.get("_aws").is_some_and(serde_json::Value::is_object))
-}
-
-/// `later - earlier` in milliseconds, negative when `earlier` is the later one.
-fn signed_ms(later: Instant, earlier: Instant) -> f64 {
-    if earlier <= later {
-        ms(later - earlier)
-    } else {
-        -ms(earlier - later)
-    }
-}
 
 /// One invocation as the sandbox ran it.
 #[derive(Clone, Debug)]
@@ -345,101 +327,11 @@ impl<'a> Run<'a> {
                     as u64,
                 exit_code: status.and_then(|s| s.code()),
                 before_deadline: exited_at.is_some_and(|t| t < deadline),
-                margin_ms: exited_at.map(|t| signed_ms(deadline, t)),
+                margin_ms: exited_at.map(|t| super::collect::signed_ms(deadline, t)),
                 took_ms: exited_at.map(|t| ms(t.saturating_duration_since(delivered_at))),
                 killed,
             },
             cpu,
         ))
-    }
-
-    /// Everything measured, then every event checked off.
-    pub(super) fn report(
-        &mut self,
-        started: Instant,
-        startup: Startup,
-        shutdown: ShutdownReport,
-    ) -> Report {
-        let w = &self.cfg.workload;
-        self.invocations.sort_by_key(|i| i.index);
-        let added: Vec<Duration> = self
-            .invocations
-            .iter()
-            .filter_map(Invocation::added)
-            .collect();
-        let to_next: Vec<Duration> = self
-            .invocations
-            .iter()
-            .filter(|i| i.runtime_done.is_some())
-            .map(|i| i.ended.saturating_duration_since(i.started))
-            .collect();
-        let past = |margin: Duration| {
-            self.invocations
-                .iter()
-                .filter(|i| i.deadline.is_some_and(|d| i.ended > d - margin))
-                .count() as u64
-        };
-        let least_margin = self
-            .invocations
-            .iter()
-            .filter_map(|i| i.deadline.map(|d| signed_ms(d, i.ended)))
-            .reduce(f64::min);
-        let rt = &self.lambda.runtime;
-        let posts = rt.telemetry_posts();
-        let mut report = Report {
-            binary: self
-                .cfg
-                .binary
-                .clone()
-                .unwrap_or_else(crate::extension_binary)
-                .display()
-                .to_string(),
-            settings: self.cfg.run_settings(),
-            managed_instances: w.managed_instances,
-            concurrency: w.managed_instances.then_some(w.concurrency),
-            invocations: w.invocations,
-            freeze: w.freezes(),
-            freezes: self.freezes,
-            wall_ms: ms(started.elapsed()),
-            startup,
-            registered_events: rt.registered_events(),
-            runtime_done_to_next: Percentiles::of(&added),
-            invoke_to_next: Percentiles::of(&to_next),
-            invocations_past_deadline: past(Duration::ZERO),
-            invocations_past_deadline_margin: past(DEADLINE_MARGIN),
-            least_deadline_margin_ms: least_margin,
-            peak_rss_kb: self.peak_rss_kb,
-            idle_cpu_ms: self.idle_cpu.map(ms),
-            shutdown,
-            extension_summary: self.lambda.summary_line(),
-            telemetry_posts: posts.len() as u64,
-            telemetry_posts_failed: posts.iter().filter(|p| p.status != Some(200)).count() as u64,
-            platform_dropped: rt.telemetry_dropped().0,
-            ..Report::default()
-        };
-        report.extension = report
-            .extension_summary
-            .as_deref()
-            .and_then(super::ExtensionCounters::parse);
-        let log = self.lambda.log();
-        report.emf_lines = log.iter().filter(|l| is_emf(l)).count() as u64;
-        report.extension_problems =
-            log.iter().filter(|l| super::echo::is_problem(l)).count() as u64;
-        self.emitter
-            .note_platform_reports(&rt.logs_dropped_events());
-        if self.cfg.endpoint.is_none() {
-            let s = self.lambda.kinesis.stats();
-            report.kinesis = super::KinesisReport {
-                requests: s.requests,
-                records_accepted: s.records_accepted,
-                data_bytes_accepted: s.data_bytes_accepted,
-                records_throttled: s.records_throttled,
-                requests_rejected: s.rejected,
-                connections_dropped: s.dropped_connections,
-            };
-        }
-        let outage = self.faults.outage_window(Instant::now());
-        account::check_off(self, outage, &mut report);
-        report
     }
 }
