@@ -107,13 +107,15 @@ pub(super) fn check_off(run: &Run<'_>, outage: Option<(Instant, Instant)>, repor
         if e.platform_dropped {
             continue;
         }
+        let during = outage.is_some_and(|(s, end)| e.at >= s && e.at <= end);
+        let after = outage.is_some_and(|(_, end)| e.at > end);
+        report.emitted_after_outage += u64::from(after);
         match copies[i] {
             0 => {
                 c.lost += 1;
                 report.lost += 1;
-                if outage.is_some_and(|(s, end)| e.at >= s && e.at <= end) {
-                    report.lost_during_outage += 1;
-                }
+                report.lost_during_outage += u64::from(during);
+                report.lost_after_outage += u64::from(after);
             }
             k => {
                 c.delivered += 1;

@@ -196,10 +196,12 @@ fn table(r: &Report, line: &mut impl FnMut(String)) {
 }
 
 fn checks(r: &Report, line: &mut impl FnMut(String)) {
-    if r.lost_during_outage > 0 {
+    if r.lost_during_outage > 0 || r.lost_after_outage > 0 {
         line(format!(
-            "lost while Kinesis was down: {}",
-            count(r.lost_during_outage, "event")
+            "lost while Kinesis was down: {}; after it was back: {} of the {} emitted then",
+            count(r.lost_during_outage, "event"),
+            r.lost_after_outage,
+            r.emitted_after_outage
         ));
     }
     if r.duplicated > 0 {

@@ -151,6 +151,9 @@ pub struct Report {
     pub lost: u64,
     /// Lost events that were emitted while Kinesis was down.
     pub lost_during_outage: u64,
+    /// Events emitted after the outage ended, and how many of them were lost.
+    pub emitted_after_outage: u64,
+    pub lost_after_outage: u64,
     /// Extra copies of delivered events (at least once: allowed up to the extension's
     /// `unconfirmed` count).
     pub duplicated: u64,
