@@ -895,3 +895,186 @@ fn kpl_python_peer_matches_the_rust_decoder_and_fails_loudly_on_corruption() {
         assert!(err.contains(needle), "{name}: {err}");
     }
 }
+
+// ---------- fake Runtime API: Lambda Managed Instances ----------
+
+fn managed_runtime() -> FakeRuntime {
+    FakeRuntime::start(RuntimeConfig {
+        managed_instances: true,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn register_for(rt: &FakeRuntime, events: &str) -> (u16, Value, http::ClientResponse) {
+    ext_call(
+        rt,
+        "POST",
+        REGISTER,
+        &[("Lambda-Extension-Name", "kinesis-telemetry-extension")],
+        events,
+    )
+}
+
+#[test]
+fn runtime_on_managed_instances_refuses_invoke_and_old_schemas() {
+    let rt = managed_runtime();
+    let (status, v, _) = register_for(&rt, r#"{"events":["INVOKE","SHUTDOWN"]}"#);
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["errorType"], "Extension.InvalidEventType");
+    assert!(v["errorMessage"]
+        .as_str()
+        .is_some_and(|m| m.contains("INVOKE")));
+    assert!(
+        rt.registered_events().is_empty(),
+        "a refused registration leaves no trace"
+    );
+    let (status, v, _) = register_for(&rt, r#"{"events":["INVOKE"]}"#);
+    assert_eq!(
+        (status, v["errorType"].as_str()),
+        (400, Some("Extension.InvalidEventType"))
+    );
+
+    let (status, v, r) = register_for(&rt, r#"{"events":["SHUTDOWN"]}"#);
+    assert_eq!(
+        status, 200,
+        "SHUTDOWN only is accepted after a refusal: {v}"
+    );
+    assert_eq!(rt.registered_events(), ["SHUTDOWN"]);
+    let id = r.header("Lambda-Extension-Identifier").unwrap().to_owned();
+    let hdr = [
+        ("Lambda-Extension-Identifier", id.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    for old in ["2022-07-01", "2022-12-13"] {
+        let body = subscription(json!({}), 4243).replace("2022-12-13", old);
+        let (status, v, _) = ext_call(&rt, "PUT", SUBSCRIBE, &hdr, &body);
+        assert_eq!(
+            (status, v["errorType"].as_str()),
+            (400, Some("ValidationError")),
+            "{old}"
+        );
+        assert!(
+            v["errorMessage"].as_str().unwrap().contains("2025-01-29"),
+            "{v}"
+        );
+    }
+    assert!(rt.subscription().is_none());
+    let body = subscription(json!({}), 4243).replace("2022-12-13", "2025-01-29");
+    assert_eq!(ext_call(&rt, "PUT", SUBSCRIBE, &hdr, &body).0, 200);
+
+    // No INVOKE reaches an extension registered for SHUTDOWN only.
+    rt.invoke();
+    rt.shutdown("spindown");
+    let (status, v, _) = ext_call(
+        &rt,
+        "GET",
+        NEXT,
+        &[("Lambda-Extension-Identifier", &id)],
+        "",
+    );
+    assert_eq!((status, v["eventType"].as_str()), (200, Some("SHUTDOWN")));
+}
+
+#[test]
+fn runtime_default_accepts_the_managed_instances_schema_and_factory_has_its_shapes() {
+    let rt = FakeRuntime::start(RuntimeConfig::default()).unwrap();
+    let id = register(&rt);
+    let hdr = [("Lambda-Extension-Identifier", id.as_str())];
+    let body = subscription(json!({}), 4243).replace("2022-12-13", "2025-01-29");
+    assert_eq!(
+        ext_call(&rt, "PUT", SUBSCRIBE, &hdr, &body).0,
+        200,
+        "backward compatible"
+    );
+
+    let mut f = EventFactory::default();
+    let init = f.init_start_managed();
+    assert_eq!(
+        init["record"]["initializationType"],
+        "lambda-managed-instances"
+    );
+    let report = f.report_managed("r-1", Duration::from_millis(20));
+    assert_eq!(report["type"], "platform.report");
+    let metrics = report["record"]["metrics"].as_object().unwrap();
+    assert_eq!(metrics.keys().collect::<Vec<_>>(), ["durationMs"]);
+    let spans: Vec<&str> = report["record"]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(spans, ["responseLatency", "responseDuration"]);
+}
+
+// ---------- fake Runtime API: a subscriber that falls behind ----------
+
+#[test]
+fn runtime_drops_telemetry_over_its_queue_limit_and_says_so_first() {
+    let rt = FakeRuntime::start(RuntimeConfig {
+        telemetry_queue_limit: Some(5),
+        ..Default::default()
+    })
+    .unwrap();
+    let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+    let sink = Server::start(recorder.clone()).unwrap();
+    let id = register(&rt);
+    let mut f = EventFactory::default();
+    // Before the subscription the platform holds events: the sixth on waits in vain.
+    let texts: Vec<String> = (0..8).map(|_| f.function_text("r").to_string()).collect();
+    let kept: Vec<bool> = texts.iter().map(|t| rt.push_raw_event(t.clone())).collect();
+    assert_eq!(kept, [true, true, true, true, true, false, false, false]);
+    let lost_bytes: u64 = texts[5..].iter().map(|t| t.len() as u64).sum();
+    assert_eq!(rt.telemetry_dropped(), (3, lost_bytes));
+    assert!(
+        rt.logs_dropped_events().is_empty(),
+        "reported with the next POST"
+    );
+
+    let hdr = [("Lambda-Extension-Identifier", id.as_str())];
+    let body = subscription(json!({"timeoutMs": 25}), sink.addr().port());
+    assert_eq!(ext_call(&rt, "PUT", SUBSCRIBE, &hdr, &body).0, 200);
+    assert!(rt.wait_telemetry_idle(T));
+    let reports = rt.logs_dropped_events();
+    assert_eq!(reports.len(), 1);
+    let report: Value = serde_json::from_str(&reports[0]).unwrap();
+    assert_eq!(report["type"], "platform.logsDropped");
+    assert_eq!(report["record"]["droppedRecords"], 3);
+    assert_eq!(report["record"]["droppedBytes"], lost_bytes);
+    assert_eq!(
+        report["record"]["reason"],
+        "Consumer seems to have fallen behind as it has not acknowledged receipt of logs."
+    );
+    {
+        let posts = recorder.0.lock().unwrap();
+        assert_eq!(posts.len(), 1);
+        let expected = format!("[{},{}]", reports[0], texts[..5].join(","));
+        assert_eq!(
+            String::from_utf8_lossy(&posts[0].1),
+            expected,
+            "the report leads"
+        );
+    }
+
+    // Held while paused (a frozen sandbox) counts as waiting too; without drops, no report.
+    assert!(rt.pause_telemetry(T));
+    let held: Vec<bool> = (0..6)
+        .map(|_| rt.push_raw_event(f.function_text("r").to_string()))
+        .collect();
+    assert_eq!(held, [true, true, true, true, true, false]);
+    rt.resume_telemetry();
+    assert!(rt.wait_telemetry_idle(T));
+    assert_eq!(rt.telemetry_dropped().0, 4);
+    assert_eq!(rt.logs_dropped_events().len(), 2);
+    assert!(rt.push_raw_event(f.function_text("r").to_string()));
+    assert!(rt.wait_telemetry_idle(T));
+    assert_eq!(
+        rt.logs_dropped_events().len(),
+        2,
+        "nothing new dropped, nothing reported"
+    );
+    let posts = recorder.0.lock().unwrap();
+    assert_eq!(posts.len(), 3);
+    assert!(String::from_utf8_lossy(&posts[1].1)
+        .starts_with(&format!("[{}", rt.logs_dropped_events()[1])));
+}

@@ -1,7 +1,9 @@
 //! Realistic Telemetry API events with unique markers, shaped like the samples in the
 //! Lambda "Telemetry API schema reference": platform lifecycle events, `function`
 //! records in the Text and JSON log formats, `extension` records, and odd but valid
-//! JSON text whose bytes must survive untouched.
+//! JSON text whose bytes must survive untouched. Lambda Managed Instances have their own
+//! shapes: `initializationType: "lambda-managed-instances"` in `platform.initStart`, no
+//! `platform.runtimeDone`, and a slim `platform.report` ([`EventFactory::report_managed`]).
 //!
 //! Every event a factory makes is distinct (request ids are fresh, log lines carry a
 //! marker `mk-<run>-<n>`), so delivery can be checked as an exact multiset.
@@ -12,6 +14,9 @@ use serde_json::{json, Value};
 
 use super::clock::iso8601_ms;
 use super::rng::fresh_uuid;
+
+/// `initializationType` (and `AWS_LAMBDA_INITIALIZATION_TYPE`) on Lambda Managed Instances.
+pub const MANAGED_INSTANCES_INIT_TYPE: &str = "lambda-managed-instances";
 
 /// Makes events for one fake function.
 pub struct EventFactory {
@@ -56,8 +61,17 @@ impl EventFactory {
     }
 
     pub fn init_start(&mut self) -> Value {
+        self.init_start_of("on-demand")
+    }
+
+    /// `platform.initStart` on Lambda Managed Instances.
+    pub fn init_start_managed(&mut self) -> Value {
+        self.init_start_of(MANAGED_INSTANCES_INIT_TYPE)
+    }
+
+    fn init_start_of(&mut self, initialization_type: &str) -> Value {
         json!({ "time": Self::now(), "type": "platform.initStart", "record": {
-            "initializationType": "on-demand", "phase": "init", "runtimeVersion": "nodejs:20.v13",
+            "initializationType": initialization_type, "phase": "init", "runtimeVersion": "nodejs:20.v13",
             "runtimeVersionArn": "arn:aws:lambda:us-east-1::runtime:0cdcfbdefbc5e7d3343f73c2e2dd4cba17d61dea0686b404502a0c9ce83931b9",
             "functionName": self.function_name, "functionVersion": self.version,
             "instanceId": self.marker(), "instanceMaxMemory": self.memory_mb * 1024 * 1024 } })
@@ -83,6 +97,17 @@ impl EventFactory {
             "requestId": request_id, "status": "success", "tracing": Self::tracing(),
             "metrics": { "durationMs": ms, "billedDurationMs": ms.ceil() as u64,
                          "memorySizeMB": self.memory_mb, "maxMemoryUsedMB": 71 } } })
+    }
+
+    /// `platform.report` on Lambda Managed Instances: `durationMs` is its only metric, and it
+    /// carries the response spans itself (there is no `platform.runtimeDone`).
+    pub fn report_managed(&mut self, request_id: &str, duration: Duration) -> Value {
+        let ms = duration.as_secs_f64() * 1000.0;
+        json!({ "time": Self::now(), "type": "platform.report", "record": {
+            "requestId": request_id, "status": "success", "tracing": Self::tracing(),
+            "spans": [{ "name": "responseLatency", "start": Self::now(), "durationMs": ms / 2.0 },
+                      { "name": "responseDuration", "start": Self::now(), "durationMs": 0.12 }],
+            "metrics": { "durationMs": ms } } })
     }
 
     /// A `function` record in the Text log format (a string, with the tab layout of Node's console).

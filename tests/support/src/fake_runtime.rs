@@ -13,7 +13,13 @@
 //!   or answered 202 / 500 on demand ([`SubscribeMode`]).
 //! - **Telemetry push**: [`super::telemetry_pusher`] POSTs queued events as JSON
 //!   arrays to `http://sandbox.localdomain:<port>` (dialled at 127.0.0.1) with the
-//!   subscription's buffering, only once subscribed.
+//!   subscription's buffering, only once subscribed; with a queue limit it drops what a
+//!   subscriber that falls behind cannot take and reports it (`platform.logsDropped`).
+//! - **Lambda Managed Instances** ([`RuntimeConfig::managed_instances`]): registering for
+//!   INVOKE is refused (400 `Extension.InvalidEventType`), SHUTDOWN only is accepted, and the
+//!   subscription must use schema `2025-01-29`. Whether the environment variables say
+//!   Managed Instances is the caller's business: leaving them out exercises an extension's
+//!   fallback. Nothing freezes there (the sandbox never pauses such a run).
 //!
 //! Here: configuration, the recorded calls and the scripting handle; how each call is
 //! answered is in `handler`.
@@ -43,6 +49,8 @@ use handler::RuntimeHandler;
 pub const EXTENSION_API: &str = "/2020-01-01/extension";
 /// The whole SHUTDOWN phase with external extensions (2,000 ms).
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(2_000);
+/// The telemetry schema Lambda Managed Instances require.
+pub const MANAGED_INSTANCES_SCHEMA: &str = "2025-01-29";
 
 /// How the fake answers a subscription request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +80,12 @@ pub struct RuntimeConfig {
     pub subscribe_mode: SubscribeMode,
     /// Client timeout of each telemetry POST.
     pub telemetry_post_timeout: Duration,
+    /// Lambda Managed Instances: SHUTDOWN-only registration, schema `2025-01-29`.
+    pub managed_instances: bool,
+    /// Events the platform keeps waiting for the subscriber (queued, not yet POSTed);
+    /// events pushed beyond it are dropped and reported (`platform.logsDropped`).
+    /// `None`: unbounded.
+    pub telemetry_queue_limit: Option<usize>,
 }
 
 impl Default for RuntimeConfig {
@@ -87,6 +101,8 @@ impl Default for RuntimeConfig {
             shutdown_budget: SHUTDOWN_BUDGET,
             subscribe_mode: SubscribeMode::Validate,
             telemetry_post_timeout: Duration::from_secs(5),
+            managed_instances: false,
+            telemetry_queue_limit: None,
         }
     }
 }
@@ -222,7 +238,8 @@ impl std::ops::Deref for FakeRuntime {
 impl FakeRuntime {
     /// Starts the API server and the telemetry pusher.
     pub fn start(config: RuntimeConfig) -> io::Result<FakeRuntime> {
-        let (pusher_handle, pusher) = telemetry_pusher::spawn(config.telemetry_post_timeout)?;
+        let (pusher_handle, pusher) =
+            telemetry_pusher::spawn(config.telemetry_post_timeout, config.telemetry_queue_limit)?;
         let shared = Arc::new(Shared {
             config,
             state: Mutex::new(State::default()),
@@ -323,6 +340,11 @@ impl RuntimeHandle {
         self.0.lock().subscription.clone()
     }
 
+    /// The events of the accepted registration (empty before it).
+    pub fn registered_events(&self) -> Vec<String> {
+        self.0.lock().registered_events.clone()
+    }
+
     /// Calls whose path ends with `suffix` (e.g. `/register`, `/telemetry`).
     pub fn calls_to(&self, suffix: &str) -> Vec<ApiCall> {
         self.0
@@ -363,16 +385,28 @@ impl RuntimeHandle {
             .collect()
     }
 
-    /// Queues a telemetry event; returns the exact text that will be sent.
+    /// Queues a telemetry event; returns the exact text that will be sent (unless the
+    /// queue limit drops it: see [`RuntimeHandle::telemetry_dropped`]).
     pub fn push_event(&self, event: &Value) -> String {
         let text = event.to_string();
         self.push_raw_event(text.clone());
         text
     }
 
-    /// Queues an event given as JSON text, sent verbatim as one array element.
-    pub fn push_raw_event(&self, text: String) {
-        self.0.pusher.push(text);
+    /// Queues an event given as JSON text, sent verbatim as one array element; `false`
+    /// when the platform dropped it instead ([`RuntimeConfig::telemetry_queue_limit`]).
+    pub fn push_raw_event(&self, text: String) -> bool {
+        self.0.pusher.push(text)
+    }
+
+    /// Events the platform dropped over its queue limit: (records, bytes).
+    pub fn telemetry_dropped(&self) -> (u64, u64) {
+        self.0.pusher.dropped()
+    }
+
+    /// Every `platform.logsDropped` event the platform sent, verbatim (not pushed by a test).
+    pub fn logs_dropped_events(&self) -> Vec<String> {
+        self.0.pusher.logs_dropped_events()
     }
 
     /// Sends everything buffered now (once subscribed) and waits for the POSTs to finish.

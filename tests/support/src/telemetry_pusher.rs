@@ -8,6 +8,13 @@
 //! channel, no sleeping). Events queue up before the subscription and are checked
 //! against its types once it exists. A failed POST is recorded, not retried.
 //!
+//! A subscriber that falls behind loses events, as on Lambda: with a queue limit, an event
+//! pushed while that many are already waiting to be POSTed (queued before the subscription,
+//! held while paused, or behind a slow POST) is dropped and counted, and the next POST starts
+//! with a `platform.logsDropped` event saying how many records and bytes were lost (shape of
+//! the Telemetry API schema reference). Those reports are recorded so that tests can tell
+//! them from the events they pushed.
+//!
 //! Invariant: event texts are sent verbatim, joined by `,` inside `[` `]`.
 
 use std::collections::VecDeque;
@@ -19,8 +26,23 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::clock;
 use super::http::Client;
 use super::telemetry_subscription::{type_subscribed, Buffering, Subscription};
+
+/// `platform.logsDropped`'s reason, as Lambda words it.
+pub const LOGS_DROPPED_REASON: &str =
+    "Consumer seems to have fallen behind as it has not acknowledged receipt of logs.";
+
+/// The `platform.logsDropped` event reporting `records` events (`bytes` bytes) dropped.
+pub fn logs_dropped_event(records: u64, bytes: u64) -> String {
+    serde_json::json!({
+        "time": clock::iso8601_ms(std::time::SystemTime::now()),
+        "type": "platform.logsDropped",
+        "record": { "droppedBytes": bytes, "droppedRecords": records, "reason": LOGS_DROPPED_REASON },
+    })
+    .to_string()
+}
 
 /// One telemetry POST made by the pusher, as the platform saw it: tests and the sandbox
 /// count items and statuses; the time, size, error and latency explain a failed POST.
@@ -46,10 +68,18 @@ enum PushMsg {
 
 #[derive(Default)]
 struct PushState {
-    /// Events queued and not yet posted or filtered out.
+    /// Events queued and not yet posted or filtered out (including a POST in flight).
     queued: usize,
     in_flight: bool,
+    /// Events in the POST in flight: queued, but no longer waiting.
+    in_flight_items: usize,
     posts: Vec<TelemetryPost>,
+    /// Events dropped over the queue limit, in all (records, bytes) ...
+    dropped: (u64, u64),
+    /// ... and since the last `platform.logsDropped` report.
+    unreported: (u64, u64),
+    /// Every `platform.logsDropped` event sent, verbatim.
+    logs_dropped: Vec<String>,
 }
 
 #[derive(Default)]
@@ -74,24 +104,60 @@ impl PushLog {
 pub struct PusherHandle {
     tx: Sender<PushMsg>,
     log: Arc<PushLog>,
+    queue_limit: Option<usize>,
 }
 
-/// Starts the pusher thread; each POST times out after `post_timeout`.
-pub fn spawn(post_timeout: Duration) -> io::Result<(PusherHandle, JoinHandle<()>)> {
+/// Starts the pusher thread; each POST times out after `post_timeout`; with `queue_limit`,
+/// events pushed while that many wait to be POSTed are dropped (see the module docs).
+pub fn spawn(
+    post_timeout: Duration,
+    queue_limit: Option<usize>,
+) -> io::Result<(PusherHandle, JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let log = Arc::new(PushLog::default());
     let pusher = Pusher::new(log.clone(), post_timeout);
     let thread = thread::Builder::new()
         .name("fake-telemetry-pusher".to_owned())
         .spawn(move || pusher.run(rx))?;
-    Ok((PusherHandle { tx, log }, thread))
+    Ok((
+        PusherHandle {
+            tx,
+            log,
+            queue_limit,
+        },
+        thread,
+    ))
 }
 
 impl PusherHandle {
-    /// Queues one event's JSON text.
-    pub fn push(&self, text: String) {
-        self.log.update(|st| st.queued += 1);
+    /// Queues one event's JSON text; `false` when it was dropped over the queue limit.
+    pub fn push(&self, text: String) -> bool {
+        let mut st = self.log.lock();
+        let waiting = st.queued - st.in_flight_items;
+        if self.queue_limit.is_some_and(|limit| waiting >= limit) {
+            let bytes = text.len() as u64;
+            st.dropped.0 += 1;
+            st.dropped.1 += bytes;
+            st.unreported.0 += 1;
+            st.unreported.1 += bytes;
+            return false;
+        }
+        st.queued += 1;
+        // Sent under the lock, so that the channel's order is the order of the count.
         let _ = self.tx.send(PushMsg::Event(text));
+        drop(st);
+        self.log.changed.notify_all();
+        true
+    }
+
+    /// Events dropped over the queue limit so far: (records, bytes).
+    pub fn dropped(&self) -> (u64, u64) {
+        self.log.lock().dropped
+    }
+
+    /// Every `platform.logsDropped` event POSTed so far, verbatim.
+    pub fn logs_dropped_events(&self) -> Vec<String> {
+        self.log.lock().logs_dropped.clone()
     }
 
     /// Starts delivery to this subscriber.
@@ -288,6 +354,27 @@ impl Pusher {
         } else {
             Some(Instant::now())
         };
+        let n = items.len();
+        let sub = self
+            .subscription
+            .as_ref()
+            .expect("only called when subscribed");
+        // Lambda tells the subscriber what it missed at the front of the next batch.
+        let report = {
+            let mut st = self.log.lock();
+            let (records, bytes) = std::mem::take(&mut st.unreported);
+            let text = (records > 0).then(|| logs_dropped_event(records, bytes));
+            match text {
+                Some(t) if type_subscribed(&t, &sub.types) => {
+                    st.logs_dropped.push(t.clone());
+                    Some(t)
+                }
+                _ => None,
+            }
+        };
+        if let Some(r) = report {
+            items.insert(0, r);
+        }
         let mut body = Vec::with_capacity(bytes + items.len() + 2);
         body.push(b'[');
         for (i, item) in items.iter().enumerate() {
@@ -297,10 +384,6 @@ impl Pusher {
             body.extend_from_slice(item.as_bytes());
         }
         body.push(b']');
-        let sub = self
-            .subscription
-            .as_ref()
-            .expect("only called when subscribed");
         let headers = vec![
             (
                 "Host".to_owned(),
@@ -309,7 +392,10 @@ impl Pusher {
             ("Content-Type".to_owned(), "application/json".to_owned()),
         ];
         let path = sub.path.clone();
-        self.log.update(|st| st.in_flight = true);
+        self.log.update(|st| {
+            st.in_flight = true;
+            st.in_flight_items = n;
+        });
         let sent_at = Instant::now();
         let result = self
             .client
@@ -321,11 +407,11 @@ impl Pusher {
             Ok(r) => (Some(r.status), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let n = items.len();
+        let items = items.len();
         self.log.update(|st| {
             st.posts.push(TelemetryPost {
                 sent_at,
-                items: n,
+                items,
                 bytes: body.len(),
                 status,
                 error,
@@ -333,6 +419,7 @@ impl Pusher {
             });
             st.queued -= n;
             st.in_flight = false;
+            st.in_flight_items = 0;
         });
     }
 }

@@ -1,6 +1,7 @@
 //! How the fake Runtime API answers each call: routing, `register` (name and events
-//! checked), the `event/next` long poll with real deadlines, `/init/error` and
-//! `/exit/error`, and the subscription (validated like Lambda, or 202 / 500 on demand).
+//! checked; INVOKE refused on Managed Instances), the `event/next` long poll with real
+//! deadlines, `/init/error` and `/exit/error`, and the subscription (validated like Lambda,
+//! schema `2025-01-29` required on Managed Instances, or 202 / 500 on demand).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{
     ApiCall, DeliveredEvent, ErrorReport, EventKind, NextCall, Scripted, Shared, SubscribeMode,
-    EXTENSION_API,
+    EXTENSION_API, MANAGED_INSTANCES_SCHEMA,
 };
 use crate::clock;
 use crate::http::{self, Action, Handler, Request, Response};
@@ -139,6 +140,15 @@ impl RuntimeHandler {
             Ok(e) => e,
             Err(m) => return Response::json(400, &error_body("ValidationError", &m)),
         };
+        if cfg.managed_instances && events.iter().any(|e| e == "INVOKE") {
+            return Response::json(
+                400,
+                &error_body(
+                    "Extension.InvalidEventType",
+                    "INVOKE is not a supported event type on Lambda Managed Instances: extensions may register for SHUTDOWN only",
+                ),
+            );
+        }
         let id = fresh_uuid();
         self.0.update(|st| {
             st.extension_id = Some(id.clone());
@@ -285,6 +295,21 @@ impl RuntimeHandler {
             SubscribeMode::Validate => {}
         }
         match validate_subscription(&req.body) {
+            Ok(sub)
+                if self.0.config.managed_instances
+                    && sub.schema_version != MANAGED_INSTANCES_SCHEMA =>
+            {
+                Response::json(
+                    400,
+                    &error_body(
+                        "ValidationError",
+                        &format!(
+                            "schemaVersion {} is not supported on Lambda Managed Instances: use {MANAGED_INSTANCES_SCHEMA}",
+                            sub.schema_version
+                        ),
+                    ),
+                )
+            }
             Ok(sub) => {
                 self.0.update(|st| st.subscription = Some(sub.clone()));
                 self.0.pusher.subscribed(sub);

@@ -7,30 +7,47 @@
 //! - **Init**: starts the binary with a Lambda-like environment, emits
 //!   `platform.initStart`, simulates the runtime's init, emits `platform.initRuntimeDone`,
 //!   waits for the extension's first `/event/next`, then emits `platform.initReport`.
-//! - **Invocations**: INVOKE (real `deadlineMs`), `platform.start`, K `function` records
-//!   (Text or JSON log format, settable size), the simulated function's duration,
-//!   `platform.runtimeDone`; then waits for the extension's `/event/next` and only then
-//!   emits `platform.report`. Telemetry goes through the fake platform's pusher, which
+//! - **Invocations** (default Lambda): INVOKE (real `deadlineMs`), `platform.start`, K
+//!   `function` records (Text or JSON log format, settable size), the simulated function's
+//!   duration, `platform.runtimeDone`; then waits for the extension's `/event/next` and only
+//!   then emits `platform.report`. Telemetry goes through the fake platform's pusher, which
 //!   batches by the subscription's buffering settings in real time.
 //! - **Freeze**: once the runtime and the extension have called `/event/next` and nothing
 //!   runs, telemetry delivery is held (no POST in flight) and the process is stopped
 //!   (`SIGSTOP`); it is resumed (`SIGCONT`) just before the next INVOKE or SHUTDOWN, and
 //!   overdue telemetry goes out then, as after a real thaw.
+//! - **Lambda Managed Instances** ([`Workload::managed_instances`]): the fake runtime refuses
+//!   INVOKE registrations, nothing freezes, and N workers run invocations concurrently
+//!   (`platform.start`, the function lines, the handler's duration, a slim `platform.report`;
+//!   no `platform.runtimeDone`, no INVOKE reaches the extension). See `managed`.
 //! - **Shutdown**: SHUTDOWN carries `deadlineMs` = now + (phase − runtime's share); the
 //!   platform's last batch is POSTed right after it (as in the harness); the process is
 //!   killed if it has not exited by the deadline, and that is a failure.
 //!
 //! Accounting: every emitted event's exact text is its marker (unique by construction:
-//! fresh request and trace ids, numbered log lines), so each Kinesis record is checked
-//! off byte for byte: lost, duplicated and unexpected records are counted per type.
+//! fresh request and trace ids, numbered log lines), so each event in Kinesis (records
+//! decoded as a consumer would, enrichment split off) is checked off byte for byte against
+//! the ledger: lost, duplicated and unexpected events are counted per type, with how long
+//! each took from emission to the stream, the stream order per partition key, and what the
+//! records cost. See `account`.
 //!
-//! Here: the settings and [`run`], which strings the steps together; the steps and the
-//! session's state in `session`; the [`Report`] and its pass/fail rules in `report`; the
-//! text form in `render`; signals and `/proc` readings in [`crate::process`].
+//! Here: the settings and [`run`], which strings the steps together; the ledger of emitted
+//! events in `ledger`; the steps and the session's state in `session` (and `managed` for
+//! Managed Instances workers); the fault switches in `faults`; gathering the measurements in
+//! `collect` and the checking off in `account`; the extension's own counts in `counters`; the [`Report`] and its pass/fail
+//! rules in `report`; the text form in `render`; the extension's log lines in `echo`;
+//! signals and CPU readings in [`crate::process`].
 //!
 //! Used by the `sandbox` binary (the README's `./build.sh local`, and the benchmarks)
 //! and by `tests/sandbox.rs`. Linux only (signals, `/proc`).
 
+mod account;
+mod collect;
+mod counters;
+mod echo;
+mod faults;
+mod ledger;
+mod managed;
 mod render;
 mod report;
 mod session;
@@ -41,21 +58,31 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use render::render;
-pub use report::{KinesisReport, Percentiles, Report, ShutdownReport, Startup, TypeCount};
+pub use counters::ExtensionCounters;
+pub use echo::Echo;
+pub use faults::{Faults, Outage};
+pub use render::{describe, render};
+pub use report::{
+    Cost, KinesisReport, Order, Percentiles, Report, RunSettings, ShutdownReport, Startup,
+    TypeCount,
+};
 
+use crate::events::MANAGED_INSTANCES_INIT_TYPE;
 use crate::process::{pin_own_threads, pin_thread};
-use crate::rng::fresh_uuid;
 use crate::{Lambda, LambdaOptions, RuntimeConfig};
-use report::ms;
 use session::Run;
 
 /// Lambda's whole SHUTDOWN phase with external extensions.
 pub const SHUTDOWN_PHASE: Duration = Duration::from_millis(2_000);
 /// The runtime's share of the SHUTDOWN phase.
 pub const RUNTIME_SHARE: Duration = Duration::from_millis(300);
-/// Lambda caps the init phase at 10 s.
+/// Lambda caps the init phase at 10 s (default Lambda; Managed Instances allow more, but
+/// the extension has no reason to take longer).
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
+/// The name the fake function has; every enriched event must name it.
+pub const FUNCTION_NAME: &str = "sandbox-function";
+/// The extension's invocation windows end this long before the deadline (its `window`).
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
 /// How `function` records are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -67,7 +94,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// When the next INVOKE comes.
+impl LogFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// When the next invocation starts.
 #[derive(Clone, Copy, Debug)]
 pub enum Pace {
     /// This long after the extension's `/event/next` (the sandbox is frozen meanwhile).
@@ -83,20 +119,29 @@ pub struct Workload {
     pub pace: Pace,
     /// The runtime's init (between initStart and initRuntimeDone).
     pub init_duration: Duration,
-    /// Each invocation's duration (between platform.start and platform.runtimeDone).
+    /// Each invocation's duration (platform.start to platform.runtimeDone, or to the report
+    /// on Managed Instances). At or beyond `function_timeout` the invocation times out.
     pub runtime_duration: Duration,
     /// `function` records per invocation.
     pub lines_per_invoke: usize,
     pub log_format: LogFormat,
     /// Size of each `function` event's JSON text.
     pub line_bytes: usize,
+    /// Freeze between invocations (default Lambda only).
     pub freeze: bool,
     /// INVOKE `deadlineMs` = delivery + this.
     pub function_timeout: Duration,
     /// `function` records emitted after the last invocation, right before SHUTDOWN.
     pub burst_before_shutdown: usize,
+    /// Time with no telemetry between the last invocation and SHUTDOWN (its CPU is
+    /// reported as idle CPU). Frozen on default Lambda.
+    pub idle_before_shutdown: Duration,
     /// The platform sends its buffered telemetry before each INVOKE (bench: makes a flush due).
     pub deliver_before_invoke: bool,
+    /// Lambda Managed Instances: concurrent invocations, SHUTDOWN-only registration.
+    pub managed_instances: bool,
+    /// Runtime workers on Managed Instances (`AWS_LAMBDA_MAX_CONCURRENCY`).
+    pub concurrency: usize,
 }
 
 impl Default for Workload {
@@ -112,25 +157,19 @@ impl Default for Workload {
             freeze: true,
             function_timeout: Duration::from_secs(3),
             burst_before_shutdown: 0,
+            idle_before_shutdown: Duration::ZERO,
             deliver_before_invoke: false,
+            managed_instances: false,
+            concurrency: 4,
         }
     }
 }
 
-/// Fault switches of the mock Kinesis.
-#[derive(Clone, Debug, Default)]
-pub struct Faults {
-    /// Fraction of records answered ProvisionedThroughputExceededException.
-    pub throttle: f64,
-    /// Fraction of requests answered 500 InternalFailure.
-    pub fail_500: f64,
-    /// Added before every answer.
-    pub latency: Duration,
-    /// Fraction of requests whose connection is closed without an answer.
-    pub drop_connections: f64,
-    /// (start after the first INVOKE, length): every request fails with 503 meanwhile.
-    pub outage: Option<(Duration, Duration)>,
-    pub seed: u64,
+impl Workload {
+    /// Whether the extension is frozen between invocations in this run.
+    pub fn freezes(&self) -> bool {
+        self.freeze && !self.managed_instances
+    }
 }
 
 /// Everything a [`run`] needs.
@@ -139,17 +178,22 @@ pub struct SandboxConfig {
     pub workload: Workload,
     pub faults: Faults,
     /// Send to this endpoint instead of the mock (e.g. a local moto server); delivery is
-    /// then not verified record by record.
+    /// then not verified record by record, and the verdict rests on the extension's counts.
     pub endpoint: Option<String>,
     /// Stream name (the mock knows `telemetry-stream`).
     pub stream: Option<String>,
-    /// Extra variables for the extension (after the defaults).
+    /// Extra variables for the extension (after the defaults; a later one wins).
     pub env: Vec<(String, String)>,
     pub shutdown_phase: Duration,
     pub runtime_share: Duration,
+    /// Events the platform holds for a subscriber that falls behind before dropping them
+    /// (`platform.logsDropped`); `None`: unbounded.
+    pub telemetry_queue_limit: Option<usize>,
     pub binary: Option<PathBuf>,
     /// Print a progress line to stderr every this many invocations (0: never).
     pub progress_every: usize,
+    /// Which of the extension's log lines to print while it runs.
+    pub echo: Echo,
     /// (extension's core, sandbox's core): pin both (benchmarks).
     pub pin: Option<(usize, usize)>,
 }
@@ -164,23 +208,76 @@ impl Default for SandboxConfig {
             env: Vec::new(),
             shutdown_phase: SHUTDOWN_PHASE,
             runtime_share: RUNTIME_SHARE,
+            telemetry_queue_limit: None,
             binary: None,
             progress_every: 0,
+            echo: Echo::Nothing,
             pin: None,
         }
     }
 }
 
-/// Runs one sandbox session: init, the workload, SHUTDOWN; returns what happened.
-/// `Err` when the session could not be carried out (the extension never came back, …),
-/// with the extension's log.
-pub fn run(cfg: &SandboxConfig) -> Result<Report, String> {
+impl SandboxConfig {
+    /// The value the extension sees for `name`: the last one set (the sandbox's own
+    /// defaults first, then [`SandboxConfig::env`]).
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The extension settings that shape what the sandbox checks, as the extension will
+    /// read them (defaults when unset).
+    pub fn run_settings(&self) -> RunSettings {
+        let get = |k: &str, default: &str| {
+            self.setting(&format!("KINESIS_TELEMETRY_{k}"))
+                .map_or(default.to_owned(), |v| v.trim().to_ascii_lowercase())
+        };
+        let partition_key = get("PARTITION_KEY", "random");
+        RunSettings {
+            strategy: get("FLUSH_STRATEGY", "adaptive"),
+            record_format: get("RECORD_FORMAT", "ndjson"),
+            fixed_partition_key: matches!(
+                partition_key.as_str(),
+                "request_id" | "function" | "environment"
+            ),
+            partition_key,
+            enrich: !matches!(get("ENRICH", "true").as_str(), "false" | "0" | "no" | "off"),
+        }
+    }
+
+    /// Variables the sandbox sets for the mode (before [`SandboxConfig::env`], which may
+    /// override them: e.g. `AWS_LAMBDA_INITIALIZATION_TYPE=on-demand` on Managed Instances
+    /// tests the extension's fallback).
+    fn mode_env(&self) -> Vec<(String, String)> {
+        let w = &self.workload;
+        if !w.managed_instances {
+            return Vec::new();
+        }
+        vec![
+            (
+                "AWS_LAMBDA_INITIALIZATION_TYPE".to_owned(),
+                MANAGED_INSTANCES_INIT_TYPE.to_owned(),
+            ),
+            (
+                "AWS_LAMBDA_MAX_CONCURRENCY".to_owned(),
+                w.concurrency.to_string(),
+            ),
+        ]
+    }
+}
+
+fn start(cfg: &SandboxConfig) -> Result<Lambda, String> {
     let w = &cfg.workload;
     let runtime = RuntimeConfig {
-        function_name: "sandbox-function".to_owned(),
+        function_name: FUNCTION_NAME.to_owned(),
         function_timeout: w.function_timeout,
         shutdown_budget: cfg.shutdown_phase.saturating_sub(cfg.runtime_share),
         telemetry_post_timeout: Duration::from_secs(10),
+        managed_instances: w.managed_instances,
+        telemetry_queue_limit: cfg.telemetry_queue_limit,
         ..RuntimeConfig::default()
     };
     let mut opts = LambdaOptions {
@@ -205,7 +302,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<Report, String> {
     if let Some(s) = &cfg.stream {
         opts = opts.env("KINESIS_TELEMETRY_STREAM", s);
     }
-    for (k, v) in &cfg.env {
+    for (k, v) in cfg.mode_env().iter().chain(&cfg.env) {
         opts = opts.env(k, v);
     }
     if let Some((ext_core, _)) = cfg.pin {
@@ -215,93 +312,35 @@ pub fn run(cfg: &SandboxConfig) -> Result<Report, String> {
     if let Some((_, own_core)) = cfg.pin {
         pin_own_threads(own_core);
     }
-    let k = lambda.kinesis.handle();
-    let f = &cfg.faults;
-    if f.throttle > 0.0 {
-        k.throttle_fraction(f.throttle, f.seed ^ 1);
-    }
-    if f.fail_500 > 0.0 {
-        k.fail_fraction_of_requests(f.fail_500, 500, f.seed ^ 2);
-    }
-    if f.drop_connections > 0.0 {
-        k.drop_fraction_of_requests(f.drop_connections, f.seed ^ 3);
-    }
-    if !f.latency.is_zero() {
-        k.set_latency(f.latency);
-    }
-    let mut run = Run::new(cfg, lambda);
+    Ok(lambda)
+}
+
+/// Runs one sandbox session: init, the workload, SHUTDOWN; returns what happened (not yet
+/// judged: see [`Report::judge`]). `Err` when the session could not be carried out (the
+/// extension never came back, …), with the extension's log.
+pub fn run(cfg: &SandboxConfig) -> Result<Report, String> {
+    let lambda = start(cfg)?;
     let started = Instant::now();
+    let mut run = Run::new(cfg, lambda);
+    run.faults.arm();
     let startup = run.init()?;
     run.sample();
     run.freeze()?;
-
-    let (mut done_to_next, mut invoke_to_next) = (Vec::new(), Vec::new());
-    let mut past_deadline = 0;
-    let first = Instant::now();
-    for i in 0..w.invocations {
-        match w.pace {
-            Pace::Gap(g) => pass(g),
-            Pace::Rate(r) if r > 0.0 => pass(
-                (first + Duration::from_secs_f64(i as f64 / r))
-                    .saturating_duration_since(Instant::now()),
-            ),
-            Pace::Rate(_) => {}
-        }
-        run.thaw();
-        if i == 0 {
-            run.start_outage();
-        }
-        let (a, b, late) = run.invoke(i)?;
-        done_to_next.push(a);
-        invoke_to_next.push(b);
-        past_deadline += u64::from(late);
-        run.sample();
-        run.freeze()?;
-        if cfg.progress_every > 0 && (i + 1).is_multiple_of(cfg.progress_every) {
-            run.progress(i + 1, started);
-        }
+    let cpu_before = run.cpu_now();
+    if cfg.workload.managed_instances {
+        managed::invocations(&mut run, started)?;
+    } else {
+        run.invocations(started)?;
     }
-    if w.burst_before_shutdown > 0 {
-        let id = fresh_uuid();
-        for _ in 0..w.burst_before_shutdown {
-            let t = run.tel.function(&id, w.log_format, w.line_bytes);
-            run.emit(t);
-        }
-    }
+    let cpu_after = run.cpu_now();
+    run.after_invocations()?;
     let (shutdown, cpu) = run.shutdown()?;
-    let mut report = Report {
-        binary: crate::extension_binary().display().to_string(),
-        invocations: w.invocations,
-        freeze: w.freeze,
-        freezes: run.freezes,
-        wall_ms: ms(started.elapsed()),
-        startup,
-        runtime_done_to_next: Percentiles::of(&done_to_next),
-        invoke_to_next: Percentiles::of(&invoke_to_next),
-        invocations_past_deadline: past_deadline,
-        peak_rss_kb: run.peak_rss_kb,
-        cpu_ms: cpu.map(ms),
-        shutdown,
-        extension_summary: run.lambda.summary_line(),
-        extension_dropped: run.lambda.summary_count("dropped"),
-        ..Report::default()
-    };
-    if let Some(b) = &cfg.binary {
-        report.binary = b.display().to_string();
+    let mut report = run.report(started, startup, shutdown);
+    report.cpu_ms = cpu.map(report::ms);
+    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+        let n = cfg.workload.invocations.max(1) as u32;
+        report.cpu_per_invocation_ms = Some(report::ms(b.saturating_sub(a) / n));
     }
-    let posts = run.lambda.runtime.telemetry_posts();
-    report.telemetry_posts = posts.len() as u64;
-    report.telemetry_posts_failed = posts.iter().filter(|p| p.status != Some(200)).count() as u64;
-    let s = run.lambda.kinesis.stats();
-    report.kinesis = KinesisReport {
-        requests: s.requests,
-        records_accepted: s.records_accepted,
-        data_bytes_accepted: s.data_bytes_accepted,
-        records_throttled: s.records_throttled,
-        requests_rejected: s.rejected,
-        connections_dropped: s.dropped_connections,
-    };
-    run.account(&mut report);
     Ok(report)
 }
 

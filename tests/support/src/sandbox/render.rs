@@ -1,7 +1,105 @@
-//! The sandbox report for people: the per-type table, then one line per phase, then
-//! `RESULT: PASS` or what failed.
+//! The sandbox report for people: what ran, the per-type table, one line per aspect, what
+//! the verdict rests on, then `RESULT: PASS` or what failed. Plain words and numbers: no
+//! debug formatting, counts with their plurals.
 
-use super::Report;
+use std::time::Duration;
+
+use super::report::count;
+use super::{Outage, Pace, Percentiles, Report, SandboxConfig};
+
+fn pct(p: &Percentiles) -> String {
+    format!(
+        "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        p.p50_ms, p.p99_ms, p.max_ms
+    )
+}
+
+fn share(s: Option<f64>) -> String {
+    s.map_or("n/a".to_owned(), |s| format!("{:.1} %", s * 100.0))
+}
+
+fn millis(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+fn percent(f: f64) -> String {
+    format!("{} %", (f * 1000.0).round() / 10.0)
+}
+
+/// One line saying what a session will run (the sandbox prints it first).
+pub fn describe(cfg: &SandboxConfig) -> String {
+    let w = &cfg.workload;
+    let s = cfg.run_settings();
+    let mode = if w.managed_instances {
+        format!(
+            "Lambda Managed Instances, {}, no freeze",
+            count(w.concurrency as u64, "worker")
+        )
+    } else {
+        format!("Lambda, freeze {}", if w.freezes() { "on" } else { "off" })
+    };
+    let pace = match w.pace {
+        Pace::Gap(g) => format!("{} apart", millis(g)),
+        Pace::Rate(r) => format!("{r} per second"),
+    };
+    let f = &cfg.faults;
+    let mut faults = Vec::new();
+    if f.throttle > 0.0 {
+        faults.push(format!("{} of records throttled", percent(f.throttle)));
+    }
+    if f.throttle_first_records > 0 {
+        faults.push(format!(
+            "the first {} throttled",
+            count(f.throttle_first_records, "record")
+        ));
+    }
+    if f.fail_500 > 0.0 {
+        faults.push(format!("{} of requests answered 500", percent(f.fail_500)));
+    }
+    if f.fail_first_requests > 0 {
+        faults.push(format!(
+            "the first {} answered 500",
+            count(f.fail_first_requests, "request")
+        ));
+    }
+    if !f.latency.is_zero() {
+        faults.push(format!("{} latency", millis(f.latency)));
+    }
+    if f.drop_connections > 0.0 {
+        faults.push(format!(
+            "{} of connections dropped",
+            percent(f.drop_connections)
+        ));
+    }
+    match f.outage {
+        Some(Outage::Timed { start, length }) => faults.push(format!(
+            "outage of {} from {} after the first invocation",
+            millis(length),
+            millis(start)
+        )),
+        Some(Outage::Invocations { start, end }) => faults.push(format!(
+            "outage from invocation {start} until invocation {end} begins"
+        )),
+        None => {}
+    }
+    let target = match &cfg.endpoint {
+        Some(e) => format!("endpoint {e} (not checked off)"),
+        None if faults.is_empty() => "mock Kinesis, no faults".to_owned(),
+        None => format!("mock Kinesis with {}", faults.join(", ")),
+    };
+    format!(
+        "[sandbox] {} ({mode}), {pace}, {} {} of {} B each, handler {}; extension: {} strategy, {} records, partition key {}, enrichment {}; {target}",
+        count(w.invocations as u64, "invocation"),
+        w.lines_per_invoke,
+        if w.lines_per_invoke == 1 { format!("{} function line", w.log_format.name()) } else { format!("{} function lines", w.log_format.name()) },
+        w.line_bytes,
+        millis(w.runtime_duration),
+        s.strategy,
+        s.record_format,
+        s.partition_key,
+        if s.enrich { "on" } else { "off" },
+    )
+}
 
 /// The report for people.
 pub fn render(r: &Report) -> String {
@@ -10,47 +108,168 @@ pub fn render(r: &Report) -> String {
         o.push_str(&s);
         o.push('\n');
     };
+    let mode = match r.concurrency {
+        Some(n) if r.managed_instances => format!(
+            "Lambda Managed Instances, {}, no freeze",
+            count(n as u64, "worker")
+        ),
+        _ if r.freeze => format!("Lambda, freeze on ({})", count(r.freezes, "freeze")),
+        _ => "Lambda, freeze off".to_owned(),
+    };
     line(format!(
-        "== sandbox report: {} invocations, freeze {} ({} freezes), {:.1} s ==",
-        r.invocations,
-        if r.freeze { "on" } else { "off" },
-        r.freezes,
+        "== sandbox report: {} on {mode}, {:.1} s ==",
+        count(r.invocations as u64, "invocation"),
         r.wall_ms / 1000.0
     ));
+    let s = &r.settings;
     line(format!(
-        "{:<26} {:>9} {:>10} {:>6} {:>11}",
-        "event type", "emitted", "delivered", "lost", "duplicated"
+        "extension settings: {} strategy, {} records, partition key {}, enrichment {}; registered for {}",
+        s.strategy,
+        s.record_format,
+        s.partition_key,
+        if s.enrich { "on" } else { "off" },
+        if r.registered_events.is_empty() {
+            "nothing".to_owned()
+        } else {
+            r.registered_events.join(" and ")
+        }
+    ));
+    table(r, &mut line);
+    checks(r, &mut line);
+    timing(r, &mut line);
+    extension(r, &mut line);
+    line(format!("verdict based on {}", r.verdict_basis));
+    if r.failures.is_empty() {
+        line("RESULT: PASS".into());
+    } else {
+        line(format!("RESULT: FAIL: {}", r.failures.join("; ")));
+    }
+    o
+}
+
+fn table(r: &Report, line: &mut impl FnMut(String)) {
+    let platform = r.platform_dropped > 0;
+    if !r.verified {
+        line(format!("{:<26} {:>9}", "event type", "emitted"));
+        for (t, c) in &r.by_type {
+            line(format!("{t:<26} {:>9}", c.emitted));
+        }
+        line(format!("{:<26} {:>9}", "total", r.emitted));
+        line("(real endpoint: events are not checked off; see what the extension counted)".into());
+        return;
+    }
+    let extra = |v: String| {
+        if platform {
+            format!(" {v:>16}")
+        } else {
+            String::new()
+        }
+    };
+    line(format!(
+        "{:<26} {:>9} {:>10} {:>6} {:>11}{}",
+        "event type",
+        "emitted",
+        "delivered",
+        "lost",
+        "duplicated",
+        extra("platform dropped".into())
     ));
     for (t, c) in &r.by_type {
         line(format!(
-            "{t:<26} {:>9} {:>10} {:>6} {:>11}",
-            c.emitted, c.delivered, c.lost, c.duplicated
+            "{t:<26} {:>9} {:>10} {:>6} {:>11}{}",
+            c.emitted,
+            c.delivered,
+            c.lost,
+            c.duplicated,
+            extra(c.platform_dropped.to_string())
         ));
     }
     line(format!(
-        "{:<26} {:>9} {:>10} {:>6} {:>11}",
-        "total", r.emitted, r.delivered, r.lost, r.duplicated
+        "{:<26} {:>9} {:>10} {:>6} {:>11}{}",
+        "total",
+        r.emitted,
+        r.delivered,
+        r.lost,
+        r.duplicated,
+        extra(r.platform_dropped.to_string())
     ));
-    if !r.verified {
-        line("(real endpoint: records not checked off; see the extension's summary)".into());
-    }
-    if r.lost_during_outage > 0 {
+}
+
+fn checks(r: &Report, line: &mut impl FnMut(String)) {
+    if r.lost_during_outage > 0 || r.lost_after_outage > 0 {
         line(format!(
-            "lost while Kinesis was down: {}",
-            r.lost_during_outage
+            "lost while Kinesis was down: {}; after it was back: {} of the {} emitted then",
+            count(r.lost_during_outage, "event"),
+            r.lost_after_outage,
+            r.emitted_after_outage
         ));
     }
-    if r.unexpected_records > 0 {
-        line(format!("unexpected records: {}", r.unexpected_records));
+    if r.duplicated > 0 {
+        let allowed = r.extension.as_ref().map_or(0, |c| c.unconfirmed);
+        line(format!(
+            "duplicates: {} (delivery is at least once: allowed up to the {allowed} events the extension resent unconfirmed)",
+            count(r.duplicated, "extra copy"),
+        ));
+    }
+    if r.platform_dropped > 0 {
+        line(format!(
+            "the platform dropped {} the extension did not take in time (platform.logsDropped); not counted as lost",
+            count(r.platform_dropped, "event")
+        ));
+    }
+    for (n, noun, what) in [
+        (r.unexpected_events, "event", "matching no emitted event"),
+        (r.undecodable_records, "record", "not decodable"),
+        (
+            r.unenriched_events,
+            "event",
+            "without the source naming the function",
+        ),
+        (
+            r.event_id_collisions,
+            "eventId",
+            "shared by different events",
+        ),
+    ] {
+        if n > 0 {
+            line(format!("found: {} {what}", count(n, noun)));
+        }
+    }
+    if !r.verified {
+        return;
     }
     let k = &r.kinesis;
     line(format!(
-        "kinesis: {} requests, {} records ({} bytes), {} records throttled, {} requests rejected, {} connections dropped",
-        k.requests, k.records_accepted, k.data_bytes_accepted, k.records_throttled, k.requests_rejected, k.connections_dropped
+        "kinesis: {}, {} ({} bytes of data), {} throttled, {} rejected, {} dropped",
+        count(k.requests, "request"),
+        count(k.records_accepted, "record"),
+        k.data_bytes_accepted,
+        count(k.records_throttled, "record"),
+        count(k.requests_rejected, "request"),
+        count(k.connections_dropped, "connection")
+    ));
+    let c = &r.cost;
+    line(format!(
+        "cost: {:.3} records per event; {:.2} PUT payload units per 1,000 events (25 KiB units); on demand billed {:.3}× the payload (1 KiB rounding); payload {} bytes",
+        c.records_per_event, c.put_units_per_1000_events, c.billed_over_payload, c.payload_bytes
     ));
     line(format!(
-        "telemetry: {} POSTs to the extension, {} failed",
-        r.telemetry_posts, r.telemetry_posts_failed
+        "order: {} over {} ({})",
+        count(r.order.inversions, "inversion"),
+        count(r.order.partition_keys, "partition key"),
+        if r.settings.fixed_partition_key {
+            "order per key promised"
+        } else {
+            "random keys: order not promised"
+        }
+    ));
+}
+
+fn timing(r: &Report, line: &mut impl FnMut(String)) {
+    line(format!(
+        "telemetry: {} to the extension, {} failed",
+        count(r.telemetry_posts, "POST"),
+        r.telemetry_posts_failed
     ));
     let s = &r.startup;
     line(format!(
@@ -60,49 +279,114 @@ pub fn render(r: &Report) -> String {
             .map_or("never".to_owned(), |m| format!("{m:.2} ms")),
         s.first_next_ms
     ));
+    if r.verified {
+        line(format!(
+            "emit -> in Kinesis: all events {}; function lines {}",
+            pct(&r.emit_to_stream),
+            pct(&r.emit_to_stream_function)
+        ));
+        line(format!(
+            "function lines in Kinesis when their invocation ended: {}; when the next one ended: {}",
+            share(r.function_in_stream_at_end),
+            share(r.function_in_stream_at_next_end)
+        ));
+    }
     let p = &r.runtime_done_to_next;
+    if p.count > 0 {
+        line(format!(
+            "time added per invocation (runtimeDone -> /event/next): mean {:.2} ms, {} ({})",
+            p.mean_ms,
+            pct(p),
+            count(p.count as u64, "invocation"),
+        ));
+        line(format!(
+            "deadlines: {} past the deadline, {} within 100 ms of it; least time left {}",
+            r.invocations_past_deadline,
+            r.invocations_past_deadline_margin,
+            r.least_deadline_margin_ms
+                .map_or("n/a".to_owned(), |m| format!("{m:.1} ms"))
+        ));
+    }
+}
+
+fn extension(r: &Report, line: &mut impl FnMut(String)) {
+    let cpu = match (r.cpu_ms, r.cpu_per_invocation_ms) {
+        (Some(c), Some(per)) if r.invocations > 0 => {
+            format!("CPU {c:.1} ms ({per:.3} ms per invocation)")
+        }
+        (Some(c), _) => format!("CPU {c:.1} ms"),
+        (None, _) => "CPU unknown".to_owned(),
+    };
+    let idle = r
+        .idle_cpu_ms
+        .map_or(String::new(), |c| format!(", {c:.1} ms while idle"));
     line(format!(
-        "runtimeDone -> extension /event/next: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} invocations, {} past deadline)",
-        p.p50_ms, p.p99_ms, p.max_ms, p.count, r.invocations_past_deadline
-    ));
-    line(format!(
-        "extension: peak RSS {}, CPU {}",
-        r.peak_rss_kb
-            .map_or("?".to_owned(), |kb| format!("{:.2} MB", kb as f64 / 1024.0)),
-        r.cpu_ms.map_or("?".to_owned(), |c| format!("{c:.0} ms"))
+        "extension: peak RSS {}, {cpu}{idle}; {}; {}",
+        r.peak_rss_kb.map_or("unknown".to_owned(), |kb| format!(
+            "{:.2} MB",
+            kb as f64 / 1024.0
+        )),
+        count(r.emf_lines, "EMF metric line"),
+        count(r.extension_problems, "WARN/ERROR line")
     ));
     let sh = &r.shutdown;
+    let exit = if sh.killed {
+        "was killed at the deadline".to_owned()
+    } else {
+        let code = sh
+            .exit_code
+            .map_or("by a signal".to_owned(), |c| format!("with code {c}"));
+        let when = match sh.margin_ms {
+            Some(m) if sh.before_deadline => format!("{m:.0} ms before the deadline"),
+            Some(m) => format!("{:.0} ms after the deadline", -m),
+            None => "at an unknown time".to_owned(),
+        };
+        let took = sh
+            .took_ms
+            .map_or(String::new(), |t| format!(" after {t:.0} ms"));
+        format!("exited {code}{took}, {when}")
+    };
     line(format!(
-        "shutdown: deadline {} ms after SHUTDOWN; exited {} (code {:?}) after {} -> {}",
+        "shutdown: deadline {} ms after SHUTDOWN; {exit} -> {}",
         sh.deadline_after_ms,
-        if sh.killed {
-            "NO, killed at the deadline".to_owned()
-        } else if sh.before_deadline {
-            format!(
-                "{:.0} ms before the deadline",
-                sh.margin_ms.unwrap_or_default()
-            )
-        } else {
-            "after the deadline".to_owned()
-        },
-        sh.exit_code,
-        sh.took_ms.map_or("?".to_owned(), |t| format!("{t:.0} ms")),
         if sh.before_deadline && !sh.killed {
             "ok"
         } else {
             "FAILED"
         }
     ));
-    if let Some(sum) = &r.extension_summary {
-        line(format!(
-            "extension says: {}",
-            sum.split("): ").nth(1).unwrap_or(sum)
-        ));
+    match &r.extension {
+        None => line("the extension printed no shutdown summary".into()),
+        Some(c) => {
+            let reasons = if c.dropped_by_reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.reasons())
+            };
+            let doubt = if c.in_doubt > 0 {
+                format!(", {} of them in doubt", c.in_doubt)
+            } else {
+                String::new()
+            };
+            let recovered = if c.recovered > 0 {
+                format!(", recovered {}", c.recovered)
+            } else {
+                String::new()
+            };
+            line(format!(
+                "extension counted: received {}{recovered}, delivered {}, filtered {}, dropped {}{reasons}{doubt}, still buffered {}; resent {} ({} unconfirmed) in {}; {} throttled, {} spilled; Lambda dropped {}",
+                c.received,
+                c.delivered,
+                c.filtered,
+                c.dropped,
+                c.still_buffered,
+                count(c.resent_events, "event"),
+                c.unconfirmed,
+                count(c.retry_requests, "retry request"),
+                count(c.throttled, "record"),
+                count(c.spilled, "event"),
+                count(c.lambda_dropped, "event"),
+            ));
+        }
     }
-    if r.failures.is_empty() {
-        line("RESULT: PASS".into());
-    } else {
-        line(format!("RESULT: FAIL — {}", r.failures.join("; ")));
-    }
-    o
 }

@@ -1,74 +1,42 @@
-//! The state of one sandbox session ([`Run`]) and its steps: init, one invocation,
-//! freeze and thaw, SHUTDOWN against its deadline, and checking every Kinesis record off
-//! against the ledger of emitted events. [`super::run`] strings them together.
+//! The state of one sandbox session ([`Run`]) and its steps: init, the invocations of
+//! default Lambda (INVOKE, telemetry, `/event/next`, freeze and thaw), what follows them
+//! (a burst, idle time) and SHUTDOWN against its deadline. [`super::run`] strings them
+//! together; Managed Instances invocations are in `managed`, and `collect` turns the
+//! session into its report.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
-
-use super::report::ms;
-use super::{
-    pass, LogFormat, Report, SandboxConfig, ShutdownReport, Startup, TypeCount, INIT_LIMIT,
-};
-use crate::process::{cpu_time, exited_unreaped, peak_rss_kb, signal};
+use super::echo::Tail;
+use super::faults::FaultSwitch;
+use super::ledger::{Emitter, Telemetry};
+use super::report::{ms, ShutdownReport, Startup};
+use super::{pass, Pace, SandboxConfig, INIT_LIMIT};
+use crate::events::MANAGED_INSTANCES_INIT_TYPE;
+use crate::process::{cpu_time_live, exit_cpu, peak_rss_kb, signal};
 use crate::rng::fresh_uuid;
-use crate::{clock, EventFactory, Lambda};
+use crate::{clock, Lambda};
 
-/// Events the sandbox emitted, keyed by exact text.
-#[derive(Default)]
-pub(super) struct Ledger {
-    emitted: HashMap<String, (String, Instant)>,
+/// One invocation as the sandbox ran it.
+#[derive(Clone, Debug)]
+pub(super) struct Invocation {
+    pub(super) index: usize,
+    /// INVOKE delivered (default Lambda), or `platform.start` emitted (Managed Instances).
+    pub(super) started: Instant,
+    /// When it ended: the extension's `/event/next` after it (the sandbox may freeze then),
+    /// or its `platform.report` emitted (Managed Instances).
+    pub(super) ended: Instant,
+    /// `platform.runtimeDone` emitted (default Lambda).
+    pub(super) runtime_done: Option<Instant>,
+    /// The deadline the INVOKE carried (default Lambda).
+    pub(super) deadline: Option<Instant>,
 }
 
-/// Makes the events of one run; platform shapes come from [`EventFactory`].
-pub(super) struct Telemetry {
-    pub(super) factory: EventFactory,
-}
-
-impl Default for Telemetry {
-    fn default() -> Self {
-        Telemetry {
-            factory: EventFactory::new("sandbox-function"),
-        }
-    }
-}
-
-impl Telemetry {
-    /// A `function` event of about `bytes` bytes of JSON text, in the given log format.
-    pub(super) fn function(&mut self, request_id: &str, format: LogFormat, bytes: usize) -> String {
-        let m = self.factory.marker();
-        let now = clock::iso8601_ms(SystemTime::now());
-        let build = |pad: &str| -> String {
-            match format {
-                LogFormat::Text => json!({"time": now, "type": "function",
-                    "record": format!("{now}\t{request_id}\tINFO\t{m} {pad}\n")}),
-                LogFormat::Json => json!({"time": now, "type": "function",
-                    "record": {"timestamp": now, "level": "INFO", "requestId": request_id,
-                               "message": format!("{m} {pad}")}}),
-            }
-            .to_string()
-        };
-        let short = build("");
-        build(&"x".repeat(bytes.saturating_sub(short.len())))
-    }
-
-    pub(super) fn init_runtime_done(&mut self, took: Duration) -> String {
-        json!({"time": clock::iso8601_ms(SystemTime::now()), "type": "platform.initRuntimeDone",
-               "record": {"initializationType": "on-demand", "phase": "init", "status": "success",
-                          "spans": [{"name": "runtimeInit", "start": clock::iso8601_ms(SystemTime::now() - took),
-                                     "durationMs": ms(took)}],
-                          "marker": self.factory.marker()}})
-        .to_string()
-    }
-
-    pub(super) fn init_report(&mut self, took: Duration) -> String {
-        json!({"time": clock::iso8601_ms(SystemTime::now()), "type": "platform.initReport",
-               "record": {"initializationType": "on-demand", "phase": "init", "status": "success",
-                          "metrics": {"durationMs": ms(took)}, "marker": self.factory.marker()}})
-        .to_string()
+impl Invocation {
+    /// Time the extension added after the runtime finished.
+    pub(super) fn added(&self) -> Option<Duration> {
+        self.runtime_done
+            .map(|d| self.ended.saturating_duration_since(d))
     }
 }
 
@@ -76,50 +44,51 @@ pub(super) struct Run<'a> {
     pub(super) cfg: &'a SandboxConfig,
     pub(super) lambda: Lambda,
     pub(super) tel: Telemetry,
-    pub(super) ledger: Ledger,
+    pub(super) emitter: Emitter,
+    pub(super) faults: FaultSwitch,
+    pub(super) tail: Tail,
+    pub(super) invocations: Vec<Invocation>,
     pub(super) frozen: bool,
     pub(super) freezes: u64,
     pub(super) peak_rss_kb: Option<u64>,
-    pub(super) outage: Arc<Mutex<Option<(Instant, Instant)>>>,
+    pub(super) idle_cpu: Option<Duration>,
 }
 
 impl<'a> Run<'a> {
     pub(super) fn new(cfg: &'a SandboxConfig, lambda: Lambda) -> Self {
+        let ndjson = cfg.run_settings().record_format == "ndjson";
+        let emitter = Emitter::new(lambda.runtime.handle(), ndjson);
+        let kinesis = cfg.endpoint.is_none().then(|| lambda.kinesis.handle());
         Run {
             cfg,
-            lambda,
             tel: Telemetry::default(),
-            ledger: Ledger::default(),
+            emitter,
+            faults: FaultSwitch::new(kinesis, cfg.faults.clone()),
+            tail: Tail::new(cfg.echo),
+            invocations: Vec::new(),
+            lambda,
             frozen: false,
             freezes: 0,
             peak_rss_kb: None,
-            outage: Arc::new(Mutex::new(None)),
+            idle_cpu: None,
         }
-    }
-
-    pub(super) fn emit(&mut self, text: String) {
-        let kind = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["type"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| "?".to_owned());
-        self.lambda.runtime.push_raw_event(text.clone());
-        let prev = self.ledger.emitted.insert(text, (kind, Instant::now()));
-        debug_assert!(prev.is_none(), "emitted events must be unique");
-    }
-
-    pub(super) fn emit_value(&mut self, v: Value) {
-        self.emit(v.to_string());
     }
 
     pub(super) fn sample(&mut self) {
         if let Some(kb) = peak_rss_kb(self.lambda.pid()) {
             self.peak_rss_kb = Some(self.peak_rss_kb.unwrap_or(0).max(kb));
         }
+        self.tail.poll(&self.lambda);
+    }
+
+    /// CPU time of the running extension, to the nanosecond (its live threads).
+    pub(super) fn cpu_now(&self) -> Option<Duration> {
+        cpu_time_live(self.lambda.pid())
     }
 
     /// The runtime and the extension are in `/event/next`: hold telemetry, stop the process.
     pub(super) fn freeze(&mut self) -> Result<(), String> {
-        if !self.cfg.workload.freeze || self.frozen {
+        if !self.cfg.workload.freezes() || self.frozen {
             return Ok(());
         }
         if !self.lambda.runtime.pause_telemetry(Duration::from_secs(10)) {
@@ -145,20 +114,34 @@ impl<'a> Run<'a> {
         format!("{what}\n{}", self.lambda.log_text())
     }
 
+    fn initialization_type(&self) -> &'static str {
+        if self.cfg.workload.managed_instances {
+            MANAGED_INSTANCES_INIT_TYPE
+        } else {
+            "on-demand"
+        }
+    }
+
     pub(super) fn init(&mut self) -> Result<Startup, String> {
         let w = &self.cfg.workload;
-        let v = self.tel.factory.init_start();
-        self.emit_value(v);
+        let kind = self.initialization_type();
+        let start = if w.managed_instances {
+            self.tel.factory.init_start_managed()
+        } else {
+            self.tel.factory.init_start()
+        };
+        self.emitter.emit_value(&start, None);
         pass(w.init_duration);
-        let t = self.tel.init_runtime_done(w.init_duration);
-        self.emit(t);
-        if !self.lambda.runtime.wait_for_next_calls(1, INIT_LIMIT) {
+        let done = self.tel.init_runtime_done(kind, w.init_duration);
+        self.emitter.emit_value(&done, None);
+        let ok = self.lambda.runtime.wait_for_next_calls(1, INIT_LIMIT);
+        self.tail.poll(&self.lambda);
+        if !ok {
             return Err(self.fail("init: the extension did not call /event/next within 10 s"));
         }
-        let t = self
-            .tel
-            .init_report(self.lambda.spawned_at.elapsed().max(w.init_duration));
-        self.emit(t);
+        let took = self.lambda.spawned_at.elapsed().max(w.init_duration);
+        let report = self.tel.init_report(kind, took);
+        self.emitter.emit_value(&report, None);
         let t0 = self.lambda.spawned_at;
         let rt = &self.lambda.runtime;
         let at = |suffix: &str| rt.calls_to(suffix).first().map(|c| c.received_at - t0);
@@ -173,69 +156,88 @@ impl<'a> Run<'a> {
         })
     }
 
-    pub(super) fn start_outage(&self) {
-        let Some((start, len)) = self.cfg.faults.outage else {
-            return;
-        };
-        let (k, window) = (self.lambda.kinesis.handle(), self.outage.clone());
-        thread::spawn(move || {
-            pass(start);
-            k.outage_for(len, 503);
-            let now = Instant::now();
-            *window.lock().unwrap() = Some((now, now + len));
-        });
+    /// Default Lambda: the invocations one after another, frozen in between.
+    pub(super) fn invocations(&mut self, started: Instant) -> Result<(), String> {
+        let w = self.cfg.workload.clone();
+        let first = Instant::now();
+        for i in 0..w.invocations {
+            match w.pace {
+                Pace::Gap(g) => pass(g),
+                Pace::Rate(r) if r > 0.0 => pass(
+                    (first + Duration::from_secs_f64(i as f64 / r))
+                        .saturating_duration_since(Instant::now()),
+                ),
+                Pace::Rate(_) => {}
+            }
+            self.thaw();
+            self.faults.invocation_starts(i);
+            let inv = self.invoke(i)?;
+            self.invocations.push(inv);
+            self.sample();
+            self.freeze()?;
+            if self.cfg.progress_every > 0 && (i + 1).is_multiple_of(self.cfg.progress_every) {
+                self.progress(i + 1, started);
+            }
+        }
+        Ok(())
     }
 
-    /// One invocation; returns (runtimeDone → /next, INVOKE → /next, past deadline).
-    pub(super) fn invoke(&mut self, i: usize) -> Result<(Duration, Duration, bool), String> {
+    /// One invocation of default Lambda.
+    fn invoke(&mut self, i: usize) -> Result<Invocation, String> {
         let w = self.cfg.workload.clone();
         let rt = self.lambda.runtime.handle();
         if w.deliver_before_invoke {
             rt.flush_telemetry(Duration::from_secs(10));
         }
         let before = rt.next_call_count();
+        let delivered = rt.delivered().len();
         let id = fresh_uuid();
         rt.invoke_with(&id, w.function_timeout);
-        if !rt.wait_delivered(i + 1, Duration::from_secs(10)) {
+        if !rt.wait_delivered(delivered + 1, Duration::from_secs(10)) {
             return Err(self.fail(&format!("INVOKE {i} was not picked up")));
         }
         let invoked = rt
             .next_call(before - 1)
             .and_then(|c| c.answered_at)
             .unwrap_or_else(Instant::now);
-        let v = self.tel.factory.platform_start(&id);
-        self.emit_value(v);
+        let start = self.tel.factory.platform_start(&id);
+        self.emitter.emit_value(&start, Some(i));
         for _ in 0..w.lines_per_invoke {
-            let t = self.tel.function(&id, w.log_format, w.line_bytes);
-            self.emit(t);
+            let t = self.tel.function(&id, true, w.log_format, w.line_bytes);
+            self.emitter.emit("function", t, Some(i));
         }
-        pass(w.runtime_duration);
-        let v = self.tel.factory.runtime_done(&id, w.runtime_duration);
-        self.emit_value(v);
-        let done = Instant::now();
+        // At the deadline Lambda stops the runtime: the invocation times out.
+        let timed_out = w.runtime_duration >= w.function_timeout;
+        pass(w.runtime_duration.min(w.function_timeout));
+        let done = self.tel.runtime_done(&id, w.runtime_duration, timed_out);
+        self.emitter.emit_value(&done, Some(i));
+        let done_at = Instant::now();
         let bound = w.function_timeout + Duration::from_secs(2);
         if !rt.wait_for_next_calls(before + 1, bound) {
             return Err(self.fail(&format!(
-                "the extension did not come back to /event/next within {bound:?} of INVOKE {i}"
+                "the extension did not come back to /event/next within {} ms of INVOKE {i}",
+                bound.as_millis()
             )));
         }
         let next = rt.next_call(before).expect("waited for it").received_at;
         // Lambda emits platform.report once every extension has called /event/next.
-        let v = self.tel.factory.report(&id, w.runtime_duration);
-        self.emit_value(v);
-        Ok((
-            next.saturating_duration_since(done),
-            next.saturating_duration_since(invoked),
-            next > invoked + w.function_timeout,
-        ))
+        let report = self.tel.factory.report(&id, w.runtime_duration);
+        self.emitter.emit_value(&report, Some(i));
+        Ok(Invocation {
+            index: i,
+            started: invoked,
+            ended: next,
+            runtime_done: Some(done_at),
+            deadline: Some(invoked + w.function_timeout),
+        })
     }
 
     pub(super) fn progress(&self, i: usize, started: Instant) {
         let k = self.lambda.kinesis.stats();
+        let emitted = self.emitter.lock().events.len();
         eprintln!(
-            "[sandbox] {i:>5}/{} invocations | {:>6} events emitted | {:>6} records in Kinesis | {} freezes | RSS {} | {:.1} s",
+            "[sandbox] {i:>5}/{} invocations | {emitted:>6} events emitted | {:>6} records in Kinesis | {} freezes | RSS {} | {:.1} s",
             self.cfg.workload.invocations,
-            self.ledger.emitted.len(),
             k.records_accepted,
             self.freezes,
             self.peak_rss_kb.map_or("?".to_owned(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
@@ -243,15 +245,37 @@ impl<'a> Run<'a> {
         );
     }
 
-    /// SHUTDOWN, the platform's last batch, and the deadline.
+    /// After the last invocation: the burst before SHUTDOWN, then the idle time.
+    pub(super) fn after_invocations(&mut self) -> Result<(), String> {
+        let w = self.cfg.workload.clone();
+        if w.burst_before_shutdown > 0 {
+            self.thaw();
+            let id = fresh_uuid();
+            let names = !w.managed_instances;
+            for _ in 0..w.burst_before_shutdown {
+                let t = self.tel.function(&id, names, w.log_format, w.line_bytes);
+                self.emitter.emit("function", t, None);
+            }
+        }
+        if !w.idle_before_shutdown.is_zero() {
+            let before = self.cpu_now();
+            pass(w.idle_before_shutdown);
+            self.idle_cpu = before.zip(self.cpu_now()).map(|(a, b)| b.saturating_sub(a));
+            self.sample();
+        }
+        Ok(())
+    }
+
+    /// SHUTDOWN, the platform's last batch, and the deadline. Returns the extension's CPU
+    /// time, read from the kernel once it exited (or was killed).
     pub(super) fn shutdown(&mut self) -> Result<(ShutdownReport, Option<Duration>), String> {
         self.thaw();
         self.sample();
         let rt = self.lambda.runtime.handle();
-        let n = self.cfg.workload.invocations;
         let before = rt.next_call_count();
+        let delivered = rt.delivered().len();
         rt.shutdown("spindown");
-        if !rt.wait_delivered(n + 1, Duration::from_secs(5)) {
+        if !rt.wait_delivered(delivered + 1, Duration::from_secs(5)) {
             return Err(self.fail("SHUTDOWN was not picked up"));
         }
         let call = rt.next_call(before - 1).expect("delivered");
@@ -272,12 +296,18 @@ impl<'a> Run<'a> {
                 if let Some(kb) = peak_rss_kb(pid) {
                     peak = Some(peak.unwrap_or(0).max(kb));
                 }
-                if exited_unreaped(pid) {
-                    return (Some(Instant::now()), cpu_time(pid), peak, false);
+                if let Some(cpu) = exit_cpu(pid) {
+                    return (Some(Instant::now()), Some(cpu), peak, false);
                 }
                 if Instant::now() >= deadline {
-                    let cpu = cpu_time(pid);
                     signal(pid, libc::SIGKILL);
+                    let killed_by = Instant::now() + Duration::from_secs(2);
+                    let cpu = loop {
+                        match exit_cpu(pid) {
+                            None if Instant::now() < killed_by => pass(Duration::from_millis(1)),
+                            other => break other,
+                        }
+                    };
                     return (None, cpu, peak, true);
                 }
                 pass(Duration::from_millis(1));
@@ -290,65 +320,18 @@ impl<'a> Run<'a> {
             self.peak_rss_kb = Some(self.peak_rss_kb.unwrap_or(0).max(kb));
         }
         let status = self.lambda.wait_exit(Duration::from_secs(5));
+        self.tail.poll(&self.lambda);
         Ok((
             ShutdownReport {
                 deadline_after_ms: (deadline.saturating_duration_since(delivered_at).as_millis())
                     as u64,
                 exit_code: status.and_then(|s| s.code()),
                 before_deadline: exited_at.is_some_and(|t| t < deadline),
-                margin_ms: exited_at.map(|t| {
-                    if t <= deadline {
-                        ms(deadline - t)
-                    } else {
-                        -ms(t - deadline)
-                    }
-                }),
+                margin_ms: exited_at.map(|t| super::collect::signed_ms(deadline, t)),
                 took_ms: exited_at.map(|t| ms(t.saturating_duration_since(delivered_at))),
                 killed,
             },
             cpu,
         ))
-    }
-
-    /// Checks every Kinesis record off against the ledger.
-    pub(super) fn account(&self, report: &mut Report) {
-        let mut by_type: BTreeMap<String, TypeCount> = BTreeMap::new();
-        for (kind, _) in self.ledger.emitted.values() {
-            by_type.entry(kind.clone()).or_default().emitted += 1;
-        }
-        report.emitted = self.ledger.emitted.len() as u64;
-        if self.cfg.endpoint.is_some() {
-            report.by_type = by_type;
-            return;
-        }
-        report.verified = true;
-        let mut seen: HashMap<&str, u64> = HashMap::new();
-        for data in self.lambda.kinesis.record_data() {
-            let text = String::from_utf8_lossy(&data);
-            match self.ledger.emitted.get_key_value(text.as_ref()) {
-                Some((k, _)) => *seen.entry(k.as_str()).or_default() += 1,
-                None => report.unexpected_records += 1,
-            }
-        }
-        let outage = *self.outage.lock().unwrap();
-        for (text, (kind, at)) in &self.ledger.emitted {
-            let c = by_type.entry(kind.clone()).or_default();
-            match seen.get(text.as_str()).copied().unwrap_or(0) {
-                0 => {
-                    c.lost += 1;
-                    report.lost += 1;
-                    if outage.is_some_and(|(s, e)| *at >= s && *at <= e) {
-                        report.lost_during_outage += 1;
-                    }
-                }
-                n => {
-                    c.delivered += 1;
-                    report.delivered += 1;
-                    c.duplicated += n - 1;
-                    report.duplicated += n - 1;
-                }
-            }
-        }
-        report.by_type = by_type;
     }
 }

@@ -1,16 +1,57 @@
 //! `sandbox --bench`: numbers, not timed tests. Each measurement is a sandbox session
-//! (or a series of them) against the mock endpoints, with the release binary.
+//! (or a series of them) against the mock endpoints, with the release binary, and becomes
+//! rows of one Markdown table. `--only NAME[,NAME]` runs a subset ([`SECTIONS`]; `--only
+//! list` names them). The whole set takes about three minutes.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use kte_test_support::sandbox::{self, Pace, Percentiles, SandboxConfig, Workload};
+use kte_test_support::sandbox::{self, Faults, Pace, Percentiles, Report, SandboxConfig, Workload};
+
+mod rows;
 
 /// Process starts for the cold-start figures.
 const COLD_STARTS: usize = 20;
+
+/// Every section, in the order they run: (name, what it measures).
+pub const SECTIONS: &[(&str, &str)] = &[
+    (
+        "cold-start",
+        "process start to register, subscribed, first /event/next",
+    ),
+    (
+        "overhead",
+        "INVOKE to /event/next with nothing due and with a flush due",
+    ),
+    (
+        "default",
+        "peak RSS and CPU per invocation, 200 frozen invocations of 5 lines",
+    ),
+    ("throughput", "sustained events/s and overload"),
+    ("heavy", "600 function lines of 10 KB per invocation"),
+    ("sparse", "one invocation every 2 s"),
+    ("busy", "10 invocations/s, 20 ms handler"),
+    ("end", "the busy workload with the end strategy"),
+    (
+        "deadline",
+        "a handler that runs until its deadline, end strategy",
+    ),
+    ("cost", "what records cost, and 5 % of records throttled"),
+    (
+        "managed",
+        "Lambda Managed Instances: 4 workers at 50/s; 8 workers at 100/s throttled",
+    ),
+    ("idle", "idle CPU on Managed Instances over 10 s"),
+    (
+        "outage",
+        "20 s Kinesis outage past the memory cap, spill on and off",
+    ),
+    ("metrics", "EMF lines for 1,000 invocations"),
+];
 
 #[derive(Serialize)]
 struct Machine {
@@ -45,24 +86,55 @@ fn machine() -> Machine {
     }
 }
 
-/// One sandbox session; `judge`: warn when it fails its usual checks.
-fn session(
-    base: &SandboxConfig,
-    w: Workload,
-    env: &[(&str, &str)],
+/// One sandbox session of the benchmarks.
+struct Session<'a> {
+    workload: Workload,
+    env: Vec<(&'a str, String)>,
+    faults: Faults,
+    expect_loss: bool,
+    /// Warn when the session fails its usual checks.
     judge: bool,
-) -> Result<sandbox::Report, String> {
-    let mut cfg = base.clone();
-    cfg.workload = w;
-    cfg.progress_every = 0;
-    cfg.env
-        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let mut r = sandbox::run(&cfg)?;
-    r.judge(false);
-    if judge && !r.passed() {
-        eprintln!("[bench] warning: session failed: {}", r.failures.join("; "));
+}
+
+impl<'a> Session<'a> {
+    fn of(workload: Workload) -> Self {
+        Session {
+            workload,
+            env: Vec::new(),
+            faults: Faults::default(),
+            expect_loss: false,
+            judge: true,
+        }
     }
-    Ok(r)
+
+    fn env(mut self, k: &'a str, v: &str) -> Self {
+        self.env.push((k, v.to_owned()));
+        self
+    }
+
+    fn faults(mut self, f: Faults) -> Self {
+        self.faults = f;
+        self
+    }
+
+    fn run(self, base: &SandboxConfig, what: &str) -> Result<Report, String> {
+        eprintln!("[bench] {what}");
+        let mut cfg = base.clone();
+        cfg.workload = self.workload;
+        cfg.faults = Faults {
+            seed: base.faults.seed,
+            ..self.faults
+        };
+        cfg.progress_every = 0;
+        cfg.env
+            .extend(self.env.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let mut r = sandbox::run(&cfg)?;
+        r.judge(self.expect_loss);
+        if self.judge && !r.passed() {
+            eprintln!("[bench] warning: {what}: {}", r.failures.join("; "));
+        }
+        Ok(r)
+    }
 }
 
 fn quick() -> Workload {
@@ -77,13 +149,89 @@ fn quick() -> Workload {
     }
 }
 
+/// 10 invocations/s, 5 lines, 20 ms handler, 100 invocations.
+fn busy() -> Workload {
+    Workload {
+        invocations: 100,
+        pace: Pace::Rate(10.0),
+        runtime_duration: Duration::from_millis(20),
+        ..Workload::default()
+    }
+}
+
+fn managed(concurrency: usize, rate: f64, invocations: usize) -> Workload {
+    Workload {
+        invocations,
+        pace: Pace::Rate(rate),
+        managed_instances: true,
+        concurrency,
+        freeze: false,
+        ..Workload::default()
+    }
+}
+
 fn ms_of(v: &[f64]) -> Percentiles {
     let d: Vec<Duration> = v.iter().map(|m| Duration::from_secs_f64(m / 1e3)).collect();
     Percentiles::of(&d)
 }
 
-pub fn main(base: &SandboxConfig, seconds: f64, as_json: bool) -> ExitCode {
-    match run(base, seconds) {
+fn p(x: &Percentiles) -> String {
+    format!(
+        "p50 {:.3} / p99 {:.3} / max {:.3}",
+        x.p50_ms, x.p99_ms, x.max_ms
+    )
+}
+
+fn mb(kb: Option<u64>) -> String {
+    kb.map_or("?".into(), |k| format!("{:.2} MB", k as f64 / 1024.0))
+}
+
+fn share(s: Option<f64>) -> String {
+    s.map_or("n/a".into(), |s| format!("{:.1} %", s * 100.0))
+}
+
+fn dropped(r: &Report) -> String {
+    match &r.extension {
+        None => "?".into(),
+        Some(c) if c.dropped == 0 => "0".into(),
+        Some(c) => format!("{} ({})", c.dropped, c.reasons()),
+    }
+}
+
+fn summary(r: &Report) -> Value {
+    json!({
+        "passed": r.passed(), "failures": r.failures, "emitted": r.emitted, "lost": r.lost,
+        "duplicated": r.duplicated, "emit_to_stream": r.emit_to_stream,
+        "emit_to_stream_function": r.emit_to_stream_function,
+        "function_in_stream_at_end": r.function_in_stream_at_end,
+        "function_in_stream_at_next_end": r.function_in_stream_at_next_end,
+        "runtime_done_to_next": r.runtime_done_to_next, "cost": r.cost, "order": r.order,
+        "extension": r.extension, "cpu_ms": r.cpu_ms, "cpu_per_invocation_ms": r.cpu_per_invocation_ms,
+        "idle_cpu_ms": r.idle_cpu_ms, "peak_rss_kb": r.peak_rss_kb, "emf_lines": r.emf_lines,
+        "shutdown": r.shutdown, "invocations_past_deadline_margin": r.invocations_past_deadline_margin,
+        "least_deadline_margin_ms": r.least_deadline_margin_ms,
+    })
+}
+
+pub fn main(
+    base: &SandboxConfig,
+    seconds: f64,
+    only: Option<&[String]>,
+    as_json: bool,
+) -> ExitCode {
+    if let Some(names) = only {
+        if names.iter().any(|n| n == "list") {
+            for (n, what) in SECTIONS {
+                println!("{n:<12} {what}");
+            }
+            return ExitCode::SUCCESS;
+        }
+        if let Some(bad) = names.iter().find(|n| !SECTIONS.iter().any(|(s, _)| s == n)) {
+            eprintln!("[bench] unknown section {bad:?} (--only list names them)");
+            return ExitCode::from(2);
+        }
+    }
+    match run(base, seconds, only) {
         Ok((table, v)) => {
             if as_json {
                 eprint!("{table}");
@@ -100,147 +248,78 @@ pub fn main(base: &SandboxConfig, seconds: f64, as_json: bool) -> ExitCode {
     }
 }
 
+/// The table's rows and the JSON of every figure, filled section by section.
+#[derive(Default)]
+struct Out {
+    rows: Vec<String>,
+    json: BTreeMap<String, Value>,
+}
+
+impl Out {
+    fn row(&mut self, measure: &str, result: String, target: &str) {
+        self.rows
+            .push(format!("| {measure} | {result} | {target} |"));
+    }
+}
+
 /// Returns the Markdown table and the JSON of every figure.
-fn run(base: &SandboxConfig, seconds: f64) -> Result<(String, serde_json::Value), String> {
+fn run(
+    base: &SandboxConfig,
+    seconds: f64,
+    only: Option<&[String]>,
+) -> Result<(String, Value), String> {
     let m = machine();
     eprintln!(
         "[bench] machine: {} ({} cores, {} GB), Linux {}",
         m.cpu, m.cores, m.memory_gb, m.kernel
     );
+    let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
+    let mut out = Out::default();
+    let mut busy_report: Option<Report> = None;
+    for (name, _) in SECTIONS {
+        if !wanted(name) {
+            continue;
+        }
+        match *name {
+            "cold-start" => rows::cold_start(base, &mut out)?,
+            "overhead" => rows::overhead(base, &mut out)?,
+            "default" => rows::default_workload(base, &mut out)?,
+            "throughput" => rows::throughput(seconds, &mut out)?,
+            "heavy" => rows::heavy(base, &mut out)?,
+            "sparse" => rows::sparse(base, &mut out)?,
+            "busy" => busy_report = Some(rows::busy_section(base, &mut out)?),
+            "end" => rows::end_strategy(base, &mut out)?,
+            "deadline" => rows::deadline(base, &mut out)?,
+            "cost" => rows::cost(base, busy_report.take(), &mut out)?,
+            "managed" => rows::managed_instances(base, &mut out)?,
+            "idle" => rows::idle(base, &mut out)?,
+            "outage" => rows::outage(base, &mut out)?,
+            "metrics" => rows::metrics(base, &mut out)?,
+            _ => unreachable!("every section is listed"),
+        }
+    }
     let bin = base
         .binary
         .clone()
         .unwrap_or_else(kte_test_support::extension_binary);
     let size = std::fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
-
-    eprintln!("[bench] cold start: {COLD_STARTS} process starts");
-    let (mut reg, mut sub, mut next) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..COLD_STARTS {
-        // No grace at SHUTDOWN: these sessions measure the start only (the init
-        // telemetry that arrives after SHUTDOWN is not waited for).
-        let r = session(
-            base,
-            quick(),
-            &[("KINESIS_TELEMETRY_SHUTDOWN_GRACE_MS", "0")],
-            false,
-        )?;
-        reg.push(r.startup.register_ms);
-        sub.push(r.startup.subscribed_ms.unwrap_or(f64::NAN));
-        next.push(r.startup.first_next_ms);
+    out.row(
+        "Binary size (release, stripped)",
+        format!("{:.0} KiB", size as f64 / 1024.0),
+        "",
+    );
+    let mut table = String::from("| Measure | Result | Target |\n|---|---|---|\n");
+    for r in &out.rows {
+        table.push_str(r);
+        table.push('\n');
     }
-    let cold = json!({
-        "register": ms_of(&reg), "subscribed": ms_of(&sub), "first_next": ms_of(&next)
-    });
-
-    eprintln!("[bench] per-invoke overhead, nothing due: 1000 invocations");
-    let nothing = session(
-        base,
-        Workload {
-            invocations: 1000,
-            ..quick()
-        },
-        &[
-            ("KINESIS_TELEMETRY_FLUSH_MAX_EVENTS", "10000000"),
-            ("KINESIS_TELEMETRY_FLUSH_MAX_BYTES", "1073741824"),
-            ("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "3600000"),
-        ],
-        true,
-    )?;
-
-    eprintln!("[bench] per-invoke overhead, flush due: 300 invocations");
-    let due = session(
-        base,
-        Workload {
-            invocations: 300,
-            lines_per_invoke: 3,
-            deliver_before_invoke: true,
-            ..quick()
-        },
-        &[("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0")],
-        true,
-    )?;
-
-    eprintln!("[bench] default workload: 200 invocations with freeze");
-    let default = session(base, Workload::default(), &[], true)?;
-
-    eprintln!("[bench] sustained throughput: {seconds} s of 200-byte events, closed loop");
-    let tp = crate::throughput::throughput(seconds, 200, Some(20_000), &[])?;
-    eprintln!("[bench] overload: {seconds} s of 200-byte events as fast as the listener answers");
-    let over = crate::throughput::throughput(seconds, 200, None, &[])?;
-
-    let p = |x: &Percentiles| {
-        format!(
-            "p50 {:.3} / p99 {:.3} / max {:.3}",
-            x.p50_ms, x.p99_ms, x.max_ms
-        )
-    };
-    let mb = |kb: Option<u64>| kb.map_or("?".into(), |k| format!("{:.2} MB", k as f64 / 1024.0));
-    let first = ms_of(&next);
-    let mut out = String::new();
-    let mut row = |s: String| {
-        out.push_str(&s);
-        out.push('\n');
-    };
-    row("| Measure | Result | Target |".into());
-    row("|---|---|---|".into());
-    row(format!(
-        "| Cold start: process start → first `/event/next` ({COLD_STARTS} starts) | median {:.2} ms, p99 {:.2} ms | ≤ 3 ms |",
-        first.p50_ms, first.p99_ms
-    ));
-    row(format!(
-        "| … to register / to subscribed (median) | {:.2} ms / {:.2} ms | |",
-        ms_of(&reg).p50_ms,
-        ms_of(&sub).p50_ms
-    ));
-    row(format!(
-        "| Per-invoke overhead, nothing due (INVOKE → `/event/next`, 1000 invokes, ms) | {} | p99 ≤ 0.5 ms |",
-        p(&nothing.invoke_to_next)
-    ));
-    row(format!(
-        "| Per-invoke overhead, flush due (one PutRecords to the mock, 300 invokes, ms) | {} | |",
-        p(&due.invoke_to_next)
-    ));
-    row(format!(
-        "| Sustained throughput, ~200-byte events, extension on one core{} | {:.0} events/s ({:.1} MB/s), {:.2} cores used, dropped {}, peak RSS {} | ≥ 100,000 events/s |",
-        if tp.pinned { " (pinned)" } else { "" },
-        tp.delivered_per_s,
-        tp.delivered_mb_per_s,
-        tp.cpu_cores_used.unwrap_or(f64::NAN),
-        tp.extension_dropped.map_or("?".into(), |d| d.to_string()),
-        mb(tp.peak_rss_kb)
-    ));
-    row(format!(
-        "| Overload (listener answered as fast as it could for {:.0} s) | accepted {:.0} events/s, delivered {:.0} events/s, dropped {} at the buffer cap; peak RSS {} (cap 8 MiB of events) | bounded by the buffer cap |",
-        over.seconds,
-        over.produced as f64 / (over.seconds + 1.0),
-        over.delivered_per_s,
-        over.extension_dropped.map_or("?".into(), |d| d.to_string()),
-        mb(over.peak_rss_kb)
-    ));
-    row(format!(
-        "| Peak RSS, 200 invocations (default workload, freeze on) | {} | ≤ 5 MB |",
-        mb(default.peak_rss_kb)
-    ));
-    row(format!(
-        "| Binary size (release, stripped) | {:.0} KiB | |",
-        size as f64 / 1024.0
-    ));
-    row(format!(
-        "\nMachine: {} ({} cores, {} GB RAM), Linux {}",
+    table.push_str(&format!(
+        "\nMachine: {} ({} cores, {} GB RAM), Linux {}\n",
         m.cpu, m.cores, m.memory_gb, m.kernel
     ));
-    Ok((
-        out,
-        json!({
-            "machine": m,
-            "binary_bytes": size,
-            "cold_start_ms": cold,
-            "nothing_due_invoke_to_next": nothing.invoke_to_next,
-            "flush_due_invoke_to_next": due.invoke_to_next,
-            "default_workload": { "peak_rss_kb": default.peak_rss_kb, "cpu_ms": default.cpu_ms,
-                                  "runtime_done_to_next": default.runtime_done_to_next, "passed": default.passed() },
-            "throughput": tp,
-            "overload": over,
-        }),
-    ))
+    let mut v = json!({ "machine": m, "binary_bytes": size });
+    for (k, x) in out.json {
+        v[k] = x;
+    }
+    Ok((table, v))
 }

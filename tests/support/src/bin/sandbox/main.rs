@@ -11,12 +11,13 @@ use support::sandbox;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sandbox::{Faults, LogFormat, Pace, SandboxConfig, Workload};
+use sandbox::{Echo, LogFormat, Outage, Pace, SandboxConfig};
 
 const HELP: &str = "\
 sandbox: run the kinesis-telemetry-extension binary inside a simulated Lambda execution
 environment (Extensions API, Telemetry API, freeze/thaw, SHUTDOWN deadline) against a mock
-Kinesis, and report what was emitted, delivered, lost and how long each phase took.
+Kinesis, check every event off in the stream, and report what was emitted, delivered, lost,
+how fast, in which order, at what cost, and how long each phase took.
 
 USAGE: sandbox [OPTIONS]            (./build.sh local [OPTIONS])
 
@@ -24,39 +25,69 @@ Workload:
   --invocations N        invocations to run                              [200]
   --gap-ms MS            pause between invocations (frozen meanwhile)    [20]
   --rate PER_S           start invocations at this rate instead of --gap-ms
-  --runtime-ms MS        each invocation's duration                      [5]
+  --runtime-ms MS        each invocation's duration (the handler)        [5]
   --init-ms MS           the runtime's init duration                     [30]
   --lines K              function log records per invocation             [5]
   --log-format text|json Lambda log format of function records           [text]
   --line-bytes B         size of each function event (JSON text)         [200]
+                         (heavy: --lines 600 --line-bytes 10000)
   --burst N              function records emitted right before SHUTDOWN  [0]
+  --idle-ms MS           no telemetry for this long before SHUTDOWN (its CPU is reported) [0]
   --no-freeze            do not SIGSTOP the extension between invocations
-  --function-timeout-ms MS   INVOKE deadlineMs = delivery + MS           [3000]
+  --function-timeout-ms MS   INVOKE deadlineMs = delivery + MS; a handler this long times out [3000]
   --shutdown-ms MS       the SHUTDOWN phase                              [2000]
   --runtime-share-ms MS  the runtime's share of it (deadlineMs = phase - share) [300]
+  --platform-queue N     the platform drops events beyond N waiting for the extension
+                         and says so (platform.logsDropped)              [unbounded]
+Lambda Managed Instances:
+  --managed-instances    the fake runtime refuses INVOKE registrations and wants schema
+                         2025-01-29; AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances
+                         and AWS_LAMBDA_MAX_CONCURRENCY are set; no freeze; invocations run
+                         concurrently on --concurrency workers at --rate, without
+                         platform.runtimeDone and with a slim platform.report
+                         (add --env AWS_LAMBDA_INITIALIZATION_TYPE=on-demand to exercise the
+                         extension's fallback when the environment does not say so)
+  --concurrency N        runtime workers                                 [4]
+Extension settings (shorthands for --env):
+  --strategy adaptive|end|background       KINESIS_TELEMETRY_FLUSH_STRATEGY     [adaptive]
+  --record-format ndjson|event|kpl         KINESIS_TELEMETRY_RECORD_FORMAT      [ndjson]
+  --partition-key random|request_id|function|environment
+                                           KINESIS_TELEMETRY_PARTITION_KEY      [random]
+  --no-enrich                              KINESIS_TELEMETRY_ENRICH=false
+  --env KEY=VALUE        any variable for the extension (repeatable; a later one wins)
 Kinesis faults (mock):
   --throttle F           fraction of records throttled (0..1)            [0]
+  --throttle-first N     the first N records are throttled               [0]
   --fail-500 F           fraction of requests answered 500               [0]
+  --fail-first N         the first N requests are answered 500           [0]
   --latency-ms MS        latency added to every answer                   [0]
   --drop F               fraction of requests whose connection is dropped [0]
+  --outage-invocations START:END
+                         every request fails (503) from invocation START (0-based) until
+                         invocation END begins: ends by a count, not a clock
   --outage START_MS:LEN_MS   every request fails (503) in this window, from the first INVOKE
   --seed N               seed of the fault dice                          [1]
-  --expect-loss          loss is not a failure if the extension counted it exactly
+  --expect-loss          loss is no failure if the extension counted it: lost within
+                         [dropped - in_doubt, dropped]
 Endpoint:
   --endpoint URL         send to a real endpoint (e.g. http://127.0.0.1:5000 for moto),
-                         with AWS_* credentials from this environment; not checked off
+                         with AWS_* credentials from this environment; events are not
+                         checked off and the verdict rests on the extension's own counts
   --stream NAME          stream name                                     [telemetry-stream]
-  --env KEY=VALUE        extra variable for the extension (repeatable)
   --binary PATH          extension binary                     [target/<profile>/kinesis-telemetry-extension]
 Output:
   --progress-every N     progress line every N invocations               [invocations/10]
   --json                 JSON report instead of text
-  --verbose              echo the extension's log lines
-  --bench [--bench-seconds S]  benchmarks instead of one run             [S=5]
+  --verbose              echo every line of the extension's log as it comes (default: its
+                         WARN and ERROR lines)
+  --bench [--bench-seconds S] [--only NAME[,NAME]]
+                         benchmarks instead of one run (--only: a subset; --only list names
+                         them)                                           [S=5]
 
-Exit code: 0 when every event was delivered exactly once (or the loss was expected and
-counted), no invocation was held past its deadline and the extension exited 0 before the
-SHUTDOWN deadline; 1 otherwise; 2 on a usage error.
+Exit code: 0 when every event was delivered (at least once, duplicates only within what the
+extension resent unconfirmed; or the loss was expected and counted), in emission order per
+partition key when the key is fixed, no invocation was held past its deadline and the
+extension exited 0 before the SHUTDOWN deadline; 1 otherwise; 2 on a usage error.
 ";
 
 struct Args {
@@ -65,15 +96,34 @@ struct Args {
     expect_loss: bool,
     bench: bool,
     bench_seconds: f64,
+    only: Option<Vec<String>>,
+}
+
+fn one_of(flag: &str, v: String, allowed: &[&str]) -> Result<String, String> {
+    if allowed.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(format!("{flag} {}, got {v:?}", allowed.join("|")))
+    }
+}
+
+fn pair(flag: &str, v: &str, what: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("{flag} {what}, got {v:?}");
+    let (a, b) = v.split_once(':').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
 }
 
 fn parse() -> Result<Args, String> {
     let mut a = Args {
-        cfg: SandboxConfig::default(),
+        cfg: SandboxConfig {
+            echo: Echo::Problems,
+            ..SandboxConfig::default()
+        },
         json: false,
         expect_loss: false,
         bench: false,
         bench_seconds: 5.0,
+        only: None,
     };
     a.cfg.faults.seed = 1;
     let mut progress = None;
@@ -93,6 +143,9 @@ fn parse() -> Result<Args, String> {
         v.parse::<usize>()
             .map_err(|_| format!("expected a count, got {v:?}"))
     };
+    let setting = |cfg: &mut SandboxConfig, name: &str, v: String| {
+        cfg.env.push((format!("KINESIS_TELEMETRY_{name}"), v));
+    };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         let w = &mut a.cfg.workload;
@@ -105,7 +158,11 @@ fn parse() -> Result<Args, String> {
             "--gap-ms" => w.pace = Pace::Gap(millis(val()?)?),
             "--rate" => {
                 let v = val()?;
-                let r: f64 = v.parse().map_err(|_| format!("bad rate {v:?}"))?;
+                let r: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|r: &f64| *r > 0.0)
+                    .ok_or_else(|| format!("--rate needs a positive rate, got {v:?}"))?;
                 w.pace = Pace::Rate(r);
             }
             "--runtime-ms" => w.runtime_duration = millis(val()?)?,
@@ -120,21 +177,55 @@ fn parse() -> Result<Args, String> {
             }
             "--line-bytes" => w.line_bytes = count(val()?)?,
             "--burst" => w.burst_before_shutdown = count(val()?)?,
+            "--idle-ms" => w.idle_before_shutdown = millis(val()?)?,
             "--no-freeze" => w.freeze = false,
             "--freeze" => w.freeze = true,
             "--function-timeout-ms" => w.function_timeout = millis(val()?)?,
+            "--managed-instances" => w.managed_instances = true,
+            "--concurrency" => {
+                w.concurrency = count(val()?)?.max(1);
+            }
             "--shutdown-ms" => a.cfg.shutdown_phase = millis(val()?)?,
             "--runtime-share-ms" => a.cfg.runtime_share = millis(val()?)?,
+            "--platform-queue" => a.cfg.telemetry_queue_limit = Some(count(val()?)?),
+            "--strategy" => {
+                let v = one_of(&flag, val()?, &["adaptive", "end", "background"])?;
+                setting(&mut a.cfg, "FLUSH_STRATEGY", v);
+            }
+            "--record-format" => {
+                let v = one_of(&flag, val()?, &["ndjson", "event", "kpl"])?;
+                setting(&mut a.cfg, "RECORD_FORMAT", v);
+            }
+            "--partition-key" => {
+                let allowed = ["random", "request_id", "function", "environment"];
+                let v = one_of(&flag, val()?, &allowed)?;
+                setting(&mut a.cfg, "PARTITION_KEY", v);
+            }
+            "--no-enrich" => setting(&mut a.cfg, "ENRICH", "false".to_owned()),
             "--throttle" => a.cfg.faults.throttle = fraction(val()?)?,
+            "--throttle-first" => a.cfg.faults.throttle_first_records = count(val()?)? as u64,
             "--fail-500" => a.cfg.faults.fail_500 = fraction(val()?)?,
+            "--fail-first" => a.cfg.faults.fail_first_requests = count(val()?)? as u64,
             "--latency-ms" => a.cfg.faults.latency = millis(val()?)?,
             "--drop" => a.cfg.faults.drop_connections = fraction(val()?)?,
             "--outage" => {
-                let v = val()?;
-                let (s, l) = v
-                    .split_once(':')
-                    .ok_or_else(|| format!("--outage START_MS:LEN_MS, got {v:?}"))?;
-                a.cfg.faults.outage = Some((millis(s.into())?, millis(l.into())?));
+                let (s, l) = pair(&flag, &val()?, "START_MS:LEN_MS")?;
+                a.cfg.faults.outage = Some(Outage::Timed {
+                    start: Duration::from_millis(s),
+                    length: Duration::from_millis(l),
+                });
+            }
+            "--outage-invocations" => {
+                let (s, e) = pair(&flag, &val()?, "START:END")?;
+                if e <= s {
+                    return Err(format!(
+                        "--outage-invocations START:END needs END > START, got {s}:{e}"
+                    ));
+                }
+                a.cfg.faults.outage = Some(Outage::Invocations {
+                    start: s as usize,
+                    end: e as usize,
+                });
             }
             "--seed" => a.cfg.faults.seed = count(val()?)? as u64,
             "--expect-loss" => a.expect_loss = true,
@@ -150,11 +241,17 @@ fn parse() -> Result<Args, String> {
             "--binary" => a.cfg.binary = Some(val()?.into()),
             "--progress-every" => progress = Some(count(val()?)?),
             "--json" => a.json = true,
-            "--verbose" => std::env::set_var("HARNESS_ECHO_LOG", "1"),
+            "--verbose" => {
+                std::env::set_var("HARNESS_ECHO_LOG", "1");
+                a.cfg.echo = Echo::Nothing;
+            }
             "--bench" => a.bench = true,
             "--bench-seconds" => {
                 let v = val()?;
                 a.bench_seconds = v.parse().map_err(|_| format!("bad seconds {v:?}"))?;
+            }
+            "--only" => {
+                a.only = Some(val()?.split(',').map(|s| s.trim().to_owned()).collect());
             }
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
@@ -168,7 +265,7 @@ fn check_binary(cfg: &SandboxConfig) -> Result<(), String> {
     let bin = cfg.binary.clone().unwrap_or_else(support::extension_binary);
     let meta = std::fs::metadata(&bin).map_err(|_| {
         format!(
-            "no extension binary at {} — build it first: cargo build --release --bin kinesis-telemetry-extension",
+            "no extension binary at {} — build it first: cargo build --release --workspace --bin kinesis-telemetry-extension --bin sandbox",
             bin.display()
         )
     })?;
@@ -178,7 +275,7 @@ fn check_binary(cfg: &SandboxConfig) -> Result<(), String> {
     if let (Some(b), Some(s)) = (built, newest) {
         if s > b {
             eprintln!(
-                "[sandbox] warning: {} is older than src/; rebuild it (cargo build --release --bin kinesis-telemetry-extension)",
+                "[sandbox] warning: {} is older than src/; rebuild it (cargo build --release --workspace --bin kinesis-telemetry-extension --bin sandbox)",
                 bin.display()
             );
         }
@@ -208,29 +305,22 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = check_binary(&args.cfg) {
-        eprintln!("sandbox: {e}");
-        return ExitCode::from(2);
+    let listing = args.only.as_deref() == Some(&["list".to_owned()][..]);
+    if !listing {
+        if let Err(e) = check_binary(&args.cfg) {
+            eprintln!("sandbox: {e}");
+            return ExitCode::from(2);
+        }
     }
     if args.bench {
-        return bench::main(&args.cfg, args.bench_seconds, args.json);
+        return bench::main(
+            &args.cfg,
+            args.bench_seconds,
+            args.only.as_deref(),
+            args.json,
+        );
     }
-    let w = &args.cfg.workload;
-    let f: &Faults = &args.cfg.faults;
-    eprintln!(
-        "[sandbox] {} invocations, {} {:?} log records of {} B each, freeze {}, faults: throttle {} / 500s {} / latency {:?} / drop {} / outage {:?}",
-        w.invocations,
-        w.lines_per_invoke,
-        w.log_format,
-        w.line_bytes,
-        if w.freeze { "on" } else { "off" },
-        f.throttle,
-        f.fail_500,
-        f.latency,
-        f.drop_connections,
-        f.outage
-    );
-    let _: &Workload = w;
+    eprintln!("{}", sandbox::describe(&args.cfg));
     match sandbox::run(&args.cfg) {
         Ok(mut report) => {
             report.judge(args.expect_loss);

@@ -1,5 +1,8 @@
 //! Sustained-load measurement for `sandbox --bench`: the extension on one core, the
 //! sandbox (producer, telemetry pusher, mock Kinesis) on the other.
+//!
+//! Rates are in events, not records: the extension packs many events into each record
+//! (NDJSON by default), so the stored records are counted through as they arrive.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,9 +11,47 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
+use kte_test_support::fake_kinesis::{KinesisHandle, StoredRecord};
 use kte_test_support::process::{cores, cpu_time, peak_rss_kb, pin_own_threads, pin_thread};
 use kte_test_support::rng::fresh_uuid;
-use kte_test_support::{clock, Lambda, LambdaOptions, RuntimeConfig};
+use kte_test_support::{clock, kpl, Lambda, LambdaOptions, RuntimeConfig};
+
+/// Events in one stored record: KPL sub-records, NDJSON lines, or one event.
+fn events_in(data: &[u8]) -> u64 {
+    if kpl::has_magic(data) {
+        return kpl::deaggregate(data).map_or(0, |e| e.len() as u64);
+    }
+    if data.ends_with(b"\n") {
+        return data.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    1
+}
+
+/// Events in the records stored so far, counted incrementally.
+#[derive(Default)]
+struct Delivered {
+    records: usize,
+    events: u64,
+}
+
+impl Delivered {
+    fn update(&mut self, records: &[StoredRecord]) -> u64 {
+        for r in &records[self.records.min(records.len())..] {
+            self.events += events_in(&r.data);
+        }
+        self.records = records.len();
+        self.events
+    }
+
+    /// Events delivered now.
+    fn now(&mut self, kinesis: &KinesisHandle) -> u64 {
+        kinesis.wait_until(Duration::ZERO, |_, recs| {
+            self.update(recs);
+            true
+        });
+        self.events
+    }
+}
 
 /// Sustained-load measurement.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -18,7 +59,7 @@ pub struct Throughput {
     pub seconds: f64,
     pub event_bytes: usize,
     pub produced: u64,
-    /// Records accepted by the mock Kinesis per second, after a warm-up second.
+    /// Events in the records the mock Kinesis accepted, per second, after a warm-up second.
     pub delivered_per_s: f64,
     pub delivered_mb_per_s: f64,
     pub delivered: u64,
@@ -85,10 +126,11 @@ pub fn throughput(
             };
             let per_post = (262_144 / event_bytes.max(1)).max(1) as u64;
             let mut n = 0u64;
+            let mut delivered = Delivered::default();
             while !stop.load(Ordering::Relaxed) {
                 if let Some(ahead) = max_ahead {
-                    let waited = kinesis.wait_until(Duration::from_millis(100), |s, _| {
-                        s.records_accepted + ahead >= n + per_post * 4
+                    let waited = kinesis.wait_until(Duration::from_millis(100), |_, recs| {
+                        delivered.update(recs) + ahead >= n + per_post * 4
                     });
                     if !waited {
                         continue;
@@ -106,11 +148,13 @@ pub fn throughput(
     let total = Duration::from_secs_f64(seconds + 1.0);
     let started = Instant::now();
     let mut warm: Option<(Instant, u64)> = None;
+    let mut delivered = Delivered::default();
+    let kinesis = lambda.kinesis.handle();
     let mut invocations = 0u64;
     let mut peak = None::<u64>;
     while started.elapsed() < total {
         if warm.is_none() && started.elapsed() >= Duration::from_secs(1) {
-            warm = Some((Instant::now(), lambda.kinesis.stats().records_accepted));
+            warm = Some((Instant::now(), delivered.now(&kinesis)));
         }
         let before = rt.next_call_count();
         rt.invoke();
@@ -128,7 +172,7 @@ pub fn throughput(
             }
         }
     }
-    let end = (Instant::now(), lambda.kinesis.stats());
+    let end = (Instant::now(), delivered.now(&kinesis));
     let cpu = cpu_time(pid);
     let wall = lambda.spawned_at.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -139,14 +183,14 @@ pub fn throughput(
     lambda.shutdown();
     let (t0, d0) = warm.unwrap_or((started, 0));
     let secs = end.0.duration_since(t0).as_secs_f64();
-    let per_s = (end.1.records_accepted - d0) as f64 / secs;
+    let per_s = (end.1 - d0) as f64 / secs;
     Ok(Throughput {
         seconds: secs,
         event_bytes,
         produced: produced.load(Ordering::Relaxed),
         delivered_per_s: per_s.round(),
         delivered_mb_per_s: (per_s * event_bytes as f64 / 1e6 * 100.0).round() / 100.0,
-        delivered: end.1.records_accepted,
+        delivered: end.1,
         invocations,
         extension_dropped: lambda.summary_count("dropped"),
         peak_rss_kb: peak,
