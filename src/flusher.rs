@@ -429,6 +429,7 @@ impl<S: Sink> Flusher<S> {
             due_at: level.oldest.map(|t| t + p.freshness),
             backoff_until: self.health.backoff_until(now),
             struggling: self.health.struggling(),
+            probe_from: self.health.probe_from(now),
             time_needed: self.health.time_needed(now),
         }
     }

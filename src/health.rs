@@ -56,6 +56,9 @@ pub struct Health {
     struggling: bool,
     /// No attempt before this.
     backoff_until: Option<Instant>,
+    /// The base backoff after the last failed attempt, however far the backoff has grown:
+    /// what an invocation's probe (while struggling) and SHUTDOWN's last sends wait.
+    probe_from: Option<Instant>,
     /// (when observed, how long the request took), newest last.
     latencies: VecDeque<(Instant, Duration)>,
 }
@@ -67,6 +70,11 @@ impl Health {
 
     pub fn backoff_until(&self, now: Instant) -> Option<Instant> {
         self.backoff_until.filter(|t| *t > now)
+    }
+
+    /// No probe (or last send at SHUTDOWN) before this; `None`: now.
+    pub fn probe_from(&self, now: Instant) -> Option<Instant> {
+        self.probe_from.filter(|t| *t > now)
     }
 
     /// How long the next request should be expected to take: the slowest of the recent
@@ -103,11 +111,13 @@ impl Health {
             Observation::Ok => {
                 self.failures = 0;
                 self.backoff_until = None;
+                self.probe_from = None;
                 let was = std::mem::replace(&mut self.struggling, false);
                 was.then_some(Change::Recovered)
             }
             Observation::Fatal => {
                 self.backoff_until = None;
+                self.probe_from = None;
                 None
             }
             Observation::Retry => {
@@ -119,6 +129,7 @@ impl Health {
                     rng,
                 );
                 self.backoff_until = Some(now + wait);
+                self.probe_from = Some(now + policy.backoff_base.min(wait));
                 if self.failures >= policy.max_attempts && !self.struggling {
                     self.struggling = true;
                     return Some(Change::StartedStruggling);
@@ -181,6 +192,27 @@ mod tests {
             let until = h.backoff_until.unwrap();
             assert!(until <= t0 + Duration::from_secs(1));
         }
+    }
+
+    #[test]
+    fn while_struggling_the_probe_waits_only_the_base_backoff() {
+        let mut h = Health::default();
+        let mut rng = Rng::seeded(4);
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        for _ in 0..8 {
+            h.observe(t0, ms(5), Observation::Retry, &policy(3), &mut rng);
+        }
+        assert!(h.struggling());
+        let probe = h.probe_from(t0).expect("spaced after the last attempt");
+        assert!(probe <= t0 + ms(100), "at most the base backoff");
+        assert!(
+            h.backoff_until(t0).unwrap() >= probe,
+            "the retries' backoff may have grown further"
+        );
+        assert_eq!(h.probe_from(t0 + ms(100)), None, "spacing over");
+        h.observe(t0, ms(5), Observation::Ok, &policy(3), &mut rng);
+        assert_eq!(h.probe_from(t0), None, "a success clears the spacing");
     }
 
     #[test]

@@ -15,8 +15,13 @@
 
 use std::time::{Duration, Instant};
 
-/// Invocation windows end this long before the invocation's deadline.
+use crate::health::MIN_REQUEST_TIME;
+
+/// The extension calls `/event/next` at least this long before an invocation's deadline.
 pub const INVOKE_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
+/// Invocation windows end this much earlier still: closing the window, the acknowledgement
+/// and the lifecycle's `/event/next` take well under a millisecond, so the margin holds.
+pub const CLOSE_SLACK: Duration = Duration::from_millis(5);
 
 /// What a window is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +79,9 @@ pub struct View {
     pub backoff_until: Option<Instant>,
     /// Kinesis is failing: one probe per invocation window.
     pub struggling: bool,
+    /// The base backoff after the last failed attempt, however far the retries' backoff has
+    /// grown: an invocation's probe while struggling, and SHUTDOWN's sends, wait only this.
+    pub probe_from: Option<Instant>,
     /// The least time left for a request to be worth starting (observed latency).
     pub time_needed: Duration,
 }
@@ -112,7 +120,7 @@ pub enum Step {
 /// the deadline minus the margin (what it adds after its runtimeDone is bounded separately).
 pub fn invoke_window_end(now: Instant, deadline: Instant, budget: Duration, held: bool) -> Instant {
     let by_deadline = deadline
-        .checked_sub(INVOKE_DEADLINE_MARGIN)
+        .checked_sub(INVOKE_DEADLINE_MARGIN + CLOSE_SLACK)
         .unwrap_or(now)
         .max(now);
     if held {
@@ -137,12 +145,43 @@ fn try_send(w: &Window, v: &View, otherwise: Close) -> Step {
     Step::Send
 }
 
+/// SHUTDOWN's send: no later window will take what is left, so it waits only the base
+/// backoff after a failure, never past the last moment the observed latency says a request
+/// can still finish; and a request is started as long as [`MIN_REQUEST_TIME`] is left: its
+/// timeout is bounded by the window's end, and records it may have delivered are counted in
+/// doubt, not dropped.
+fn send_before_the_end(w: &Window, v: &View) -> Step {
+    if let Some(t) = v.probe_from {
+        let latest = w.until.checked_sub(v.time_needed).unwrap_or(v.now);
+        let at = t.min(latest);
+        if at > v.now {
+            return Step::Wait(at);
+        }
+    }
+    if v.now + MIN_REQUEST_TIME <= w.until {
+        Step::Send
+    } else {
+        Step::Close(Close::End)
+    }
+}
+
 /// The next step in an open window (pure).
 pub fn next_step(w: &Window, v: &View) -> Step {
     let probed = v.struggling && w.requests >= 1;
     if w.refused && matches!(w.kind, Kind::Invoke { .. }) {
         return Step::Close(Close::Refused);
     }
+    // While Kinesis is failing each invocation makes one probe: the backoff, grown for the
+    // retries, gives way to the probe spacing, so recovery is seen within an invocation or two.
+    let probing = View {
+        backoff_until: v.probe_from,
+        ..*v
+    };
+    let v = if v.struggling && w.requests == 0 && matches!(w.kind, Kind::Invoke { .. }) {
+        &probing
+    } else {
+        v
+    };
     match &w.kind {
         Kind::Invoke { hold: None } => {
             if !v.has_data || !v.due {
@@ -193,7 +232,7 @@ pub fn next_step(w: &Window, v: &View) -> Step {
             quiet,
         } => {
             if v.has_data {
-                return try_send(w, v, Close::End);
+                return send_before_the_end(w, v);
             }
             let quiet_since = v.last_arrival.map_or(w.opened, |t| t.max(w.opened));
             let quiet_over = last_request.is_none() && v.now >= quiet_since + *quiet;

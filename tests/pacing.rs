@@ -200,3 +200,80 @@ fn a_slow_kinesis_at_shutdown_loses_nothing_uncounted_and_exits_in_time() {
         l.log_text()
     );
 }
+
+/// Throttling long enough for the retries' backoff to grow past SHUTDOWN's window (a 60 s
+/// cap): the drain does not wait the backoff out, and does not give up on it; it retries at
+/// the base spacing, so once Kinesis takes records again everything is in the stream before
+/// the deadline.
+#[test]
+fn a_backoff_grown_by_throttling_does_not_cost_the_shutdown_drain() {
+    let mut l = Lambda::start(
+        opts()
+            .env("KINESIS_TELEMETRY_FLUSH_STRATEGY", "background")
+            .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0")
+            .env("KINESIS_TELEMETRY_MAX_ATTEMPTS", "2")
+            .env("KINESIS_TELEMETRY_BACKOFF_MAX_MS", "60000"),
+    );
+    l.kinesis.throttle_next_records(1_000_000);
+    for _ in 0..15 {
+        l.invoke(1);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let throttled = l.kinesis.stats().records_throttled;
+    assert!(
+        throttled >= 10,
+        "the backoff had {throttled} failures to grow on\n{}",
+        l.log_text()
+    );
+    l.kinesis.throttle_next_records(0);
+    let out = l.shutdown();
+    assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
+    assert_eq!(
+        l.summary_count("dropped"),
+        Some(0),
+        "{:?}",
+        l.summary_line()
+    );
+    l.assert_each_event_delivered_once();
+}
+
+/// While Kinesis is failing each invocation makes one probe, however far the retries'
+/// backoff has grown: when Kinesis takes records again, the next invocations deliver what
+/// waited instead of sitting out a backoff of up to a minute while the buffer fills.
+#[test]
+fn after_a_long_outage_the_next_invocation_probes_and_delivers() {
+    let mut l = Lambda::start(
+        opts()
+            .env("KINESIS_TELEMETRY_FLUSH_STRATEGY", "background")
+            .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0")
+            .env("KINESIS_TELEMETRY_MAX_ATTEMPTS", "2")
+            .env("KINESIS_TELEMETRY_BACKOFF_MAX_MS", "60000"),
+    );
+    l.kinesis.throttle_next_records(1_000_000);
+    for _ in 0..15 {
+        l.invoke(1);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert!(
+        l.kinesis.stats().records_throttled >= 10,
+        "{}",
+        l.log_text()
+    );
+    assert!(l.kinesis.records().is_empty());
+    l.kinesis.throttle_next_records(0);
+    for _ in 0..3 {
+        l.invoke(1);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert!(
+        l.log()
+            .iter()
+            .any(|x| x.contains("Kinesis accepts records again")),
+        "recovered within three invocations\n{}",
+        l.log_text()
+    );
+    assert!(!l.kinesis.records().is_empty());
+    let out = l.shutdown();
+    assert!(out.exited_ok_before_deadline());
+    l.assert_each_event_delivered_once();
+}

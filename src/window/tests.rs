@@ -27,6 +27,7 @@ fn base(now: Instant) -> View {
         due_at: None,
         backoff_until: None,
         struggling: false,
+        probe_from: None,
         time_needed: ms(10),
     }
 }
@@ -101,6 +102,60 @@ fn every_window_kind_decides_as_documented() {
                 ..v
             },
             want: Step::Send,
+        },
+        Case {
+            name: "bg: struggling, the probe waits for its spacing, not the grown backoff",
+            kind: background(),
+            requests: 0,
+            until_ms: 40,
+            view: View {
+                struggling: true,
+                backoff_until: Some(now + ms(900)),
+                probe_from: Some(now + ms(20)),
+                ..v
+            },
+            want: Step::Wait(now + ms(20)),
+        },
+        Case {
+            name: "bg: struggling, probe spacing past the window",
+            kind: background(),
+            requests: 0,
+            until_ms: 40,
+            view: View {
+                struggling: true,
+                backoff_until: Some(now + ms(900)),
+                probe_from: Some(now + ms(35)),
+                ..v
+            },
+            want: Step::Close(Close::End),
+        },
+        Case {
+            name: "bg: struggling, spacing over: probe now",
+            kind: background(),
+            requests: 0,
+            until_ms: 40,
+            view: View {
+                struggling: true,
+                backoff_until: Some(now + ms(900)),
+                probe_from: None,
+                ..v
+            },
+            want: Step::Send,
+        },
+        Case {
+            name: "hold: struggling, the probe waits for its spacing",
+            kind: held(),
+            requests: 0,
+            until_ms: 2900,
+            view: View {
+                struggling: true,
+                done_seen: true,
+                done_pending: true,
+                backoff_until: Some(now + ms(900)),
+                probe_from: Some(now + ms(20)),
+                ..v
+            },
+            want: Step::Wait(now + ms(20)),
         },
         Case {
             name: "bg: backoff inside the window",
@@ -291,6 +346,54 @@ fn every_window_kind_decides_as_documented() {
             want: Step::Close(Close::End),
         },
         Case {
+            name: "shutdown: only the base backoff is waited",
+            kind: shutdown(Some("r-9")),
+            requests: 4,
+            until_ms: 300,
+            view: View {
+                backoff_until: Some(now + ms(900)),
+                probe_from: Some(now + ms(25)),
+                ..v
+            },
+            want: Step::Wait(now + ms(25)),
+        },
+        Case {
+            name: "shutdown: never past the last chance",
+            kind: shutdown(Some("r-9")),
+            requests: 4,
+            until_ms: 300,
+            view: View {
+                backoff_until: Some(now + ms(900)),
+                probe_from: Some(now + ms(600)),
+                ..v
+            },
+            want: Step::Wait(now + ms(290)),
+        },
+        Case {
+            name: "shutdown: the last chance has come",
+            kind: shutdown(Some("r-9")),
+            requests: 4,
+            until_ms: 300,
+            view: View {
+                now: now + ms(290),
+                backoff_until: Some(now + ms(900)),
+                probe_from: Some(now + ms(600)),
+                ..v
+            },
+            want: Step::Send,
+        },
+        Case {
+            name: "shutdown: slow Kinesis still gets the last attempt",
+            kind: shutdown(Some("r-9")),
+            requests: 0,
+            until_ms: 900,
+            view: View {
+                time_needed: ms(1500),
+                ..v
+            },
+            want: Step::Send,
+        },
+        Case {
             name: "shutdown: waiting for the report",
             kind: shutdown(Some("r-9")),
             requests: 0,
@@ -356,6 +459,19 @@ fn every_window_kind_decides_as_documented() {
                 ..v
             },
             want: Step::Wait(now + ms(700)),
+        },
+        Case {
+            name: "continuous: struggling keeps the grown backoff",
+            kind: Kind::Continuous,
+            requests: 0,
+            until_ms: 999_999,
+            view: View {
+                struggling: true,
+                backoff_until: Some(now + ms(800)),
+                probe_from: Some(now + ms(20)),
+                ..v
+            },
+            want: Step::Wait(now + ms(800)),
         },
         Case {
             name: "continuous: backoff",
@@ -441,13 +557,13 @@ fn invoke_windows_end_at_the_budget_or_before_the_deadline() {
     assert_eq!(invoke_window_end(now, far, ms(3000), false), now + ms(3000));
     assert_eq!(
         invoke_window_end(now, far, ms(3000), true),
-        far - INVOKE_DEADLINE_MARGIN,
+        far - INVOKE_DEADLINE_MARGIN - CLOSE_SLACK,
         "a held invocation runs until its runtimeDone, at most until the deadline margin"
     );
     let near = now + ms(500);
     assert_eq!(
         invoke_window_end(now, near, ms(3000), false),
-        near - INVOKE_DEADLINE_MARGIN
+        near - INVOKE_DEADLINE_MARGIN - CLOSE_SLACK
     );
     let past = now + ms(50);
     assert_eq!(invoke_window_end(now, past, ms(3000), true), now);
