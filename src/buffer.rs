@@ -70,6 +70,8 @@ pub struct Admitted {
 pub struct Level {
     /// Events queued in memory (not leased).
     pub queued: usize,
+    /// Events in memory, queued and leased (what the cap counts).
+    pub in_memory: usize,
     /// Bytes (cost) in memory, queued and leased.
     pub bytes: usize,
     /// When the oldest queued event was received.
@@ -369,6 +371,7 @@ impl Buffer {
         let inner = self.lock();
         Level {
             queued: inner.queue.len(),
+            in_memory: inner.memory_events(),
             bytes: inner.memory_bytes(),
             oldest: inner.queue.front().map(|e| e.received),
             spilled: inner.spill.as_ref().map_or(0, Spilled::len),

@@ -153,16 +153,88 @@ pub fn endpoint_for_region(region: &str) -> String {
 // ---------------------------------------------------------------------------
 // Request body
 
-/// One record to send. `data` is sent byte for byte (base64 on the wire).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A record's data, sent byte for byte (base64 on the wire).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Data<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// Each line followed by `\n` (an NDJSON record), encoded straight from the events'
+    /// own text: a packed record is never copied before it goes into the request.
+    Lines(Vec<&'a [u8]>),
+}
+
+impl Data<'_> {
+    /// Bytes of data (before base64).
+    pub fn size(&self) -> usize {
+        match self {
+            Data::Bytes(b) => b.len(),
+            Data::Lines(lines) => lines.iter().map(|l| l.len() + 1).sum(),
+        }
+    }
+
+    /// The data as one buffer (tests; the request body never needs it).
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<u8> {
+        match self {
+            Data::Bytes(b) => b.to_vec(),
+            Data::Lines(lines) => {
+                let mut out = Vec::with_capacity(self.size());
+                for l in lines {
+                    out.extend_from_slice(l);
+                    out.push(b'\n');
+                }
+                out
+            }
+        }
+    }
+
+    /// Appends the standard padded base64 of the data to `out`.
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        use base64::engine::general_purpose::STANDARD;
+        match self {
+            Data::Bytes(b) => {
+                let start = out.len();
+                out.resize(start + base64_len(b.len()), 0);
+                STANDARD
+                    .encode_slice(b, &mut out[start..])
+                    .expect("the output was sized with base64_len");
+            }
+            Data::Lines(lines) => {
+                use std::io::Write as _;
+                // Writing into a Vec cannot fail.
+                let mut w = base64::write::EncoderWriter::new(out, &STANDARD);
+                for l in lines {
+                    w.write_all(l).expect("writing to a Vec");
+                    w.write_all(b"\n").expect("writing to a Vec");
+                }
+                w.finish().expect("writing to a Vec");
+            }
+        }
+    }
+}
+
+/// One record to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record<'a> {
-    pub data: &'a [u8],
+    pub data: Data<'a>,
     pub partition_key: &'a str,
+}
+
+impl<'a> Record<'a> {
+    /// A record whose data is `data`.
+    #[cfg(test)]
+    pub fn new(data: &'a [u8], partition_key: &'a str) -> Record<'a> {
+        Record {
+            data: Data::Bytes(data),
+            partition_key,
+        }
+    }
 }
 
 /// The JSON body of a PutRecords request, written in one pass into a buffer sized
 /// up front. Each `Data` blob is standard padded base64 (RFC 4648 §4), as the JSON
-/// protocol carries blobs, encoded straight into the body: no string per record.
+/// protocol carries blobs, encoded straight into the body: no string per record, and
+/// NDJSON records straight from their events' text.
 pub fn put_records_body(target: &StreamTarget, records: &[Record]) -> Vec<u8> {
     let (field, value) = match target {
         StreamTarget::Name(n) => ("{\"StreamName\":", n),
@@ -172,7 +244,7 @@ pub fn put_records_body(target: &StreamTarget, records: &[Record]) -> Vec<u8> {
         + value.len()
         + records
             .iter()
-            .map(|r| base64_len(r.data.len()) + r.partition_key.len() + 40)
+            .map(|r| base64_len(r.data.size()) + r.partition_key.len() + 40)
             .sum::<usize>();
     let mut out = Vec::with_capacity(capacity);
     out.extend_from_slice(field.as_bytes());
@@ -183,11 +255,7 @@ pub fn put_records_body(target: &StreamTarget, records: &[Record]) -> Vec<u8> {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"Data\":\"");
-        let start = out.len();
-        out.resize(start + base64_len(r.data.len()), 0);
-        base64::engine::general_purpose::STANDARD
-            .encode_slice(r.data, &mut out[start..])
-            .expect("the output was sized with base64_len");
+        r.data.encode_into(&mut out);
         out.extend_from_slice(b"\",\"PartitionKey\":");
         write_json_str(&mut out, r.partition_key);
         out.push(b'}');
@@ -355,10 +423,7 @@ mod tests {
         let records: Vec<Record> = events
             .iter()
             .zip(keys)
-            .map(|(d, k)| Record {
-                data: d,
-                partition_key: k,
-            })
+            .map(|(d, k)| Record::new(d, k))
             .collect();
         let body = put_records_body(&StreamTarget::Name("s\"x".into()), &records);
         let v: Value = serde_json::from_slice(&body).unwrap();
@@ -387,10 +452,7 @@ mod tests {
     fn body_buffer_is_sized_up_front() {
         let data = vec![7u8; 100_000];
         let records: Vec<Record> = (0..50)
-            .map(|_| Record {
-                data: &data,
-                partition_key: "0123456789abcdef",
-            })
+            .map(|_| Record::new(&data, "0123456789abcdef"))
             .collect();
         let body = put_records_body(&StreamTarget::Name("s".into()), &records);
         assert!(body.capacity() >= body.len() && body.capacity() - body.len() < 4096);
@@ -412,10 +474,7 @@ mod tests {
         ];
         let records: Vec<Record> = vectors
             .iter()
-            .map(|(data, _)| Record {
-                data,
-                partition_key: "k",
-            })
+            .map(|(data, _)| Record::new(data, "k"))
             .collect();
         let body = put_records_body(&StreamTarget::Name("s".into()), &records);
         let v: Value = serde_json::from_slice(&body).unwrap();
@@ -430,15 +489,46 @@ mod tests {
     fn data_of_every_length_round_trips() {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
         for n in [0, 1, 2, 3, 4, 5, 3071, 3072, 3073, 6145, 10_000] {
-            let records = [Record {
-                data: &data[..n],
-                partition_key: "k",
-            }];
+            let records = [Record::new(&data[..n], "k")];
             let body = put_records_body(&StreamTarget::Name("s".into()), &records);
             let v: Value = serde_json::from_slice(&body).unwrap();
             let text = v["Records"][0]["Data"].as_str().unwrap();
             assert_eq!(text.len(), n.div_ceil(3) * 4, "n = {n}");
             assert_eq!(decode_b64(text), &data[..n], "n = {n}");
+        }
+    }
+
+    #[test]
+    fn lines_are_encoded_as_their_concatenation_whatever_the_lengths() {
+        let text: Vec<u8> = (0..5_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        // Line lengths around base64's 3-byte groups and its encoder's internal buffer.
+        for lens in [
+            vec![0],
+            vec![1, 1, 1],
+            vec![2, 0, 5, 767, 768, 769],
+            vec![1023, 1024, 1025],
+        ] {
+            let mut at = 0;
+            let lines: Vec<&[u8]> = lens
+                .iter()
+                .map(|&n| {
+                    let l = &text[at..at + n];
+                    at += n;
+                    l
+                })
+                .collect();
+            let data = Data::Lines(lines);
+            let expected = data.to_vec();
+            assert_eq!(data.size(), expected.len());
+            let records = [Record {
+                data,
+                partition_key: "k",
+            }];
+            let body = put_records_body(&StreamTarget::Name("s".into()), &records);
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            let text = v["Records"][0]["Data"].as_str().unwrap();
+            assert_eq!(decode_b64(text), expected, "{lens:?}");
+            assert_eq!(text.len(), base64_len(expected.len()), "{lens:?}");
         }
     }
 

@@ -215,7 +215,7 @@ impl Receiver {
     fn log_full(&self) {
         let level = self.buffer.level();
         let cap = self.buffer.cap();
-        let which = if level.queued >= cap.max_events {
+        let which = if level.in_memory >= cap.max_events {
             format!("{PREFIX}BUFFER_MAX_EVENTS ({})", cap.max_events)
         } else {
             format!("{PREFIX}BUFFER_MAX_BYTES ({})", cap.max_bytes)
@@ -223,12 +223,12 @@ impl Receiver {
         if self.stats.struggling.load(Relaxed) {
             warn!(
                 "buffer full ({} events, {} bytes held): Kinesis is not accepting records, so newly arriving telemetry is dropped until it does (counted as buffer_full); raise {which} or set {PREFIX}SPILL_MAX_BYTES to ride out longer outages",
-                level.queued, level.bytes
+                level.in_memory, level.bytes
             );
         } else {
             warn!(
                 "buffer full ({} events, {} bytes held) with Kinesis healthy: telemetry arrives faster than it can be sent between invocations, so newly arriving telemetry is dropped (counted as buffer_full); raise {which}, or use {PREFIX}FLUSH_STRATEGY=end so each invocation's telemetry is sent while it runs",
-                level.queued, level.bytes
+                level.in_memory, level.bytes
             );
         }
     }

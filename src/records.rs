@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use crate::config::RecordFormat;
 use crate::event::{Event, Key};
+use crate::kinesis::{Data, Record};
 use crate::kpl;
 use crate::limits::{Limits, MAX_PARTITION_KEY_CHARS, MIN_PARTITION_KEY_CHARS};
 use crate::rng::Rng;
@@ -220,13 +221,43 @@ where
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Built {
     pub partition_key: String,
-    pub data: Vec<u8>,
+    /// Bytes of data (without the key).
+    pub data_len: usize,
+    /// Where the data is: `event` and `ndjson` records are not copied; [`Built::wire`]
+    /// points at their events' text, which goes straight into the request.
+    data: Source,
     /// Indices of its events in the taken prefix.
     pub events: Vec<usize>,
 }
 
-/// Writes the records `pack` planned from `events` (the taken prefix). A random key is drawn
-/// per record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// The one event's text.
+    Event,
+    /// The events' text, each followed by `\n`.
+    Lines,
+    /// A KPL aggregated record.
+    Aggregated(Vec<u8>),
+}
+
+impl Built {
+    /// The record as the request carries it; `events` is the taken prefix it was built from.
+    pub fn wire<'a>(&'a self, events: &'a [Event]) -> Record<'a> {
+        let raw = |i: &usize| events.get(*i).map_or(&[][..], |e| e.raw.as_bytes());
+        let data = match &self.data {
+            Source::Aggregated(kpl) => Data::Bytes(kpl),
+            Source::Event => Data::Bytes(self.events.first().map_or(&[][..], raw)),
+            Source::Lines => Data::Lines(self.events.iter().map(raw).collect()),
+        };
+        Record {
+            data,
+            partition_key: &self.partition_key,
+        }
+    }
+}
+
+/// Plans the records `pack` planned from `events` (the taken prefix): keys drawn (a random
+/// key per record), KPL records aggregated; `event` and `ndjson` data stays in the events.
 pub fn build(pack: &Pack, events: &[Event], format: RecordFormat, rng: &mut Rng) -> Vec<Built> {
     pack.records
         .iter()
@@ -240,21 +271,18 @@ pub fn build(pack: &Pack, events: &[Event], format: RecordFormat, rng: &mut Rng)
                 .iter()
                 .filter_map(|&i| events.get(i))
                 .map(|e| e.raw.as_bytes());
-            let data = match format {
-                RecordFormat::Event => raws.flat_map(|r| r.iter().copied()).collect(),
-                RecordFormat::Ndjson => {
-                    let mut d = Vec::with_capacity(p.bytes);
-                    for r in raws {
-                        d.extend_from_slice(r);
-                        d.push(b'\n');
-                    }
-                    d
+            let (data_len, data) = match format {
+                RecordFormat::Event => (raws.map(<[u8]>::len).sum(), Source::Event),
+                RecordFormat::Ndjson => (raws.map(|r| r.len() + 1).sum(), Source::Lines),
+                RecordFormat::Kpl => {
+                    let kpl = kpl::aggregate(&partition_key, raws);
+                    (kpl.len(), Source::Aggregated(kpl))
                 }
-                RecordFormat::Kpl => kpl::aggregate(&partition_key, raws),
             };
-            debug_assert_eq!(data.len() + partition_key.len(), p.bytes);
+            debug_assert_eq!(data_len + partition_key.len(), p.bytes);
             Built {
                 partition_key,
+                data_len,
                 data,
                 events: p.events.clone(),
             }

@@ -91,13 +91,7 @@ impl<S: Sink> Flusher<S> {
             .request_timeout
             .min(until.saturating_duration_since(started));
         let result = {
-            let wire: Vec<Record> = built
-                .iter()
-                .map(|b| Record {
-                    data: &b.data,
-                    partition_key: &b.partition_key,
-                })
-                .collect();
+            let wire: Vec<Record> = built.iter().map(|b| b.wire(lease.events())).collect();
             self.sink.put(&wire, timeout)
         };
         let took = started.elapsed();
@@ -162,7 +156,7 @@ impl<S: Sink> Flusher<S> {
         for (i, b) in built.iter().enumerate() {
             if !plan.resend.contains(&i) {
                 records_ok += 1;
-                bytes_ok += (b.data.len() + b.partition_key.len()) as u64;
+                bytes_ok += (b.data_len + b.partition_key.len()) as u64;
             }
         }
         let delivered = self.buffer.finish(lease, |i| fates[i]) as u64;

@@ -204,7 +204,7 @@ fn built_records_have_exactly_the_planned_sizes_in_every_format() {
         assert_eq!(built.len(), p.records.len());
         for (b, planned) in built.iter().zip(&p.records) {
             assert_eq!(
-                b.data.len() + b.partition_key.len(),
+                b.wire(&events[..p.take]).data.size() + b.partition_key.len(),
                 planned.bytes,
                 "{format:?}"
             );
@@ -233,7 +233,7 @@ fn ndjson_records_are_the_events_one_per_line() {
     );
     let built = build(&p, &events, RecordFormat::Ndjson, &mut Rng::seeded(1));
     assert_eq!(built.len(), 1);
-    let text = String::from_utf8(built[0].data.clone()).unwrap();
+    let text = String::from_utf8(built[0].wire(&events).data.to_vec()).unwrap();
     let lines: Vec<&str> = text.split_terminator('\n').collect();
     let raws: Vec<&str> = events.iter().map(|e| &*e.raw).collect();
     assert_eq!(lines, raws);

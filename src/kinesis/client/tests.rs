@@ -166,14 +166,8 @@ fn put_records_sends_a_signed_request_and_reuses_the_connection() {
     let client = KinesisClient::new(settings(&format!("{endpoint}/prefix"))).unwrap();
     let target = StreamTarget::Name("telemetry".into());
     let records = [
-        Record {
-            data: br#"{"type":"platform.start"}"#,
-            partition_key: "a",
-        },
-        Record {
-            data: b"{}",
-            partition_key: "b",
-        },
+        Record::new(br#"{"type":"platform.start"}"#, "a"),
+        Record::new(b"{}", "b"),
     ];
 
     let r = client.put_records(&target, &records, T).unwrap();
@@ -208,7 +202,7 @@ fn put_records_sends_a_signed_request_and_reuses_the_connection() {
     assert_eq!(v["StreamName"], "telemetry");
     assert_eq!(
         decode_b64(v["Records"][0]["Data"].as_str().unwrap()),
-        records[0].data
+        records[0].data.to_vec()
     );
     assert_eq!(v["Records"][1]["PartitionKey"], "b");
 
@@ -231,10 +225,7 @@ fn error_answers_are_classified_and_scrubbed() {
     ]);
     let client = KinesisClient::new(settings(&endpoint)).unwrap();
     let target = StreamTarget::Name("telemetry".into());
-    let one = [Record {
-        data: b"{}",
-        partition_key: "k",
-    }];
+    let one = [Record::new(b"{}", "k")];
 
     let e = client.put_records(&target, &one, T).unwrap_err();
     assert_eq!(e.class(), ErrorClass::Fatal);
@@ -272,14 +263,7 @@ fn a_redirect_is_reported_not_followed_and_empty_input_sends_nothing() {
     assert!(empty.records.is_empty());
 
     let e = client
-        .put_records(
-            &target,
-            &[Record {
-                data: b"{}",
-                partition_key: "k",
-            }],
-            T,
-        )
+        .put_records(&target, &[Record::new(b"{}", "k")], T)
         .unwrap_err();
     assert!(matches!(e, RequestError::Http { status: 307, .. }), "{e:?}");
     assert_eq!(e.class(), ErrorClass::Fatal);
@@ -302,10 +286,7 @@ fn refused_connection_is_a_connect_error() {
     let e = client
         .put_records(
             &StreamTarget::Name("s".into()),
-            &[Record {
-                data: b"{}",
-                partition_key: "k",
-            }],
+            &[Record::new(b"{}", "k")],
             T,
         )
         .unwrap_err();
@@ -328,10 +309,7 @@ fn a_server_that_never_answers_times_out_within_the_budget() {
     let e = client
         .put_records(
             &StreamTarget::Name("s".into()),
-            &[Record {
-                data: b"{}",
-                partition_key: "k",
-            }],
+            &[Record::new(b"{}", "k")],
             Duration::from_millis(300),
         )
         .unwrap_err();
@@ -515,10 +493,7 @@ mod https {
     }
 
     fn one() -> [Record<'static>; 1] {
-        [Record {
-            data: b"{\"type\":\"function\"}",
-            partition_key: "k",
-        }]
+        [Record::new(b"{\"type\":\"function\"}", "k")]
     }
 
     #[test]
