@@ -21,6 +21,17 @@ pub const LATENCY_MEMORY: Duration = Duration::from_secs(60);
 /// How many recent latencies the estimate looks at.
 const LATENCY_SAMPLES: usize = 5;
 
+/// The latency a request teaches (pure): how long it took, or, when it timed out, a quarter
+/// more, since all a timeout says is "longer than this": a window no longer than the one it
+/// was cut short by does not start the same doomed request again.
+pub fn latency_seen(took: Duration, timed_out: bool) -> Duration {
+    if timed_out {
+        took + took / 4
+    } else {
+        took
+    }
+}
+
 /// What one request's answer says about Kinesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observation {
@@ -78,7 +89,7 @@ impl Health {
     }
 
     /// How long the next request should be expected to take: the slowest of the recent
-    /// ones (a timeout counts as at least its length). `None` with no recent sample.
+    /// ones (a timeout as [`latency_seen`] has it). `None` with no recent sample.
     pub fn expected_latency(&self, now: Instant) -> Option<Duration> {
         self.latencies
             .iter()
@@ -213,6 +224,14 @@ mod tests {
         assert_eq!(h.probe_from(t0 + ms(100)), None, "spacing over");
         h.observe(t0, ms(5), Observation::Ok, &policy(3), &mut rng);
         assert_eq!(h.probe_from(t0), None, "a success clears the spacing");
+    }
+
+    #[test]
+    fn a_timeout_teaches_more_than_it_lasted() {
+        let ms = Duration::from_millis;
+        assert_eq!(latency_seen(ms(40), false), ms(40));
+        assert_eq!(latency_seen(ms(800), true), ms(1_000));
+        assert_eq!(latency_seen(Duration::ZERO, true), Duration::ZERO);
     }
 
     #[test]

@@ -14,11 +14,12 @@ use log::{debug, info, warn};
 
 use crate::buffer::Fate;
 use crate::flusher::{Flusher, Sink};
-use crate::health::{Change, Observation};
-use crate::kinesis::Record;
+use crate::health::{self, Change, Observation};
+use crate::kinesis::{Record, RequestError};
 use crate::records;
 use crate::retry;
 use crate::stats::{DropReason, Stats};
+use crate::window;
 
 /// What one request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,11 +86,7 @@ impl<S: Sink> Flusher<S> {
         }
         // 3. The request, bounded by the window.
         let started = Instant::now();
-        let timeout = self
-            .settings
-            .http
-            .request_timeout
-            .min(until.saturating_duration_since(started));
+        let timeout = window::request_timeout(self.settings.http.request_timeout, started, until);
         let result = {
             let wire: Vec<Record> = built.iter().map(|b| b.wire(lease.events())).collect();
             self.sink.put(&wire, timeout)
@@ -171,9 +168,11 @@ impl<S: Sink> Flusher<S> {
             debug!("PutRecords: {resend_events} events to resend ({result:?})");
             Observation::Retry
         };
+        let timed_out = matches!(result, Err(RequestError::Timeout(_)));
+        let seen = health::latency_seen(took, timed_out);
         let change = self
             .health
-            .observe(Instant::now(), took, what, &policy, &mut self.rng);
+            .observe(Instant::now(), seen, what, &policy, &mut self.rng);
         self.stats
             .struggling
             .store(self.health.struggling(), Relaxed);

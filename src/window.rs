@@ -116,6 +116,30 @@ pub enum Step {
     Close(Close),
 }
 
+/// The timeout of a request started at `now` in a window ending at `until` (pure): the
+/// configured one, or what is left of the window, less what a blocking socket wait may
+/// overrun it by. Linux's timer wheel rounds a long timeout up to its level's granularity,
+/// up to an eighth of it (a 900 ms wait was seen to end 46 ms late), and the lifecycle stops
+/// waiting for the window to close [`crate::flusher::ACK_SLACK`] after its end: the request
+/// must be over by then, never in flight when Lambda freezes the sandbox.
+pub fn request_timeout(configured: Duration, now: Instant, until: Instant) -> Duration {
+    let left = until.saturating_duration_since(now);
+    configured.min(left - left / TIMER_OVERRUN_DIVISOR)
+}
+
+/// A blocking wait can overrun its timeout by up to 1/this of it (see [`request_timeout`]).
+const TIMER_OVERRUN_DIVISOR: u32 = 8;
+
+/// A request started at `at` would get at least `needed` before the window's end.
+fn can_finish(at: Instant, until: Instant, needed: Duration) -> bool {
+    request_timeout(Duration::MAX, at, until) >= needed
+}
+
+/// The last moment a request that needs `needed` can start (the inverse of [`can_finish`]).
+fn latest_start(until: Instant, needed: Duration) -> Option<Instant> {
+    until.checked_sub(needed + needed / (TIMER_OVERRUN_DIVISOR - 1))
+}
+
 /// End of an INVOKE window (pure): the budget from now when not held; for a held invocation
 /// the deadline minus the margin (what it adds after its runtimeDone is bounded separately).
 pub fn invoke_window_end(now: Instant, deadline: Instant, budget: Duration, held: bool) -> Instant {
@@ -133,13 +157,13 @@ pub fn invoke_window_end(now: Instant, deadline: Instant, budget: Duration, held
 /// Sends if it may and a request can finish; otherwise why not.
 fn try_send(w: &Window, v: &View, otherwise: Close) -> Step {
     if let Some(t) = v.backoff_until {
-        return if t + v.time_needed < w.until {
+        return if can_finish(t, w.until, v.time_needed) {
             Step::Wait(t)
         } else {
             Step::Close(otherwise)
         };
     }
-    if v.now + v.time_needed > w.until {
+    if !can_finish(v.now, w.until, v.time_needed) {
         return Step::Close(otherwise);
     }
     Step::Send
@@ -152,7 +176,7 @@ fn try_send(w: &Window, v: &View, otherwise: Close) -> Step {
 /// doubt, not dropped.
 fn send_before_the_end(w: &Window, v: &View) -> Step {
     if let Some(t) = v.probe_from {
-        let latest = w.until.checked_sub(v.time_needed).unwrap_or(v.now);
+        let latest = latest_start(w.until, v.time_needed).unwrap_or(v.now);
         let at = t.min(latest);
         if at > v.now {
             return Step::Wait(at);

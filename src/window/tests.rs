@@ -190,6 +190,28 @@ fn every_window_kind_decides_as_documented() {
             },
             want: Step::Close(Close::TooSlow),
         },
+        Case {
+            name: "bg: fits the window only if the timer does not overrun",
+            kind: background(),
+            requests: 0,
+            until_ms: 75,
+            view: View {
+                time_needed: ms(70),
+                ..v
+            },
+            want: Step::Close(Close::TooSlow),
+        },
+        Case {
+            name: "bg: fits the window with the overrun",
+            kind: background(),
+            requests: 0,
+            until_ms: 80,
+            view: View {
+                time_needed: ms(70),
+                ..v
+            },
+            want: Step::Send,
+        },
         // Held invocations: send continuously, close once runtimeDone is delivered.
         Case {
             name: "hold: waiting, nothing to send",
@@ -365,9 +387,11 @@ fn every_window_kind_decides_as_documented() {
             view: View {
                 backoff_until: Some(now + ms(900)),
                 probe_from: Some(now + ms(600)),
+                time_needed: ms(70),
                 ..v
             },
-            want: Step::Wait(now + ms(290)),
+            // 70 ms and what the timer may overrun: 80 ms before the end.
+            want: Step::Wait(now + ms(220)),
         },
         Case {
             name: "shutdown: the last chance has come",
@@ -375,9 +399,10 @@ fn every_window_kind_decides_as_documented() {
             requests: 4,
             until_ms: 300,
             view: View {
-                now: now + ms(290),
+                now: now + ms(220),
                 backoff_until: Some(now + ms(900)),
                 probe_from: Some(now + ms(600)),
+                time_needed: ms(70),
                 ..v
             },
             want: Step::Send,
@@ -567,4 +592,27 @@ fn invoke_windows_end_at_the_budget_or_before_the_deadline() {
     );
     let past = now + ms(50);
     assert_eq!(invoke_window_end(now, past, ms(3000), true), now);
+}
+
+#[test]
+fn a_request_timeout_leaves_room_for_the_timer_to_overrun_before_the_window_ends() {
+    let now = Instant::now();
+    // (configured, window left, timeout)
+    let cases = [
+        (2_000, 10_000, 2_000), // the window is far: the configured timeout
+        (2_000, 2_000, 1_750),  // the window bounds it, less an eighth
+        (2_000, 900, 787),      // 900 - 112.5: a 900 ms wait was seen to end 46 ms late
+        (2_000, 8, 7),
+        (2_000, 0, 0), // the window is over
+    ];
+    for (configured, left, want) in cases {
+        let got = request_timeout(ms(configured), now, now + ms(left));
+        assert_eq!(
+            got.as_millis(),
+            want,
+            "configured {configured} ms, {left} ms left"
+        );
+    }
+    // Past the end: nothing left, never a panic.
+    assert_eq!(request_timeout(ms(2_000), now + ms(5), now), Duration::ZERO);
 }
