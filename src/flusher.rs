@@ -451,7 +451,10 @@ impl<S: Sink> Flusher<S> {
         }
         o.w.requests += 1;
         let until = o.w.until;
-        let fatal = self.send_one(until).is_fatal();
+        // While Kinesis is failing, a request is a probe (see `send_one`), except at SHUTDOWN:
+        // the last window sends everything it can.
+        let probe = self.health.struggling() && !matches!(o.w.kind, Kind::Shutdown { .. });
+        let fatal = self.send_one(until, probe).is_fatal();
         self.count_spill_losses();
         if let Some(o) = self.open.as_mut() {
             o.w.refused |= fatal;

@@ -54,9 +54,14 @@ impl<S: Sink> Flusher<S> {
     }
 
     /// Sends the next request's worth from the front of the buffer (see the module docs).
-    pub(crate) fn send_one(&mut self, until: Instant) -> Sent {
+    /// `probe`: Kinesis is failing and this request is there to learn whether it accepts
+    /// records again: one record, not the whole buffer once per invocation.
+    pub(crate) fn send_one(&mut self, until: Instant, probe: bool) -> Sent {
         let r = &self.settings.records;
-        let (format, target, limits) = (r.format, r.target_bytes, r.limits);
+        let (format, target, mut limits) = (r.format, r.target_bytes, r.limits);
+        if probe {
+            limits.max_records = 1;
+        }
         // 1. Pack: the next request's events, in buffer order.
         let (mut lease, pack) = self.buffer.take(|front| {
             let p = records::plan(

@@ -374,15 +374,40 @@ fn during_an_outage_each_invocation_makes_one_probe_only() {
     r.handle.invoke("r-1", in_ms(3_000));
     assert_eq!(r.log.lock().unwrap().calls.len(), 4, "max_attempts");
     r.handle.invoke("r-2", in_ms(3_000));
-    assert_eq!(
-        r.log.lock().unwrap().calls.len(),
-        5,
-        "one probe, no retries"
-    );
+    {
+        let log = r.log.lock().unwrap();
+        assert_eq!(log.calls.len(), 5, "one probe, no retries");
+        assert_eq!(log.calls[3].len(), 3, "retries carry everything");
+        assert_eq!(log.calls[4].len(), 1, "a probe carries one record");
+    }
     assert_eq!(r.buffer.held(), 3);
     assert_eq!(r.stats.dropped(), Default::default());
     r.handle.invoke("r-3", in_ms(3_000));
     assert_eq!(delivered(&r), 3, "recovered");
+    let log = r.log.lock().unwrap();
+    let after: Vec<usize> = log.calls[5..].iter().map(Vec::len).collect();
+    assert_eq!(after, [1, 2], "the probe, then full requests again");
+}
+
+#[test]
+fn at_shutdown_a_struggling_flusher_drains_in_full_requests() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        (0..4)
+            .map(|_| http_error(503, "ServiceUnavailable"))
+            .collect(),
+    );
+    admit(&r.buffer, &lines("q", 3));
+    r.handle.invoke("r-1", in_ms(3_000));
+    assert_eq!(r.log.lock().unwrap().calls.len(), 4, "struggling now");
+    assert!(r.handle.shutdown(in_ms(1_500), None));
+    assert_eq!(delivered(&r), 3);
+    let log = r.log.lock().unwrap();
+    assert_eq!(
+        log.calls[4].len(),
+        3,
+        "the last window sends everything it can"
+    );
 }
 
 #[test]
