@@ -201,12 +201,10 @@ fn a_slow_kinesis_at_shutdown_loses_nothing_uncounted_and_exits_in_time() {
     );
 }
 
-/// Throttling long enough for the retries' backoff to grow past SHUTDOWN's window (a 60 s
-/// cap): the drain does not wait the backoff out, and does not give up on it; it retries at
-/// the base spacing, so once Kinesis takes records again everything is in the stream before
-/// the deadline.
-#[test]
-fn a_backoff_grown_by_throttling_does_not_cost_the_shutdown_drain() {
+/// Every record throttled through 15 invocations, 40 ms apart, with a backoff cap of 60 s:
+/// at least 10 failures in a row for the backoff to grow on, nothing in the stream; then
+/// Kinesis takes records again.
+fn throttled_until_the_backoff_has_grown() -> Lambda {
     let mut l = Lambda::start(
         opts()
             .env("KINESIS_TELEMETRY_FLUSH_STRATEGY", "background")
@@ -225,7 +223,18 @@ fn a_backoff_grown_by_throttling_does_not_cost_the_shutdown_drain() {
         "the backoff had {throttled} failures to grow on\n{}",
         l.log_text()
     );
+    assert!(l.kinesis.records().is_empty());
     l.kinesis.throttle_next_records(0);
+    l
+}
+
+/// Throttling long enough for the retries' backoff to grow past SHUTDOWN's window (a 60 s
+/// cap): the drain does not wait the backoff out, and does not give up on it; it retries at
+/// the base spacing, so once Kinesis takes records again everything is in the stream before
+/// the deadline.
+#[test]
+fn a_backoff_grown_by_throttling_does_not_cost_the_shutdown_drain() {
+    let mut l = throttled_until_the_backoff_has_grown();
     let out = l.shutdown();
     assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
     assert_eq!(
@@ -242,25 +251,7 @@ fn a_backoff_grown_by_throttling_does_not_cost_the_shutdown_drain() {
 /// waited instead of sitting out a backoff of up to a minute while the buffer fills.
 #[test]
 fn after_a_long_outage_the_next_invocation_probes_and_delivers() {
-    let mut l = Lambda::start(
-        opts()
-            .env("KINESIS_TELEMETRY_FLUSH_STRATEGY", "background")
-            .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0")
-            .env("KINESIS_TELEMETRY_MAX_ATTEMPTS", "2")
-            .env("KINESIS_TELEMETRY_BACKOFF_MAX_MS", "60000"),
-    );
-    l.kinesis.throttle_next_records(1_000_000);
-    for _ in 0..15 {
-        l.invoke(1);
-        std::thread::sleep(Duration::from_millis(40));
-    }
-    assert!(
-        l.kinesis.stats().records_throttled >= 10,
-        "{}",
-        l.log_text()
-    );
-    assert!(l.kinesis.records().is_empty());
-    l.kinesis.throttle_next_records(0);
+    let mut l = throttled_until_the_backoff_has_grown();
     for _ in 0..3 {
         l.invoke(1);
         std::thread::sleep(Duration::from_millis(40));
