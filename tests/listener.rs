@@ -93,11 +93,7 @@ fn the_listener_survives_an_accept_failure() {
         "{:?}",
         l.summary_line()
     );
-    let lines = l
-        .log()
-        .iter()
-        .filter(|x| x.contains("accepting a connection failed"))
-        .count();
+    let lines = l.log_lines_with("accepting a connection failed").len();
     assert_eq!(lines, 1, "logged once per episode\n{}", l.log_text());
 }
 

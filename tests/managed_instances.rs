@@ -118,11 +118,7 @@ fn a_refused_invoke_registration_falls_back_to_shutdown_only_instead_of_failing_
         (vec![400, 200], vec!["SHUTDOWN".to_string()])
     );
     assert!(l.runtime.errors().is_empty());
-    let lines = l
-        .log()
-        .iter()
-        .filter(|x| x.contains("registering for INVOKE was refused"))
-        .count();
+    let lines = l.log_lines_with("registering for INVOKE was refused").len();
     assert_eq!(lines, 1, "said in one line\n{}", l.log_text());
     assert_eq!(
         l.runtime.subscription().unwrap().schema_version,

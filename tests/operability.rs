@@ -120,11 +120,7 @@ fn lambda_s_dropped_telemetry_is_counted_and_explained() {
         "{:?}",
         l.summary_line()
     );
-    let warnings: Vec<String> = l
-        .log()
-        .into_iter()
-        .filter(|x| x.contains("platform.logsDropped"))
-        .collect();
+    let warnings: Vec<String> = l.log_lines_with("platform.logsDropped");
     assert_eq!(warnings.len(), 1, "{}", l.log_text());
     assert!(
         warnings[0].contains("KINESIS_TELEMETRY_BUFFERING"),
@@ -149,12 +145,9 @@ fn spilling(o: LambdaOptions, dir: &std::path::Path) -> LambdaOptions {
         .env("KINESIS_TELEMETRY_MAX_ATTEMPTS", "1000")
 }
 
-/// A Kinesis outage under heavy logging: what the memory cap cannot hold goes to the spill
-/// file and is sent, in order, once Kinesis accepts again. Nothing is lost.
-#[test]
-fn an_outage_longer_than_memory_loses_nothing_with_the_spill_on() {
-    let dir = spill_dir("outage");
-    let mut l = Lambda::start(spilling(opts(), &dir));
+/// Kinesis down (every request 503) while one invocation logs 3,000 lines of 1 KB: three
+/// times the 1 MiB memory cap, all of it pushed to the extension.
+fn three_mb_during_an_outage(l: &mut Lambda) {
     l.kinesis.fail_next_requests(1_000_000, 503);
     let ids = l.invoke(1);
     for _ in 0..3_000 {
@@ -162,6 +155,15 @@ fn an_outage_longer_than_memory_loses_nothing_with_the_spill_on() {
         l.push(&e);
     }
     assert!(l.runtime.wait_telemetry_idle(T));
+}
+
+/// A Kinesis outage under heavy logging: what the memory cap cannot hold goes to the spill
+/// file and is sent, in order, once Kinesis accepts again. Nothing is lost.
+#[test]
+fn an_outage_longer_than_memory_loses_nothing_with_the_spill_on() {
+    let dir = spill_dir("outage");
+    let mut l = Lambda::start(spilling(opts(), &dir));
+    three_mb_during_an_outage(&mut l);
     l.invoke(2);
     l.kinesis.clear_faults();
     l.invoke(3);
@@ -201,13 +203,7 @@ fn with_the_spill_off_the_same_outage_loses_a_counted_amount() {
             .env("KINESIS_TELEMETRY_BUFFER_MAX_BYTES", "1048576")
             .env("KINESIS_TELEMETRY_MAX_ATTEMPTS", "1000"),
     );
-    l.kinesis.fail_next_requests(1_000_000, 503);
-    let ids = l.invoke(1);
-    for _ in 0..3_000 {
-        let e = l.events.function_sized(&ids[0], 1_000);
-        l.push(&e);
-    }
-    assert!(l.runtime.wait_telemetry_idle(T));
+    three_mb_during_an_outage(&mut l);
     l.kinesis.clear_faults();
     l.invoke(2);
     let out = l.shutdown();
@@ -230,13 +226,7 @@ fn with_the_spill_off_the_same_outage_loses_a_counted_amount() {
 fn a_spill_left_by_a_crashed_process_is_sent_first_by_the_next() {
     let dir = spill_dir("crash");
     let mut first = Lambda::start(spilling(opts(), &dir));
-    first.kinesis.fail_next_requests(1_000_000, 503);
-    let ids = first.invoke(1);
-    for _ in 0..3_000 {
-        let e = first.events.function_sized(&ids[0], 1_000);
-        first.push(&e);
-    }
-    assert!(first.runtime.wait_telemetry_idle(T));
+    three_mb_during_an_outage(&mut first);
     let sent_before_crash = first.expected();
     drop(first); // SIGKILL: what was in memory is gone, the file stays.
     assert!(

@@ -92,11 +92,7 @@ fn a_held_invocation_never_passes_its_deadline() {
         let done = l.events.runtime_done(&id, Duration::from_millis(600));
         l.push(&done);
     }
-    let warnings = l
-        .log()
-        .iter()
-        .filter(|x| x.contains("runtimeDone did not arrive"))
-        .count();
+    let warnings = l.log_lines_with("runtimeDone did not arrive").len();
     assert_eq!(warnings, 1, "said once\n{}", l.log_text());
     let out = l.shutdown();
     assert!(out.exited_ok_before_deadline());

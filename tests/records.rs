@@ -248,11 +248,7 @@ fn a_mistyped_setting_is_named_with_the_closest_one() {
     l.invoke(1);
     let out = l.shutdown();
     assert!(out.exited_ok_before_deadline());
-    let lines: Vec<String> = l
-        .log()
-        .into_iter()
-        .filter(|x| x.contains("KINESIS_TELEMETRY_TYPEZ"))
-        .collect();
+    let lines: Vec<String> = l.log_lines_with("KINESIS_TELEMETRY_TYPEZ");
     assert_eq!(lines.len(), 1, "{}", l.log_text());
     assert!(
         lines[0].contains("WARN") && lines[0].contains("did you mean KINESIS_TELEMETRY_TYPES?"),

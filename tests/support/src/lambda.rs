@@ -263,6 +263,14 @@ impl Lambda {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The extension's log lines that contain `needle`.
+    pub fn log_lines_with(&self, needle: &str) -> Vec<String> {
+        self.log()
+            .into_iter()
+            .filter(|x| x.contains(needle))
+            .collect()
+    }
+
     pub fn log_text(&self) -> String {
         format!(
             "--- extension log ---\n{}\n--- end of log ---",
