@@ -1,0 +1,309 @@
+//! `kinesis-telemetry-extension`: an AWS Lambda external extension that delivers every
+//! Telemetry API event (platform, function and extension logs) to Amazon Kinesis Data Streams.
+//!
+//! Threads, joined by the buffer and bounded channels:
+//!
+//! ```text
+//!  Telemetry API --POST--> listener --> receiver --admit--> Buffer <--lease-- flusher --PutRecords--> Kinesis
+//!                       (a thread per connection)             |  wake            ^  |
+//!  Extensions API <--event/next-- lifecycle (main) ------------+---- Control ----+  +-- Ack --> lifecycle
+//! ```
+//!
+//! This file only wires them; each module documents its own invariants. `main.rs` only calls
+//! [`main`]: the crate is a library so that the fuzz targets (`fuzz/`) can reach the parsers
+//! through its hidden `fuzzing` module; nothing else is public.
+
+#![deny(unsafe_code)]
+
+mod buffer;
+mod config;
+mod enrich;
+mod event;
+mod filter;
+mod flusher;
+mod health;
+mod kinesis;
+mod kpl;
+mod lifecycle;
+mod limits;
+mod listener;
+mod logging;
+mod metrics;
+mod pacing;
+mod receiver;
+mod records;
+mod retry;
+mod rng;
+mod runtime_api;
+mod send;
+mod sign;
+mod spill;
+mod spilled;
+mod stats;
+mod truncate;
+mod window;
+
+use std::sync::Arc;
+
+use log::{error, info, warn};
+
+use config::{Config, Delivery, PartitionKeyMode};
+use enrich::{FunctionInfo, Origin};
+use lifecycle::{Lifecycle, Pipeline};
+use runtime_api::{Registration, RuntimeApi, Subscribed};
+use stats::Stats;
+
+/// The name Lambda knows this extension by when the file is not renamed.
+const DEFAULT_NAME: &str = "kinesis-telemetry-extension";
+
+/// The process: handles `--version`, sets up logging and the panic line, runs the extension
+/// and returns the exit status.
+pub fn main() -> i32 {
+    // `args_os`: a non-UTF-8 argument or executable name must not panic (release builds
+    // abort on panic, and an extension crash resets the customer's environment).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--version") {
+        println!("{DEFAULT_NAME} {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    logging::init();
+    // The release build aborts on panic (smaller binary); say why in one line first.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("[kinesis-telemetry] ERROR internal error, exiting: {info}");
+    }));
+    run()
+}
+
+/// The executable's own file name: Lambda requires it as the registration name, and a
+/// renamed file must still register.
+fn extension_name() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_NAME.into())
+}
+
+fn run() -> i32 {
+    let (config, mut problems) = Config::from_env();
+    let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_default();
+    let api = match RuntimeApi::new(&runtime_api) {
+        Ok(api) => api,
+        Err(e) => {
+            error!("cannot reach the Extensions API: {e}");
+            return 1;
+        }
+    };
+    let name = extension_name();
+    let (registration, shutdown_only) =
+        match lifecycle::register(&api, &name, config.lambda.managed_instances) {
+            Ok(r) => r,
+            Err(e) => {
+                error!("registering as {name:?} failed: {e}");
+                return 1;
+            }
+        };
+    let id = registration.id.clone();
+
+    for p in &problems {
+        if p.disables_delivery {
+            error!("{p}");
+        } else {
+            warn!("{p}");
+        }
+    }
+    if config.fail_on_error && !problems.is_empty() {
+        let all: Vec<String> = problems.drain(..).map(|p| p.message).collect();
+        return fail_init(&api, &id, "ConfigInvalid", &all.join("; "));
+    }
+
+    let stats = Arc::new(Stats::default());
+    let pipeline = match &config.delivery {
+        None => None,
+        Some(delivery) => {
+            match start_pipeline(
+                &config,
+                delivery,
+                &registration,
+                &api,
+                &stats,
+                shutdown_only,
+            ) {
+                Ok(p) => p,
+                Err((reason, message)) if config.fail_on_error => {
+                    error!("{message}");
+                    return fail_init(&api, &id, reason, &message);
+                }
+                Err((_, message)) => {
+                    error!("{message}; the function runs normally without telemetry delivery");
+                    None
+                }
+            }
+        }
+    };
+    Lifecycle::new(&api, &id, pipeline, stats, shutdown_only).run()
+}
+
+/// Reports `Extension.<reason>` through `/init/error` (the user made errors fatal with
+/// `KINESIS_TELEMETRY_FAIL_ON_ERROR=true`) and returns the exit code.
+fn fail_init(api: &RuntimeApi, id: &str, reason: &str, message: &str) -> i32 {
+    error!("KINESIS_TELEMETRY_FAIL_ON_ERROR=true: failing init with Extension.{reason}");
+    if let Err(e) = api.init_error(id, reason, message) {
+        error!("reporting init/error failed: {e}");
+    }
+    1
+}
+
+/// Starts the buffer, the listener and the flusher, and subscribes to the Telemetry API;
+/// `None` when the environment has no Telemetry API (nothing will ever arrive). The error
+/// names the `Extension.<Reason>` to report when failures are fatal.
+fn start_pipeline(
+    config: &Config,
+    delivery: &Delivery,
+    registration: &Registration,
+    api: &RuntimeApi,
+    stats: &Arc<Stats>,
+    concurrent: bool,
+) -> Result<Option<Pipeline>, (&'static str, String)> {
+    let client = kinesis::KinesisClient::new(kinesis::ClientSettings {
+        endpoint: delivery.endpoint.clone(),
+        region: delivery.region.clone(),
+        credentials: delivery.credentials.clone(),
+        connect_timeout: config.http.connect_timeout,
+        ca_file: config.http.ca_file.clone(),
+    })
+    .map_err(|e| {
+        (
+            "KinesisClient",
+            format!("cannot set up the Kinesis client: {e}"),
+        )
+    })?;
+
+    let function = FunctionInfo {
+        name: registration
+            .function_name
+            .clone()
+            .unwrap_or_else(|| config.lambda.function_name.clone()),
+        version: registration
+            .function_version
+            .clone()
+            .unwrap_or_else(|| config.lambda.function_version.clone()),
+        region: delivery.region.clone(),
+        account: registration.account_id.clone(),
+        memory_mb: config.lambda.memory_mb,
+    };
+    let origin = Origin::new(&function, format!("{:016x}", rng::Rng::new().next_u64()));
+
+    let spill = spilled::open_logged(&config.spill);
+    Stats::add(
+        &stats.recovered,
+        spill.as_ref().map_or(0, |s| s.reserved_tickets()),
+    );
+    let (buffer, woken) = buffer::Buffer::new(config.buffer.clone(), spill);
+    let buffer = Arc::new(buffer);
+
+    let fixed_key = match config.records.partition_key {
+        PartitionKeyMode::Function => records::fixed_key(&function.name),
+        PartitionKeyMode::Environment => records::fixed_key(origin.environment()),
+        PartitionKeyMode::Random | PartitionKeyMode::RequestId => None,
+    };
+    let added = if config.enrich {
+        origin.max_added_len()
+    } else {
+        0
+    };
+    let receiver = receiver::Receiver::new(
+        receiver::Settings {
+            filter: config.filter.clone(),
+            origin: config.enrich.then(|| origin.clone()),
+            partition_key: config.records.partition_key,
+            fixed_key,
+            concurrent,
+            max_event_bytes: records::max_event_bytes(
+                &config.records.limits,
+                config.records.format,
+                added,
+            ),
+            one_line: config.records.format == config::RecordFormat::Ndjson,
+        },
+        buffer.clone(),
+        stats.clone(),
+    );
+    let listener = listener::Listener::bind(
+        config.bind_address,
+        config.port,
+        listener::Limits {
+            max_body: config.max_body_bytes(),
+            ..listener::Limits::default()
+        },
+        stats.listener.clone(),
+    )
+    .map_err(|e| ("ListenerFailed", e.to_string()))?;
+    let port = listener.port();
+    listener.spawn(Arc::new(receiver)).map_err(|e| {
+        (
+            "ThreadSpawn",
+            format!("cannot start the telemetry listener: {e}"),
+        )
+    })?;
+
+    let metrics = metrics::Metrics::new(
+        config.metrics.clone(),
+        metrics::DimensionValues {
+            function_name: function.name.clone(),
+            function_version: function.version.clone(),
+            stream_name: delivery.stream.stream_name().to_string(),
+        },
+    );
+    let flusher = flusher::spawn(flusher::Parts {
+        sink: flusher::KinesisSink::new(client, delivery.stream.clone()),
+        settings: flusher::Settings {
+            pacing: config.pacing.clone(),
+            records: config.records.clone(),
+            http: config.http.clone(),
+            shutdown_grace: config.shutdown_grace,
+            buffering_timeout: std::time::Duration::from_millis(config.subscription.timeout_ms),
+        },
+        stats: stats.clone(),
+        buffer: buffer.clone(),
+        woken,
+        metrics,
+    })
+    .map_err(|e| {
+        (
+            "ThreadSpawn",
+            format!("cannot start the flusher thread: {e}"),
+        )
+    })?;
+
+    // Registered for SHUTDOWN only without the variable saying so (the fallback): a Managed
+    // Instances environment, which requires this schema (accepted on default Lambda too).
+    let mut subscription = config.subscription.clone();
+    if concurrent {
+        subscription.schema_version = config::MANAGED_INSTANCES_SCHEMA_VERSION.to_string();
+    }
+    match api.subscribe(&registration.id, &subscription, port) {
+        Ok(Subscribed::Yes) => info!(
+            "subscribed to {} telemetry on port {port} (keeping {}); delivering to {} in {} as {} records",
+            config.subscription.types.join(","),
+            config.filter.types.describe(),
+            delivery.stream,
+            delivery.region,
+            config.records.format.name()
+        ),
+        Ok(Subscribed::NotSupported) => {
+            warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err((
+                "SubscribeFailed",
+                format!("telemetry subscription failed: {e}"),
+            ))
+        }
+    }
+    Ok(Some(Pipeline { flusher, buffer }))
+}
