@@ -18,7 +18,9 @@
 //!
 //! Pacing marks: each event gets a ticket in admission order. When a `platform.runtimeDone`
 //! arrives, the ticket of the last event admitted with it is noted, so the flusher can ask
-//! whether everything up to an invocation's end is delivered ([`Buffer::unsettled_through`]).
+//! whether everything up to an invocation's end is delivered ([`Buffer::unsettled_through`]),
+//! with the moment it arrived; the lifecycle loop hears of each runtimeDone at once
+//! ([`Buffer::dones`]) to bound the time an invocation waits for the flusher after it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -34,6 +36,9 @@ use crate::spilled::Spilled;
 /// How many recent `runtimeDone` marks are kept (one per invocation; concurrency never
 /// applies to them: Managed Instances have no runtimeDone).
 const DONE_MARKS: usize = 16;
+
+/// A `platform.runtimeDone` as the lifecycle loop hears of it: request id, arrival.
+pub type Done = (Box<str>, Instant);
 
 /// What an admitted event tells pacing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,8 +140,8 @@ struct Inner {
     next_ticket: u64,
     high_water: usize,
     spill: Option<Spilled>,
-    /// (request id, ticket of the last event admitted with its runtimeDone).
-    done: VecDeque<(Box<str>, u64)>,
+    /// (request id, ticket of the last event admitted with its runtimeDone, its arrival).
+    done: VecDeque<(Box<str>, u64, Instant)>,
     last_report: Option<Box<str>>,
     last_admission: Option<Instant>,
     full: bool,
@@ -201,6 +206,9 @@ pub struct Buffer {
     inner: Mutex<Inner>,
     cap: BufferCap,
     wake: Sender<()>,
+    /// Each runtimeDone as it arrives (request id, when), for the lifecycle loop.
+    done_tx: Sender<Done>,
+    done_rx: Receiver<Done>,
     /// The flusher waits inside a window and wants to hear of arrivals (between windows it
     /// does not: waking it for every POST would only cost the invocation CPU).
     listening: AtomicBool,
@@ -211,6 +219,7 @@ impl Buffer {
     /// `spill` is the optional spill file (its leftovers from an earlier process go first).
     pub fn new(cap: BufferCap, spill: Option<Spilled>) -> (Buffer, Receiver<()>) {
         let (wake, woken) = crossbeam_channel::bounded(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(DONE_MARKS);
         let first_ticket = spill.as_ref().map_or(0, Spilled::reserved_tickets);
         let buffer = Buffer {
             inner: Mutex::new(Inner {
@@ -228,6 +237,8 @@ impl Buffer {
             }),
             cap,
             wake,
+            done_tx,
+            done_rx,
             listening: AtomicBool::new(false),
         };
         (buffer, woken)
@@ -269,7 +280,8 @@ impl Buffer {
                     if inner.done.len() >= DONE_MARKS {
                         inner.done.pop_front();
                     }
-                    inner.done.push_back((id, last));
+                    let _ = self.done_tx.try_send((id.clone(), now));
+                    inner.done.push_back((id, last, now));
                 }
                 Some(Mark::Report(id)) => inner.last_report = Some(id),
                 None => {}
@@ -395,8 +407,23 @@ impl Buffer {
             .done
             .iter()
             .rev()
-            .find(|(id, _)| &**id == request_id)
-            .map(|(_, t)| *t)
+            .find(|(id, _, _)| &**id == request_id)
+            .map(|(_, t, _)| *t)
+    }
+
+    /// When `request_id`'s runtimeDone arrived, once it came.
+    pub fn done_at(&self, request_id: &str) -> Option<Instant> {
+        self.lock()
+            .done
+            .iter()
+            .rev()
+            .find(|(id, _, _)| &**id == request_id)
+            .map(|(_, _, at)| *at)
+    }
+
+    /// Every runtimeDone as it arrives (a bounded channel: marks nobody reads are dropped).
+    pub fn dones(&self) -> Receiver<Done> {
+        self.done_rx.clone()
     }
 
     /// Whether an event with a ticket up to `ticket` is still waiting (queued or spilled).

@@ -100,8 +100,9 @@ pub struct Pacing {
     pub flush_events: usize,
     /// ... or this many bytes.
     pub flush_bytes: usize,
-    /// Longest an invocation pays after its runtimeDone (or, not holding, after INVOKE).
-    pub invoke_budget: Duration,
+    /// The added-time budget: the most an invocation waits for the extension after its
+    /// runtimeDone reached it, whatever Kinesis is doing.
+    pub max_added: Duration,
 }
 
 /// The memory cap on everything received but not yet delivered.
@@ -389,12 +390,27 @@ fn read_pacing(r: &mut Reader<'_>) -> Pacing {
         }
         _ => r.millis(&FRESHNESS_MS),
     };
+    let max_added = match (r.setting(MAX_ADDED_MS.name), r.setting("FLUSH_TIMEOUT_MS")) {
+        ((_, None), (old, Some(_))) => {
+            let retired = Int {
+                name: "FLUSH_TIMEOUT_MS",
+                ..MAX_ADDED_MS
+            };
+            r.problems.push(Problem::warning(format!(
+                "{old} is retired: it is read as {PREFIX}{} (the most an invocation waits for \
+                 the extension after its runtimeDone); rename it",
+                MAX_ADDED_MS.name
+            )));
+            r.millis(&retired)
+        }
+        _ => r.millis(&MAX_ADDED_MS),
+    };
     Pacing {
         strategy,
         freshness,
         flush_events: r.usize(&FLUSH_MAX_EVENTS),
         flush_bytes: r.usize(&FLUSH_MAX_BYTES),
-        invoke_budget: r.millis(&FLUSH_TIMEOUT_MS),
+        max_added,
     }
 }
 

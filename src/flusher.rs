@@ -12,6 +12,15 @@
 //! until the invocation's `platform.runtimeDone` is delivered and sends continuously
 //! meanwhile; a window that is not held sends what is due and closes.
 //!
+//! The added-time budget (`KINESIS_TELEMETRY_MAX_ADDED_MS`): once an invocation's
+//! runtimeDone has arrived, its window ends within the budget whatever Kinesis does. The
+//! flusher closes it itself by then (`window::after_done_end`); should a request still be in
+//! flight, the lifecycle loop stops waiting at the budget, cuts the request
+//! ([`crate::kinesis::Interrupt`]: its connection is closed, nothing is in flight across the
+//! freeze) and calls `/event/next`; the cut request's records are resent. While Kinesis is
+//! failing, slow or unreachable no invocation is held, and a request is made only in the
+//! time the function is expected to run anyway (`window::next_step`).
+//!
 //! One request is built and settled by `send` (packing, records, the PutRecords call, what
 //! to resend or drop). A fatal answer drops exactly the batch it refused, counted under the
 //! AWS code and logged once per cause; an INVOKE window then closes (no hot loop), SHUTDOWN
@@ -24,10 +33,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use log::{info, warn};
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, Done};
 use crate::config::{Http, Pacing, RecordSettings};
-use crate::health::{Health, RetryPolicy};
-use crate::kinesis::{PutRecordsResponse, Record, RequestError};
+use crate::health::{Health, RetryPolicy, Trouble};
+use crate::kinesis::{Interrupt, PutRecordsResponse, Record, RequestError};
 use crate::metrics::Metrics;
 use crate::pacing::{self, History, Hold};
 use crate::rng::Rng;
@@ -44,15 +53,39 @@ const MIN_QUIET: Duration = Duration::from_millis(200);
 
 /// Where records go. The real one is [`KinesisSink`]; tests script one.
 pub trait Sink: Send + 'static {
+    /// One PutRecords: at most `timeout` in all, `connect_timeout` of it for a new connection.
     fn put(
         &mut self,
         records: &[Record<'_>],
         timeout: Duration,
+        connect_timeout: Duration,
     ) -> Result<PutRecordsResponse, RequestError>;
 
     /// What the user should fix for a fatal error (names the stream and region).
     fn fix_hint(&self, err: &RequestError) -> String;
+
+    /// Where requests go, as log lines name it.
+    fn endpoint(&self) -> String;
+
+    /// How long the connects made since the last call took.
+    fn connect_times(&mut self) -> Vec<Duration> {
+        Vec::new()
+    }
+
+    /// Cuts the request in flight from another thread (the added-time budget).
+    fn interrupt(&self) -> Option<Interrupt> {
+        None
+    }
+
+    /// A connect to the endpoint, run on its own thread at start: can Kinesis be reached,
+    /// and how long does a connect take?
+    fn connect_probe(&self) -> Option<ConnectProbe> {
+        None
+    }
 }
+
+/// See [`Sink::connect_probe`].
+pub type ConnectProbe = Box<dyn FnOnce() -> Result<Duration, RequestError> + Send>;
 
 /// Orders from the lifecycle loop.
 #[derive(Debug, Clone)]
@@ -92,13 +125,20 @@ pub struct Settings {
 pub struct FlusherHandle {
     control: Sender<Control>,
     acks: Receiver<Ack>,
+    /// Each runtimeDone as it arrives.
+    dones: Receiver<Done>,
+    /// The added-time budget.
+    max_added: Duration,
+    interrupt: Option<Interrupt>,
     window: u64,
     late_logged: bool,
 }
 
 impl FlusherHandle {
-    /// An INVOKE: returns once the flusher has closed the invocation's window (at the latest
-    /// `ACK_SLACK` after the deadline's margin: nothing is in flight after that).
+    /// An INVOKE: returns once the flusher has closed the invocation's window, or at the
+    /// added-time budget after the invocation's runtimeDone arrived, cutting a request still
+    /// in flight then (see the module docs); at the latest `ACK_SLACK` after the deadline's
+    /// margin.
     pub fn invoke(&mut self, request_id: &str, deadline: Instant) {
         self.window += 1;
         let sent = self.control.try_send(Control::Invoke {
@@ -106,10 +146,35 @@ impl FlusherHandle {
             request_id: request_id.to_string(),
             deadline,
         });
-        if sent.is_ok() {
-            let end = window::invoke_window_end(Instant::now(), deadline, Duration::MAX, true);
-            self.wait_ack(end + ACK_SLACK);
+        if sent.is_err() {
+            return;
         }
+        let hard_end = window::invoke_window_end(Instant::now(), deadline) + ACK_SLACK;
+        let mut budget_end: Option<Instant> = None;
+        loop {
+            let by = budget_end.map_or(hard_end, |b| b.min(hard_end));
+            select! {
+                recv(self.acks) -> ack => match ack {
+                    Ok(Ack(w)) if w == self.window => return,
+                    Ok(_) => {}
+                    Err(_) => return,
+                },
+                recv(self.dones) -> done => {
+                    if let Ok((id, at)) = done {
+                        if *id == *request_id && budget_end.is_none() {
+                            budget_end = Some(at + self.max_added);
+                        }
+                    }
+                },
+                default(by.saturating_duration_since(Instant::now())) => break,
+            }
+        }
+        // The budget (or the deadline's margin) is over with the window still open: cut
+        // what is in flight and give the flusher a moment to settle and close.
+        if let Some(cut) = &self.interrupt {
+            cut.fire();
+        }
+        self.wait_ack(Instant::now() + ACK_SLACK);
     }
 
     /// Managed Instances: the flusher sends on its own clock from now on.
@@ -159,27 +224,51 @@ pub struct Parts<S: Sink> {
     pub metrics: Metrics,
 }
 
-/// Starts the flusher thread.
+/// Starts the flusher thread, and the connect probe that tells it, before the first
+/// invocation, whether Kinesis can be reached.
 pub fn spawn<S: Sink>(parts: Parts<S>) -> std::io::Result<FlusherHandle> {
     let (control, control_rx) = crossbeam_channel::bounded(4);
     let (ack_tx, acks) = crossbeam_channel::bounded(4);
+    let dones = parts.buffer.dones();
+    let interrupt = parts.sink.interrupt();
+    let max_added = parts.settings.pacing.max_added;
+    let (probe_tx, probe_rx) = crossbeam_channel::bounded(1);
+    if let Some(probe) = parts.sink.connect_probe() {
+        // Off the path to the first /event/next; a connect still waiting at a freeze sends
+        // nothing and ends by its own timeout.
+        std::thread::Builder::new()
+            .name("connect-probe".into())
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let started = Instant::now();
+                let _ = probe_tx.send((probe(), started.elapsed()));
+            })?;
+    }
     let flusher = Flusher::new(parts);
     std::thread::Builder::new()
         .name("flusher".into())
         .stack_size(1024 * 1024)
-        .spawn(move || flusher.run(control_rx, ack_tx))?;
+        .spawn(move || flusher.run(control_rx, ack_tx, probe_rx))?;
     Ok(FlusherHandle {
         control,
         acks,
+        dones,
+        max_added,
+        interrupt,
         window: 0,
         late_logged: false,
     })
 }
 
+/// The outcome of the connect probe and how long it took.
+type Probed = (Result<Duration, RequestError>, Duration);
+
 /// An open window and what the flusher learned in it.
 struct Open {
     w: Window,
-    /// Ticket of the held invocation's runtimeDone, once it arrived, and when.
+    /// The invocation's request id (INVOKE windows).
+    request_id: Option<Box<str>>,
+    /// Ticket of the invocation's runtimeDone, once it arrived, and when it arrived.
     done: Option<(u64, Instant)>,
 }
 
@@ -194,10 +283,14 @@ pub(crate) struct Flusher<S: Sink> {
     history: History,
     /// The last held invocation's request id (to see whether its runtimeDone came late).
     last_held: Option<Box<str>>,
+    /// The last invocation's request id and INVOKE (to learn how long it ran).
+    last_invoke: Option<(Box<str>, Instant)>,
     received_bytes_at_invoke: u64,
     last_hold: Option<Hold>,
     open: Option<Open>,
     pub(crate) logged_causes: HashSet<String>,
+    /// The trouble logged for the current episode (cleared when Kinesis recovers).
+    pub(crate) trouble_logged: Option<Trouble>,
     slow_logged: bool,
     no_done_logged: bool,
     /// Spilled events lost so far (already counted).
@@ -217,10 +310,12 @@ impl<S: Sink> Flusher<S> {
             health: Health::default(),
             history: History::default(),
             last_held: None,
+            last_invoke: None,
             received_bytes_at_invoke: 0,
             last_hold: None,
             open: None,
             logged_causes: HashSet::new(),
+            trouble_logged: None,
             slow_logged: false,
             no_done_logged: false,
             spill_lost: 0,
@@ -237,9 +332,11 @@ impl<S: Sink> Flusher<S> {
     }
 
     /// Runs until SHUTDOWN has been handled or the lifecycle loop is gone.
-    fn run(mut self, control_rx: Receiver<Control>, ack_tx: Sender<Ack>) {
+    fn run(mut self, control_rx: Receiver<Control>, ack_tx: Sender<Ack>, probe: Receiver<Probed>) {
+        let mut probe = Some(probe);
         loop {
             self.buffer.listen(self.open.is_some());
+            self.note_done();
             let step = self
                 .open
                 .as_ref()
@@ -275,12 +372,19 @@ impl<S: Sink> Flusher<S> {
                 }
                 _ => timeout,
             };
+            let never = crossbeam_channel::never();
             select! {
                 recv(control_rx) -> msg => match msg {
                     Ok(c) => self.open_window(c, &ack_tx),
                     Err(_) => return,
                 },
                 recv(self.woken) -> _ => {},
+                recv(probe.as_ref().unwrap_or(&never)) -> r => {
+                    probe = None;
+                    if let Ok((result, took)) = r {
+                        self.probed(result, took);
+                    }
+                },
                 default(timeout) => {},
             }
             if matches!(
@@ -292,19 +396,105 @@ impl<S: Sink> Flusher<S> {
         }
     }
 
+    /// What the connect probe at start taught: how long a connect takes, or that Kinesis
+    /// cannot be reached (then no invocation is held, and the log says why, once).
+    fn probed(&mut self, result: Result<Duration, RequestError>, took: Duration) {
+        let now = Instant::now();
+        match result {
+            Ok(connect) => self.health.connected(now, connect),
+            Err(e) => {
+                let policy = self.retry_policy();
+                self.health.observe(
+                    now,
+                    took,
+                    crate::health::Observation::Retry,
+                    &policy,
+                    &mut self.rng,
+                );
+                let budget = self.settings.pacing.max_added;
+                let err: Result<(), RequestError> = Err(e);
+                self.log_trouble(crate::health::diagnose(&err, took, budget));
+            }
+        }
+    }
+
+    /// Logs a kind of trouble once per episode (see `health::diagnose`).
+    pub(crate) fn log_trouble(&mut self, trouble: Option<Trouble>) {
+        let Some(t) = trouble else {
+            return;
+        };
+        if self
+            .trouble_logged
+            .as_ref()
+            .is_some_and(|was| was.same_kind(&t))
+        {
+            return;
+        }
+        let endpoint = self.sink.endpoint();
+        let held = self.buffer.held();
+        match &t {
+            Trouble::Unreachable(why) => warn!(
+                "Kinesis at {endpoint} cannot be reached ({why}): check the function's VPC route to it \
+                 (a NAT gateway or a Kinesis interface VPC endpoint), its security groups, and \
+                 KINESIS_TELEMETRY_ENDPOINT. {held} events stay buffered; they are sent while \
+                 functions run and at SHUTDOWN, never in the functions' time"
+            ),
+            Trouble::Hanging => warn!(
+                "Kinesis at {endpoint} accepted the connection but did not answer in time: \
+                 requests are cut at the added-time budget (KINESIS_TELEMETRY_MAX_ADDED_MS) and \
+                 resent; {held} events stay buffered and are sent while functions run and at SHUTDOWN"
+            ),
+            Trouble::Slow(took) => warn!(
+                "Kinesis at {endpoint} answers in about {} ms, more than the added-time budget \
+                 (KINESIS_TELEMETRY_MAX_ADDED_MS = {} ms): invocations are not held; telemetry is \
+                 sent while functions run and at SHUTDOWN",
+                took.as_millis(),
+                self.settings.pacing.max_added.as_millis()
+            ),
+        }
+        self.trouble_logged = Some(t);
+    }
+
+    /// Once the open invocation's runtimeDone has arrived, the window ends within the
+    /// added-time budget.
+    fn note_done(&mut self) {
+        let Some(o) = self.open.as_mut() else {
+            return;
+        };
+        if o.done.is_some() {
+            return;
+        }
+        let Some(id) = o.request_id.as_deref() else {
+            return;
+        };
+        let (Some(ticket), Some(at)) = (self.buffer.done_ticket(id), self.buffer.done_at(id))
+        else {
+            return;
+        };
+        o.done = Some((ticket, at));
+        o.w.until = window::after_done_end(o.w.until, at, self.settings.pacing.max_added);
+    }
+
     fn open_window(&mut self, c: Control, ack_tx: &Sender<Ack>) {
         let now = Instant::now();
         if let Some(old) = self.open.take() {
             // A new order while a window is open: the lifecycle stopped waiting for it.
             let _ = ack_tx.try_send(Ack(old.w.id));
         }
-        let (id, kind, until) = match c {
+        let (id, kind, until, request_id) = match c {
             Control::Invoke {
                 window,
                 request_id,
                 deadline,
             } => {
                 self.history.invoked(now);
+                // How long the last invocation ran, whether or not its window was still open
+                // when its runtimeDone came.
+                if let Some((id, opened)) = self.last_invoke.take() {
+                    if let Some(at) = self.buffer.done_at(&id).filter(|at| *at >= opened) {
+                        self.history.ran(at - opened);
+                    }
+                }
                 if let Some(id) = self.last_held.take() {
                     if self.buffer.done_ticket(&id).is_some() {
                         // It came, late: the platform does send runtimeDone.
@@ -318,22 +508,21 @@ impl<S: Sink> Flusher<S> {
                 self.history.last_invocation_bytes =
                     (received - self.received_bytes_at_invoke.min(received)) as usize;
                 self.received_bytes_at_invoke = received;
+                let fit = self.health.fit_to_hold(now, self.settings.pacing.max_added);
                 let hold = pacing::decide(
                     &self.settings.pacing,
                     &self.history,
                     &self.buffer.level(),
                     self.buffer.cap(),
+                    fit,
                 );
                 self.note_hold(hold);
-                let until = window::invoke_window_end(
-                    now,
-                    deadline,
-                    self.settings.pacing.invoke_budget,
-                    hold.hold,
-                );
-                let hold = hold.hold.then(|| request_id.into_boxed_str());
+                let until = window::invoke_window_end(now, deadline);
+                let id = request_id.into_boxed_str();
+                self.last_invoke = Some((id.clone(), now));
+                let hold = hold.hold.then(|| id.clone());
                 self.last_held.clone_from(&hold);
-                (window, Kind::Invoke { hold }, until)
+                (window, Kind::Invoke { hold }, until, Some(id))
             }
             Control::Shutdown {
                 window,
@@ -348,7 +537,7 @@ impl<S: Sink> Flusher<S> {
                     last_request: last_request.map(String::into_boxed_str),
                     quiet,
                 };
-                (window, kind, until)
+                (window, kind, until, None)
             }
             Control::Continuous => {
                 info!("Lambda Managed Instances: sending continuously (no freeze, concurrent invocations)");
@@ -356,6 +545,7 @@ impl<S: Sink> Flusher<S> {
                     0,
                     Kind::Continuous,
                     now + Duration::from_secs(100 * 365 * 86_400),
+                    None,
                 )
             }
         };
@@ -368,6 +558,7 @@ impl<S: Sink> Flusher<S> {
                 requests: 0,
                 refused: false,
             },
+            request_id,
             done: None,
         });
     }
@@ -377,10 +568,12 @@ impl<S: Sink> Flusher<S> {
         let was = self.last_hold.replace(hold);
         let flipped = was.is_none_or(|h| h.hold != hold.hold);
         let adaptive = self.settings.pacing.strategy == crate::config::Strategy::Adaptive;
-        let runtime_done_missing = [Some(hold), was]
-            .iter()
-            .flatten()
-            .any(|h| h.reason == pacing::Reason::NoRuntimeDone);
+        let runtime_done_missing = [Some(hold), was].iter().flatten().any(|h| {
+            matches!(
+                h.reason,
+                pacing::Reason::NoRuntimeDone | pacing::Reason::Unhealthy
+            )
+        });
         if flipped && (adaptive || runtime_done_missing) {
             let what = if hold.hold {
                 "holding each invocation until its telemetry is delivered"
@@ -402,13 +595,16 @@ impl<S: Sink> Flusher<S> {
         } else {
             self.history.expected_gap()
         };
-        let (done_seen, done_pending) = match (&o.w.kind, o.done) {
-            (_, Some((ticket, _))) => (true, self.buffer.unsettled_through(ticket)),
-            (Kind::Invoke { hold: Some(id) }, None) => match self.buffer.done_ticket(id) {
-                Some(ticket) => (true, self.buffer.unsettled_through(ticket)),
-                None => (false, false),
-            },
-            _ => (false, false),
+        let (done_seen, done_pending) = match o.done {
+            Some((ticket, _)) => (true, self.buffer.unsettled_through(ticket)),
+            None => (false, false),
+        };
+        let run_left = match o.w.kind {
+            Kind::Invoke { .. } => self
+                .history
+                .expected_run(self.settings.buffering_timeout)
+                .map(|run| run.saturating_sub(now.saturating_duration_since(o.w.opened))),
+            _ => None,
         };
         let report_seen = match &o.w.kind {
             Kind::Shutdown {
@@ -431,33 +627,33 @@ impl<S: Sink> Flusher<S> {
             struggling: self.health.struggling(),
             probe_from: self.health.probe_from(now),
             time_needed: self.health.time_needed(now),
+            failing: self.health.failing(),
+            run_left,
         }
     }
 
     /// One request inside the open window, then what it teaches the window.
     fn send_in_window(&mut self) {
+        let run_left = self.open.as_ref().map(|o| self.view(o).run_left);
+        let failing = self.health.failing();
         let Some(o) = self.open.as_mut() else {
             return;
         };
-        // A held invocation pays at most the budget after its runtimeDone arrived.
-        if let Kind::Invoke { hold: Some(id) } = &o.w.kind {
-            if o.done.is_none() {
-                if let Some(t) = self.buffer.done_ticket(id) {
-                    let now = Instant::now();
-                    o.done = Some((t, now));
-                    o.w.until = o.w.until.min(now + self.settings.pacing.invoke_budget);
-                }
-            }
-        }
         o.w.requests += 1;
-        let until = o.w.until;
+        // While Kinesis is failing an invocation's request ends when its function is expected
+        // to (the window's decision made sure that leaves time for one).
+        let until = match (failing, &o.w.kind, run_left.flatten()) {
+            (true, Kind::Invoke { .. }, Some(left)) => o.w.until.min(Instant::now() + left),
+            _ => o.w.until,
+        };
         // While Kinesis is failing, a request is a probe (see `send_one`), except at SHUTDOWN:
         // the last window sends everything it can.
         let probe = self.health.struggling() && !matches!(o.w.kind, Kind::Shutdown { .. });
-        let fatal = self.send_one(until, probe).is_fatal();
+        let sent = self.send_one(until, probe);
         self.count_spill_losses();
         if let Some(o) = self.open.as_mut() {
-            o.w.refused |= fatal;
+            // A fatal refusal, or a request cut at the budget: the invocation gets no more.
+            o.w.refused |= sent.is_fatal() || sent == crate::send::Sent::Cut;
         }
     }
 
@@ -477,7 +673,7 @@ impl<S: Sink> Flusher<S> {
                 self.no_done_logged = true;
                 warn!("an invocation's platform.runtimeDone did not arrive before its window ended (crash or timeout?); calling /event/next, its telemetry follows with the next invocation");
             }
-            Close::TooSlow if !self.slow_logged => {
+            Close::TooSlow if !self.slow_logged && self.trouble_logged.is_none() => {
                 self.slow_logged = true;
                 let took = self
                     .health
@@ -534,14 +730,21 @@ pub const SHUTDOWN_FLUSH_RESERVE: Duration = Duration::from_millis(300);
 pub struct KinesisSink {
     client: crate::kinesis::KinesisClient,
     target: crate::kinesis::StreamTarget,
+    /// The configured connect timeout (the start-up probe's).
+    connect_timeout: Duration,
 }
 
 impl KinesisSink {
     pub fn new(
         client: crate::kinesis::KinesisClient,
         target: crate::kinesis::StreamTarget,
+        connect_timeout: Duration,
     ) -> Self {
-        KinesisSink { client, target }
+        KinesisSink {
+            client,
+            target,
+            connect_timeout,
+        }
     }
 }
 
@@ -550,12 +753,34 @@ impl Sink for KinesisSink {
         &mut self,
         records: &[Record<'_>],
         timeout: Duration,
+        connect_timeout: Duration,
     ) -> Result<PutRecordsResponse, RequestError> {
-        self.client.put_records(&self.target, records, timeout)
+        self.client
+            .put_records(&self.target, records, timeout, connect_timeout)
     }
 
     fn fix_hint(&self, err: &RequestError) -> String {
         err.fix_hint(&self.target, self.client.region())
+    }
+
+    fn endpoint(&self) -> String {
+        self.client.url().trim_end_matches('/').to_owned()
+    }
+
+    fn connect_times(&mut self) -> Vec<Duration> {
+        self.client.connect_times()
+    }
+
+    fn interrupt(&self) -> Option<Interrupt> {
+        Some(self.client.interrupt())
+    }
+
+    fn connect_probe(&self) -> Option<ConnectProbe> {
+        let url = self.client.url().to_owned();
+        let timeout = self.connect_timeout;
+        Some(Box::new(move || {
+            crate::kinesis::probe_connect(&url, timeout)
+        }))
     }
 }
 

@@ -6,10 +6,17 @@
 //! [`Health::observe`] is a pure state transition over an observation; it returns the
 //! [`Change`] worth one log line, so each episode is logged once. The backoff draw is the
 //! only randomness and comes from the caller's generator.
+//!
+//! Health steers pacing: while the last attempt failed ([`Health::failing`]) or Kinesis
+//! answers slower than the added-time budget, no invocation is held, and a request is made
+//! only in time the function runs anyway. Connects are bounded by the connects seen
+//! ([`Health::connect_timeout`]), not by a fixed second, and [`diagnose`] names what kind of
+//! trouble a failure is (unreachable, hanging, slow) for the one log line of its episode.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::kinesis::{RequestError, TimeoutPhase};
 use crate::retry;
 use crate::rng::Rng;
 
@@ -20,6 +27,11 @@ pub const MIN_REQUEST_TIME: Duration = Duration::from_millis(10);
 pub const LATENCY_MEMORY: Duration = Duration::from_secs(60);
 /// How many recent latencies the estimate looks at.
 const LATENCY_SAMPLES: usize = 5;
+/// A connect may take this many times the slowest recent one ...
+const CONNECT_FACTOR: u32 = 4;
+/// ... and never less than this (a loaded host's scheduler jitter; an in-region connect
+/// takes a millisecond or two).
+pub const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(25);
 
 /// The latency a request teaches (pure): how long it took, or, when it timed out, a quarter
 /// more, since all a timeout says is "longer than this": a window no longer than the one it
@@ -37,7 +49,11 @@ pub fn latency_seen(took: Duration, timed_out: bool) -> Duration {
 pub enum Observation {
     /// Every record delivered.
     Ok,
-    /// Some or all records must be resent (throttled, 5xx, connection error, timeout).
+    /// Some records were accepted, the rest throttled or failed: Kinesis is up, the stream
+    /// is busy. Not a failure (pacing goes on as usual); the rest waits a base backoff.
+    Partial,
+    /// Nothing was accepted: every record must be resent (throttled, 5xx, connection
+    /// error, timeout).
     Retry,
     /// Kinesis refused the request for good (the records are dropped).
     Fatal,
@@ -72,11 +88,93 @@ pub struct Health {
     probe_from: Option<Instant>,
     /// (when observed, how long the request took), newest last.
     latencies: VecDeque<(Instant, Duration)>,
+    /// (when observed, how long a TCP connect took), newest last.
+    connects: VecDeque<(Instant, Duration)>,
+}
+
+/// What kind of trouble a failed or slow request shows (for the log line of its episode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trouble {
+    /// No connection: the reason (connect timed out, connection refused, name not resolved).
+    Unreachable(String),
+    /// Connected, but no answer came in the time allowed (or the request was cut).
+    Hanging,
+    /// Answered, slower than the added-time budget allows (how long it took).
+    Slow(Duration),
+}
+
+impl Trouble {
+    /// Same kind of trouble (one log line per kind and episode).
+    pub fn same_kind(&self, other: &Trouble) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+/// What kind of trouble a request's outcome shows (pure); `None` when it shows none of these
+/// (delivered in time, or refused or throttled by a Kinesis that answers).
+pub fn diagnose<T>(
+    result: &Result<T, RequestError>,
+    took: Duration,
+    budget: Duration,
+) -> Option<Trouble> {
+    match result {
+        Err(RequestError::Timeout(TimeoutPhase::Connect)) => {
+            Some(Trouble::Unreachable("connect timed out".into()))
+        }
+        Err(RequestError::Connect(detail)) => {
+            let d = detail.to_ascii_lowercase();
+            let why = if d.contains("refused") {
+                "connection refused"
+            } else if d.contains("not found") || d.contains("resolve") || d.contains("lookup") {
+                "name not resolved"
+            } else {
+                "no route to the endpoint"
+            };
+            Some(Trouble::Unreachable(format!("{why}: {detail}")))
+        }
+        Err(RequestError::Timeout(_)) | Err(RequestError::Abandoned) => Some(Trouble::Hanging),
+        Ok(_) if took > budget => Some(Trouble::Slow(took)),
+        _ => None,
+    }
 }
 
 impl Health {
     pub fn struggling(&self) -> bool {
         self.struggling
+    }
+
+    /// The last attempt failed (records to resend, or no connection).
+    pub fn failing(&self) -> bool {
+        self.failures > 0
+    }
+
+    /// Whether an invocation may be held: the last attempt did not fail and requests are
+    /// expected to finish within the added-time budget.
+    pub fn fit_to_hold(&self, now: Instant, budget: Duration) -> bool {
+        !self.failing() && self.time_needed(now) <= budget
+    }
+
+    /// Notes how long a TCP connect took.
+    pub fn connected(&mut self, now: Instant, took: Duration) {
+        if self.connects.len() >= LATENCY_SAMPLES {
+            self.connects.pop_front();
+        }
+        self.connects.push_back((now, took));
+    }
+
+    /// The connect timeout: a few times the slowest recent connect, at least
+    /// [`MIN_CONNECT_TIMEOUT`], at most `configured`; `configured` with none seen.
+    pub fn connect_timeout(&self, now: Instant, configured: Duration) -> Duration {
+        self.connects
+            .iter()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < LATENCY_MEMORY)
+            .map(|(_, d)| *d)
+            .max()
+            .map_or(configured, |d| {
+                (d * CONNECT_FACTOR)
+                    .max(MIN_CONNECT_TIMEOUT)
+                    .min(configured)
+            })
     }
 
     pub fn backoff_until(&self, now: Instant) -> Option<Instant> {
@@ -130,6 +228,14 @@ impl Health {
                 self.backoff_until = None;
                 self.probe_from = None;
                 None
+            }
+            Observation::Partial => {
+                self.failures = 0;
+                let wait = retry::backoff(0, policy.backoff_base, policy.backoff_max, rng);
+                self.backoff_until = Some(now + wait);
+                self.probe_from = None;
+                let was = std::mem::replace(&mut self.struggling, false);
+                was.then_some(Change::Recovered)
             }
             Observation::Retry => {
                 self.failures = self.failures.saturating_add(1);
@@ -224,6 +330,92 @@ mod tests {
         assert_eq!(h.probe_from(t0 + ms(100)), None, "spacing over");
         h.observe(t0, ms(5), Observation::Ok, &policy(3), &mut rng);
         assert_eq!(h.probe_from(t0), None, "a success clears the spacing");
+    }
+
+    #[test]
+    fn connects_are_bounded_by_the_connects_seen() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut h = Health::default();
+        assert_eq!(h.connect_timeout(t0, ms(1_000)), ms(1_000), "none seen");
+        // (connect seen, timeout after it)
+        for (took, want) in [(1, 25), (20, 80), (2, 80), (400, 1_000)] {
+            h.connected(t0, ms(took));
+            assert_eq!(
+                h.connect_timeout(t0, ms(1_000)),
+                ms(want),
+                "after {took} ms"
+            );
+        }
+        assert_eq!(
+            h.connect_timeout(t0 + LATENCY_MEMORY, ms(1_000)),
+            ms(1_000),
+            "old connects expire"
+        );
+    }
+
+    #[test]
+    fn only_a_healthy_and_fast_kinesis_may_hold_an_invocation() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut rng = Rng::seeded(5);
+        let mut h = Health::default();
+        assert!(h.fit_to_hold(t0, ms(60)), "nothing seen yet");
+        h.observe(t0, ms(20), Observation::Ok, &policy(4), &mut rng);
+        assert!(h.fit_to_hold(t0, ms(60)));
+        h.observe(t0, ms(5), Observation::Retry, &policy(4), &mut rng);
+        assert!(h.failing() && !h.fit_to_hold(t0, ms(60)), "failing");
+        h.observe(t0, ms(20), Observation::Ok, &policy(4), &mut rng);
+        assert!(h.fit_to_hold(t0, ms(60)), "recovered");
+        h.observe(t0, ms(1_500), Observation::Ok, &policy(4), &mut rng);
+        assert!(!h.fit_to_hold(t0, ms(60)), "slower than the budget");
+    }
+
+    #[test]
+    fn troubles_are_named_by_what_failed() {
+        let ms = Duration::from_millis;
+        let budget = ms(60);
+        let err = |e: RequestError| -> Result<(), RequestError> { Err(e) };
+        let unreachable = |r: &Result<(), RequestError>| match diagnose(r, ms(5), budget) {
+            Some(Trouble::Unreachable(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            unreachable(&err(RequestError::Timeout(TimeoutPhase::Connect))),
+            "connect timed out"
+        );
+        assert!(unreachable(&err(RequestError::Connect(
+            "Connection refused (os error 111)".into()
+        )))
+        .starts_with("connection refused"));
+        assert!(
+            unreachable(&err(RequestError::Connect("host not found".into())))
+                .starts_with("name not resolved")
+        );
+        for hanging in [
+            RequestError::Timeout(TimeoutPhase::Receive),
+            RequestError::Abandoned,
+        ] {
+            assert_eq!(
+                diagnose(&err(hanging), ms(5), budget),
+                Some(Trouble::Hanging)
+            );
+        }
+        assert_eq!(diagnose(&Ok::<(), RequestError>(()), ms(40), budget), None);
+        assert_eq!(
+            diagnose(&Ok::<(), RequestError>(()), ms(1_500), budget),
+            Some(Trouble::Slow(ms(1_500)))
+        );
+        let throttled = RequestError::Http {
+            status: 400,
+            code: "ProvisionedThroughputExceededException".into(),
+            message: String::new(),
+        };
+        assert_eq!(
+            diagnose(&err(throttled), ms(5), budget),
+            None,
+            "Kinesis answers"
+        );
     }
 
     #[test]

@@ -20,9 +20,11 @@
 //!   canonical request, and the client scrubs its own secret and token from them.
 
 mod client;
+mod connect;
 mod error;
 
-pub use client::{ClientSettings, KinesisClient};
+pub use client::{probe_connect, ClientSettings, KinesisClient};
+pub use connect::Interrupt;
 pub use error::{
     classify_record_code, error_from_response, sanitize_message, ErrorClass, RequestError,
     TimeoutPhase,

@@ -259,7 +259,11 @@ fn start_pipeline(
         },
     );
     let flusher = flusher::spawn(flusher::Parts {
-        sink: flusher::KinesisSink::new(client, delivery.stream.clone()),
+        sink: flusher::KinesisSink::new(
+            client,
+            delivery.stream.clone(),
+            config.http.connect_timeout,
+        ),
         settings: flusher::Settings {
             pacing: config.pacing.clone(),
             records: config.records.clone(),

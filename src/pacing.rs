@@ -11,6 +11,10 @@
 //!   under pressure (the last invocation brought a large share of the cap, or it is past
 //!   its high-water mark), and for the first invocations, before there is history to judge.
 //!
+//! Whatever the strategy, an invocation is not held while Kinesis is failing, slow or
+//! unreachable (`kinesis_fit` false: see `health`): holding would only spend the function's
+//! time on a Kinesis that cannot take the data.
+//!
 //! Why holding is cheap: the runtime is still running the function when the window opens,
 //! so sending then costs the invocation nothing; only the time from `runtimeDone` to
 //! `/event/next` is added (the subscription's 25 ms buffering plus one PutRecords).
@@ -42,6 +46,8 @@ pub struct History {
     pub last_invocation_bytes: usize,
     /// Held windows in a row that ended without their runtimeDone.
     pub missed_runtime_done: u32,
+    /// How long recent invocations ran (INVOKE → their runtimeDone's arrival), newest last.
+    runs: VecDeque<Duration>,
 }
 
 impl History {
@@ -52,6 +58,20 @@ impl History {
         }
         self.invokes.push_back(at);
         self.seen += 1;
+    }
+
+    /// Notes how long an invocation ran (INVOKE → its runtimeDone's arrival).
+    pub fn ran(&mut self, took: Duration) {
+        if self.runs.len() >= HISTORY {
+            self.runs.pop_front();
+        }
+        self.runs.push_back(took);
+    }
+
+    /// How long an invocation can be counted on to run: the shortest recent run, less the
+    /// subscription's buffering (runtimeDone arrives that much after the runtime finished).
+    pub fn expected_run(&self, buffering: Duration) -> Option<Duration> {
+        self.runs.iter().min().map(|d| d.saturating_sub(buffering))
     }
 
     /// Invocations seen so far.
@@ -90,6 +110,8 @@ pub enum Reason {
     Busy,
     /// `platform.runtimeDone` did not arrive for the last held invocations.
     NoRuntimeDone,
+    /// Kinesis is failing, slow or unreachable: the function's time is not spent on it.
+    Unhealthy,
 }
 
 impl Reason {
@@ -103,6 +125,9 @@ impl Reason {
             Reason::NoRuntimeDone => {
                 "platform.runtimeDone did not arrive for the last held invocations; holding resumes once it does"
             }
+            Reason::Unhealthy => {
+                "Kinesis is failing, slow or unreachable: sending only while functions run, and at SHUTDOWN"
+            }
         }
     }
 }
@@ -115,7 +140,15 @@ pub struct Hold {
 }
 
 /// Whether to hold this invocation (pure; `history` already includes its INVOKE).
-pub fn decide(pacing: &Pacing, history: &History, level: &Level, cap: &BufferCap) -> Hold {
+/// `kinesis_fit`: the last request did not fail and requests finish within the added-time
+/// budget (`Health::fit_to_hold`).
+pub fn decide(
+    pacing: &Pacing,
+    history: &History,
+    level: &Level,
+    cap: &BufferCap,
+    kinesis_fit: bool,
+) -> Hold {
     let hold = |reason| Hold { hold: true, reason };
     let background = |reason| Hold {
         hold: false,
@@ -123,6 +156,9 @@ pub fn decide(pacing: &Pacing, history: &History, level: &Level, cap: &BufferCap
     };
     if pacing.strategy == Strategy::Background {
         return background(Reason::Configured);
+    }
+    if !kinesis_fit {
+        return background(Reason::Unhealthy);
     }
     if history.missed_runtime_done >= MISSED_RUNTIME_DONE_LIMIT {
         return background(Reason::NoRuntimeDone);
@@ -177,7 +213,7 @@ mod tests {
             freshness: Duration::from_secs(1),
             flush_events: 500,
             flush_bytes: 1 << 20,
-            invoke_budget: Duration::from_secs(3),
+            max_added: Duration::from_millis(60),
         }
     }
 
@@ -279,6 +315,7 @@ mod tests {
                 &history(gaps, *last),
                 &level(1, *bytes),
                 &cap(),
+                true,
             );
             assert_eq!(
                 (d.hold, d.reason),
@@ -293,9 +330,9 @@ mod tests {
         for strategy in [Strategy::End, Strategy::Adaptive] {
             let mut h = history(&[2_000, 2_000, 2_000], 0);
             h.missed_runtime_done = MISSED_RUNTIME_DONE_LIMIT - 1;
-            assert!(decide(&pacing(strategy), &h, &level(1, 0), &cap()).hold);
+            assert!(decide(&pacing(strategy), &h, &level(1, 0), &cap(), true).hold);
             h.missed_runtime_done = MISSED_RUNTIME_DONE_LIMIT;
-            let d = decide(&pacing(strategy), &h, &level(1, 0), &cap());
+            let d = decide(&pacing(strategy), &h, &level(1, 0), &cap(), true);
             assert_eq!(
                 (d.hold, d.reason),
                 (false, Reason::NoRuntimeDone),
@@ -311,8 +348,53 @@ mod tests {
             &history(&[10, 10, 10], 0),
             &level(60_000, 1_000),
             &cap(),
+            true,
         );
         assert_eq!((d.hold, d.reason), (true, Reason::Pressure));
+    }
+
+    #[test]
+    fn no_strategy_holds_while_kinesis_is_failing_or_slow_even_under_pressure() {
+        for strategy in [Strategy::End, Strategy::Adaptive] {
+            for (gaps, bytes) in [
+                (&[][..], 0),
+                (&[2_000, 2_000, 2_000][..], 0),
+                (&[10, 10][..], 6 << 20),
+            ] {
+                let d = decide(
+                    &pacing(strategy),
+                    &history(gaps, 0),
+                    &level(1, bytes),
+                    &cap(),
+                    false,
+                );
+                assert_eq!(
+                    (d.hold, d.reason),
+                    (false, Reason::Unhealthy),
+                    "{strategy:?} {gaps:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_expected_run_is_the_shortest_recent_one_less_the_buffering() {
+        let ms = Duration::from_millis;
+        let mut h = History::default();
+        assert_eq!(h.expected_run(ms(25)), None);
+        for run in [300, 120, 500] {
+            h.ran(ms(run));
+        }
+        assert_eq!(h.expected_run(ms(25)), Some(ms(95)));
+        for _ in 0..HISTORY {
+            h.ran(ms(400));
+        }
+        assert_eq!(
+            h.expected_run(ms(25)),
+            Some(ms(375)),
+            "only the recent ones"
+        );
+        assert_eq!(h.expected_run(ms(500)), Some(Duration::ZERO));
     }
 
     #[test]

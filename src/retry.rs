@@ -45,6 +45,7 @@ fn may_have_landed(error: &RequestError) -> bool {
         error,
         RequestError::Timeout(TimeoutPhase::Send | TimeoutPhase::Receive | TimeoutPhase::Overall)
             | RequestError::Io(_)
+            | RequestError::Abandoned
             | RequestError::MalformedResponse(_)
     )
 }

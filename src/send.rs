@@ -34,6 +34,8 @@ pub enum Sent {
     Partly,
     /// Kinesis refused the request for good: its events are dropped under this code.
     Fatal(String),
+    /// Cut in flight at the added-time budget: its events are resent.
+    Cut,
 }
 
 impl Sent {
@@ -89,16 +91,26 @@ impl<S: Sink> Flusher<S> {
             e.attempts = e.attempts.saturating_add(1);
             e.unconfirmed = false;
         }
-        // 3. The request, bounded by the window.
+        // 3. The request, bounded by the window; a new connection by the connects seen.
         let started = Instant::now();
         let timeout = window::request_timeout(self.settings.http.request_timeout, started, until);
+        let connect_timeout = self
+            .health
+            .connect_timeout(started, self.settings.http.connect_timeout);
         let result = {
             let wire: Vec<Record> = built.iter().map(|b| b.wire(lease.events())).collect();
-            self.sink.put(&wire, timeout)
+            self.sink.put(&wire, timeout, connect_timeout)
         };
         let took = started.elapsed();
+        for connect in self.sink.connect_times() {
+            self.health.connected(Instant::now(), connect);
+        }
         let stats = &self.stats;
         Stats::add(&stats.requests, 1);
+        let cut = matches!(result, Err(RequestError::Abandoned));
+        if cut {
+            Stats::add(&stats.abandoned_requests, 1);
+        }
         stats.add_latency(took);
         if resent > 0 {
             Stats::add(&stats.retry_requests, 1);
@@ -169,19 +181,34 @@ impl<S: Sink> Flusher<S> {
         // 6. Health.
         let what = if resend_events == 0 {
             Observation::Ok
+        } else if records_ok > 0 {
+            debug!("PutRecords: {resend_events} events to resend, the rest accepted");
+            Observation::Partial
         } else {
             debug!("PutRecords: {resend_events} events to resend ({result:?})");
             Observation::Retry
         };
-        let timed_out = matches!(result, Err(RequestError::Timeout(_)));
+        let timed_out = matches!(
+            result,
+            Err(RequestError::Timeout(_) | RequestError::Abandoned)
+        );
         let seen = health::latency_seen(took, timed_out);
+        let trouble = health::diagnose(&result, took, self.settings.pacing.max_added);
         let change = self
             .health
             .observe(Instant::now(), seen, what, &policy, &mut self.rng);
         self.stats
             .struggling
             .store(self.health.struggling(), Relaxed);
+        // One line per episode: its kind of trouble when it starts, and its end.
+        let recovered = if what != Observation::Retry && trouble.is_none() {
+            self.trouble_logged.take().is_some()
+        } else {
+            self.log_trouble(trouble);
+            false
+        };
         match change {
+            Some(Change::StartedStruggling) if self.trouble_logged.is_some() => {}
             Some(Change::StartedStruggling) => {
                 let cause = match &result {
                     Err(e) => e.to_string(),
@@ -193,9 +220,12 @@ impl<S: Sink> Flusher<S> {
                 );
             }
             Some(Change::Recovered) => info!("Kinesis accepts records again; delivery resumed"),
+            None if recovered => info!("Kinesis accepts records again; delivery resumed"),
             None => {}
         }
-        if resend_events == 0 {
+        if cut {
+            Sent::Cut
+        } else if resend_events == 0 {
             Sent::Delivered
         } else {
             Sent::Partly

@@ -75,6 +75,8 @@ pub struct Stats {
     pub bytes_sent: AtomicU64,
     pub requests: AtomicU64,
     pub failed_requests: AtomicU64,
+    /// Requests cut in flight at an invocation's added-time budget (their events resent).
+    pub abandoned_requests: AtomicU64,
     /// Requests that resent events an earlier request failed to deliver.
     pub retry_requests: AtomicU64,
     /// Events sent again after a failed attempt (throttled, 5xx, connection error...).
@@ -228,7 +230,7 @@ impl Stats {
             "events received={}{} delivered={} filtered={} dropped={total}{reasons}{doubt} \
              still_buffered={held} | resent_events={} (unconfirmed={}) in retry_requests={}, \
              throttled={} records, truncated={}, spilled={} | kinesis requests={} \
-             failed_requests={} records={} bytes_sent={} | telemetry posts={} unusable_posts={} \
+             failed_requests={} abandoned={} records={} bytes_sent={} | telemetry posts={} unusable_posts={} \
              lambda_dropped={} ({} bytes) accept_errors={} stalled_connections={}",
             get(&self.received),
             match get(&self.recovered) {
@@ -245,6 +247,7 @@ impl Stats {
             get(&self.spilled),
             get(&self.requests),
             get(&self.failed_requests),
+            get(&self.abandoned_requests),
             get(&self.records_sent),
             get(&self.bytes_sent),
             get(&self.posts),

@@ -84,6 +84,12 @@ pub struct View {
     pub probe_from: Option<Instant>,
     /// The least time left for a request to be worth starting (observed latency).
     pub time_needed: Duration,
+    /// The last request failed (or Kinesis could not be reached): Kinesis is failing, slow or
+    /// unreachable, and an invocation sends only while its function runs anyway.
+    pub failing: bool,
+    /// How much longer the function is expected to run (from the invocations seen so far);
+    /// `None` when not known.
+    pub run_left: Option<Duration>,
 }
 
 /// Why a window closed.
@@ -105,6 +111,9 @@ pub enum Close {
     Drained,
     /// Kinesis refused a request for good: the invocation is not held for more refusals.
     Refused,
+    /// Kinesis is failing, slow or unreachable and the function is not expected to run long
+    /// enough for a request: the data waits (the function's time is its own).
+    NoTime,
 }
 
 /// The decision.
@@ -140,18 +149,20 @@ fn latest_start(until: Instant, needed: Duration) -> Option<Instant> {
     until.checked_sub(needed + needed / (TIMER_OVERRUN_DIVISOR - 1))
 }
 
-/// End of an INVOKE window (pure): the budget from now when not held; for a held invocation
-/// the deadline minus the margin (what it adds after its runtimeDone is bounded separately).
-pub fn invoke_window_end(now: Instant, deadline: Instant, budget: Duration, held: bool) -> Instant {
-    let by_deadline = deadline
+/// End of an INVOKE window (pure): the deadline minus the margin. What the window may add
+/// after the invocation's runtimeDone is bounded separately ([`after_done_end`]).
+pub fn invoke_window_end(now: Instant, deadline: Instant) -> Instant {
+    deadline
         .checked_sub(INVOKE_DEADLINE_MARGIN + CLOSE_SLACK)
         .unwrap_or(now)
-        .max(now);
-    if held {
-        by_deadline
-    } else {
-        (now + budget).min(by_deadline)
-    }
+        .max(now)
+}
+
+/// Where a window ends once its invocation's runtimeDone arrived at `done_at` (pure): the
+/// added-time budget after it, less the close slack, so that the flusher closes the window
+/// itself before the lifecycle loop would cut its request ([`crate::flusher::FlusherHandle`]).
+pub fn after_done_end(until: Instant, done_at: Instant, max_added: Duration) -> Instant {
+    until.min(done_at + max_added.saturating_sub(CLOSE_SLACK))
 }
 
 /// Sends if it may and a request can finish; otherwise why not.
@@ -212,6 +223,15 @@ pub fn next_step(w: &Window, v: &View) -> Step {
                 Step::Close(Close::NothingDue)
             } else if probed {
                 Step::Close(Close::Struggling)
+            } else if v.failing {
+                // Only in time the function runs anyway: never after its runtimeDone, and
+                // only a request the function's expected run leaves time for.
+                match v.run_left {
+                    Some(left) if !v.done_seen && left >= v.time_needed => {
+                        try_send(w, v, Close::NoTime)
+                    }
+                    _ => Step::Close(Close::NoTime),
+                }
             } else {
                 try_send(
                     w,
@@ -235,7 +255,8 @@ pub fn next_step(w: &Window, v: &View) -> Step {
                     Close::NoRuntimeDone
                 });
             }
-            if probed {
+            if probed || (v.failing && v.done_seen) {
+                // After runtimeDone a failing Kinesis gets no more of the invocation's time.
                 return Step::Close(Close::Struggling);
             }
             let sendable = (v.done_seen && v.done_pending) || v.full || (v.has_data && v.due);

@@ -8,6 +8,7 @@ use crate::kinesis::RecordOutcome;
 use crate::limits::Limits;
 use crate::metrics::DimensionValues;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
 
 type Answer = Box<dyn FnMut(&[Record<'_>]) -> Result<PutRecordsResponse, RequestError> + Send>;
@@ -23,6 +24,7 @@ struct Log {
 struct Scripted {
     answers: VecDeque<Answer>,
     log: Arc<Mutex<Log>>,
+    interrupt: Interrupt,
 }
 
 impl Sink for Scripted {
@@ -30,6 +32,7 @@ impl Sink for Scripted {
         &mut self,
         records: &[Record<'_>],
         timeout: Duration,
+        _connect_timeout: Duration,
     ) -> Result<PutRecordsResponse, RequestError> {
         {
             let mut log = self.log.lock().unwrap();
@@ -46,6 +49,14 @@ impl Sink for Scripted {
 
     fn fix_hint(&self, _err: &RequestError) -> String {
         "fix it".into()
+    }
+
+    fn endpoint(&self) -> String {
+        "http://scripted".into()
+    }
+
+    fn interrupt(&self) -> Option<Interrupt> {
+        Some(self.interrupt.clone())
     }
 }
 
@@ -85,6 +96,21 @@ fn http_error(status: u16, code: &'static str) -> Answer {
     })
 }
 
+/// Answers after `ms`, unless the lifecycle loop cuts the request first.
+fn hang(ms: u64, interrupt: Interrupt) -> Answer {
+    Box::new(move |records| {
+        let seen = interrupt.generation();
+        let until = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < until {
+            if interrupt.generation() != seen {
+                return Err(RequestError::Abandoned);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ok(records)
+    })
+}
+
 fn slow(ms: u64) -> Answer {
     Box::new(move |records| {
         std::thread::sleep(Duration::from_millis(ms));
@@ -99,7 +125,7 @@ fn settings(strategy: Strategy, freshness_ms: u64, format: RecordFormat) -> Sett
             freshness: Duration::from_millis(freshness_ms),
             flush_events: 500,
             flush_bytes: 1 << 20,
-            invoke_budget: Duration::from_secs(3),
+            max_added: Duration::from_secs(3),
         },
         records: RecordSettings {
             format,
@@ -121,6 +147,7 @@ fn settings(strategy: Strategy, freshness_ms: u64, format: RecordFormat) -> Sett
 }
 
 struct Rig {
+    interrupt: Interrupt,
     handle: FlusherHandle,
     buffer: Arc<Buffer>,
     stats: Arc<Stats>,
@@ -128,6 +155,13 @@ struct Rig {
 }
 
 fn rig(s: Settings, answers: Vec<Answer>) -> Rig {
+    rig_with(s, |_| answers)
+}
+
+/// A rig whose answers may cut short at the interrupt.
+fn rig_with(s: Settings, answers: impl FnOnce(&Interrupt) -> Vec<Answer>) -> Rig {
+    let interrupt = Interrupt::new(ureq::Agent::new_with_defaults());
+    let answers = answers(&interrupt);
     let log = Arc::new(Mutex::new(Log::default()));
     let stats = Arc::new(Stats::default());
     let cap = BufferCap {
@@ -149,6 +183,7 @@ fn rig(s: Settings, answers: Vec<Answer>) -> Rig {
         sink: Scripted {
             answers: answers.into(),
             log: log.clone(),
+            interrupt: interrupt.clone(),
         },
         settings: s,
         stats: stats.clone(),
@@ -158,6 +193,7 @@ fn rig(s: Settings, answers: Vec<Answer>) -> Rig {
     })
     .unwrap();
     Rig {
+        interrupt,
         handle,
         buffer,
         stats,
@@ -217,6 +253,15 @@ fn sent(log: &Log) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// An invocation with nothing to send whose runtimeDone arrives `ms` after its INVOKE: the
+/// flusher learns how long functions run.
+fn ran(r: &mut Rig, id: &str, ms: u64) {
+    let invoked = Instant::now();
+    r.handle.invoke(id, in_ms(3_000));
+    std::thread::sleep(Duration::from_millis(ms).saturating_sub(invoked.elapsed()));
+    admit(&r.buffer, &[done(id)]);
 }
 
 fn in_ms(ms: u64) -> Instant {
@@ -370,6 +415,7 @@ fn during_an_outage_each_invocation_makes_one_probe_only() {
             .map(|_| http_error(503, "ServiceUnavailable"))
             .collect(),
     );
+    ran(&mut r, "r-0", 300); // its runtimeDone is the first event of four
     admit(&r.buffer, &lines("p", 3));
     r.handle.invoke("r-1", in_ms(3_000));
     assert_eq!(r.log.lock().unwrap().calls.len(), 4, "max_attempts");
@@ -377,16 +423,74 @@ fn during_an_outage_each_invocation_makes_one_probe_only() {
     {
         let log = r.log.lock().unwrap();
         assert_eq!(log.calls.len(), 5, "one probe, no retries");
-        assert_eq!(log.calls[3].len(), 3, "retries carry everything");
+        assert_eq!(log.calls[3].len(), 4, "retries carry everything");
         assert_eq!(log.calls[4].len(), 1, "a probe carries one record");
     }
-    assert_eq!(r.buffer.held(), 3);
+    assert_eq!(r.buffer.held(), 4);
     assert_eq!(r.stats.dropped(), Default::default());
     r.handle.invoke("r-3", in_ms(3_000));
-    assert_eq!(delivered(&r), 3, "recovered");
+    assert_eq!(delivered(&r), 4, "recovered");
     let log = r.log.lock().unwrap();
     let after: Vec<usize> = log.calls[5..].iter().map(Vec::len).collect();
-    assert_eq!(after, [1, 2], "the probe, then full requests again");
+    assert_eq!(after, [1, 3], "the probe, then full requests again");
+}
+
+#[test]
+fn a_request_in_flight_at_the_budget_is_cut_and_its_records_resent() {
+    let mut s = settings(Strategy::End, 0, RecordFormat::Event);
+    s.pacing.max_added = Duration::from_millis(60);
+    let mut r = rig_with(s, |cut| vec![hang(5_000, cut.clone())]);
+    admit(&r.buffer, &lines("h", 3));
+    let buffer = r.buffer.clone();
+    let later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        admit(&buffer, &[done("r-1")]);
+    });
+    let started = Instant::now();
+    r.handle.invoke("r-1", in_ms(10_000));
+    let took = started.elapsed();
+    later.join().unwrap();
+    assert!(
+        took < Duration::from_millis(1_500),
+        "released {took:?} after INVOKE (runtimeDone at 100 ms, budget 60 ms), not at the answer (5 s)"
+    );
+    assert_eq!(r.interrupt.generation(), 1, "the request was cut");
+    assert_eq!(r.stats.abandoned_requests.load(Relaxed), 1);
+    assert_eq!(
+        r.buffer.held(),
+        4,
+        "the cut request's events (and runtimeDone) wait"
+    );
+    assert!(r.handle.shutdown(in_ms(1_500), None));
+    assert_eq!(delivered(&r), 4, "sent again at SHUTDOWN");
+    assert_eq!(
+        r.stats.resent_unconfirmed.load(Relaxed),
+        3,
+        "they may have landed"
+    );
+}
+
+#[test]
+fn while_kinesis_fails_an_invocation_of_unknown_length_sends_nothing() {
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        vec![http_error(503, "ServiceUnavailable")],
+    );
+    admit(&r.buffer, &lines("u", 3));
+    r.handle.invoke("r-1", in_ms(3_000));
+    assert_eq!(r.log.lock().unwrap().calls.len(), 1, "tried once, failed");
+    for id in ["r-2", "r-3"] {
+        let started = Instant::now();
+        r.handle.invoke(id, in_ms(3_000));
+        assert!(started.elapsed() < Duration::from_millis(500), "not held");
+    }
+    assert_eq!(
+        r.log.lock().unwrap().calls.len(),
+        1,
+        "no run length known: no request in the functions' time"
+    );
+    assert!(r.handle.shutdown(in_ms(1_500), None));
+    assert_eq!(delivered(&r), 3, "SHUTDOWN delivers");
 }
 
 #[test]
@@ -397,15 +501,16 @@ fn at_shutdown_a_struggling_flusher_drains_in_full_requests() {
             .map(|_| http_error(503, "ServiceUnavailable"))
             .collect(),
     );
+    ran(&mut r, "r-0", 300);
     admit(&r.buffer, &lines("q", 3));
     r.handle.invoke("r-1", in_ms(3_000));
     assert_eq!(r.log.lock().unwrap().calls.len(), 4, "struggling now");
     assert!(r.handle.shutdown(in_ms(1_500), None));
-    assert_eq!(delivered(&r), 3);
+    assert_eq!(delivered(&r), 4, "three lines and r-0's runtimeDone");
     let log = r.log.lock().unwrap();
     assert_eq!(
         log.calls[4].len(),
-        3,
+        4,
         "the last window sends everything it can"
     );
 }

@@ -8,6 +8,7 @@
 //! request's length is [`RequestError::MalformedResponse`]: nothing the network
 //! returns can panic.
 
+use super::connect::{self, ConnectTimes, Interrupt};
 use super::{
     error_from_response, parse_put_records_response, put_records_body, PutRecordsResponse, Record,
     RequestError, StreamTarget, TimeoutPhase, CONTENT_TYPE, PUT_RECORDS_TARGET, SIGNING_SERVICE,
@@ -16,7 +17,8 @@ use crate::config::Credentials;
 use crate::sign::Signer;
 use std::fmt;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Largest response body read. 500 result entries take about 100 KiB.
 pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
@@ -74,9 +76,14 @@ impl fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
-/// A Kinesis client for PutRecords: one keep-alive agent, one signer.
+/// A Kinesis client for PutRecords: one keep-alive agent (rebuilt after an [`Interrupt`]),
+/// one signer.
 pub struct KinesisClient {
-    agent: ureq::Agent,
+    config: ureq::config::Config,
+    interrupt: Interrupt,
+    /// The interrupt generation the current agent was built for.
+    generation: std::sync::atomic::AtomicU64,
+    connects: Arc<ConnectTimes>,
     url: String,
     signer: Signer,
     /// Strings that must never leave in an error message.
@@ -110,7 +117,7 @@ impl KinesisClient {
         if let Some(path) = &s.ca_file {
             tls = tls.root_certs(load_ca_file(path)?);
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(s.connect_timeout))
             .max_idle_age(POOL_MAX_IDLE_AGE)
@@ -119,13 +126,17 @@ impl KinesisClient {
             .max_redirects_will_error(false)
             .user_agent(USER_AGENT)
             .tls_config(tls.build())
-            .build()
-            .into();
+            .build();
+        let connects = Arc::new(ConnectTimes::default());
+        let agent = build_agent(&config, &connects);
 
         let mut secrets = vec![c.secret_access_key.clone()];
         secrets.extend(c.session_token.clone());
         Ok(Self {
-            agent,
+            config,
+            interrupt: Interrupt::new(agent),
+            generation: Default::default(),
+            connects,
             url,
             signer: Signer::new(
                 &c.access_key_id,
@@ -143,14 +154,46 @@ impl KinesisClient {
         self.signer.region()
     }
 
+    /// The URL requests go to (named in log lines).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Cuts this client's requests from another thread (see [`Interrupt`]).
+    pub fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
+    }
+
+    /// How long the TCP connects made since the last call took.
+    pub fn connect_times(&self) -> Vec<Duration> {
+        self.connects.take()
+    }
+
     /// Sends one PutRecords request and waits at most `timeout` for the whole
-    /// exchange (connect included). `records` must respect the API limits (see
-    /// `batch::fit`); an empty slice is answered locally with an empty response.
+    /// exchange, of which at most `connect_timeout` for a new connection. `records` must
+    /// respect the API limits (see `records::plan`); an empty slice is answered locally with
+    /// an empty response. A request cut by the [`Interrupt`] is [`RequestError::Abandoned`].
     pub fn put_records(
         &self,
         target: &StreamTarget,
         records: &[Record],
         timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<PutRecordsResponse, RequestError> {
+        let generation = self.interrupt.generation();
+        let result = self.exchange(target, records, timeout, connect_timeout);
+        if self.interrupt.generation() != generation && result.is_err() {
+            return Err(RequestError::Abandoned);
+        }
+        result
+    }
+
+    fn exchange(
+        &self,
+        target: &StreamTarget,
+        records: &[Record],
+        timeout: Duration,
+        connect_timeout: Duration,
     ) -> Result<PutRecordsResponse, RequestError> {
         if records.is_empty() {
             return Ok(PutRecordsResponse {
@@ -167,11 +210,14 @@ impl KinesisClient {
             .sign("POST", &self.url, &signed_headers, &body, SystemTime::now())
             .map_err(|e| RequestError::Local(e.to_string()))?;
 
-        let mut request = self
-            .agent
+        let agent = self.interrupt.agent(&self.generation, || {
+            build_agent(&self.config, &self.connects)
+        });
+        let mut request = agent
             .post(&self.url)
             .config()
             .timeout_global(Some(timeout))
+            .timeout_connect(Some(connect_timeout.min(timeout)))
             .build();
         for (name, value) in signed_headers {
             request = request.header(name, value);
@@ -229,8 +275,50 @@ impl KinesisClient {
             RequestError::MalformedResponse(d) => RequestError::MalformedResponse(clean(d)),
             RequestError::Local(d) => RequestError::Local(clean(d)),
             RequestError::Timeout(p) => RequestError::Timeout(p),
+            RequestError::Abandoned => RequestError::Abandoned,
         }
     }
+}
+
+/// Opens one connection to the endpoint at `url` and closes it, to learn before the first
+/// invocation whether Kinesis can be reached and how long a connect takes (TCP only: no
+/// request is sent). Blocks up to `timeout`.
+pub fn probe_connect(url: &str, timeout: Duration) -> Result<Duration, RequestError> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e: ureq::http::uri::InvalidUri| RequestError::Local(e.to_string()))?;
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let started = Instant::now();
+    let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|_| RequestError::Connect("host not found".to_owned()))?
+        .collect();
+    let mut last = RequestError::Connect("host not found".to_owned());
+    for addr in addrs {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(RequestError::Timeout(TimeoutPhase::Connect));
+        }
+        match std::net::TcpStream::connect_timeout(&addr, left) {
+            Ok(_) => return Ok(started.elapsed()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                last = RequestError::Timeout(TimeoutPhase::Connect)
+            }
+            Err(e) => last = RequestError::Connect(e.to_string()),
+        }
+    }
+    Err(last)
+}
+
+/// An agent over [`connect::chain`]: every connection it makes can be cut by the
+/// [`Interrupt`], a connect in progress included.
+fn build_agent(config: &ureq::config::Config, connects: &Arc<ConnectTimes>) -> ureq::Agent {
+    ureq::Agent::with_parts(
+        config.clone(),
+        connect::chain(connects.clone()),
+        ureq::unversioned::resolver::DefaultResolver::default(),
+    )
 }
 
 /// Validates the endpoint and returns the URL to POST to: the endpoint with a

@@ -57,6 +57,9 @@ pub enum RequestError {
     MalformedResponse(String),
     /// The request could not be built or signed; it was never sent.
     Local(String),
+    /// Cut while in flight: the invocation's added-time budget ended (see
+    /// `kinesis::Interrupt`). Its records may have landed: they are resent.
+    Abandoned,
 }
 
 /// Codes the contract lists as throttling (plus generic AWS throttling codes).
@@ -161,7 +164,8 @@ impl RequestError {
             | Self::Tls(_)
             | Self::Timeout(_)
             | Self::Io(_)
-            | Self::MalformedResponse(_) => ErrorClass::Retryable,
+            | Self::MalformedResponse(_)
+            | Self::Abandoned => ErrorClass::Retryable,
             Self::Http {
                 status,
                 code,
@@ -182,6 +186,7 @@ impl RequestError {
             Self::Http { code, .. } => code.clone(),
             Self::MalformedResponse(_) => "MalformedResponse".to_owned(),
             Self::Local(_) => "Local".to_owned(),
+            Self::Abandoned => "Abandoned".to_owned(),
         }
     }
 
@@ -210,6 +215,9 @@ impl RequestError {
                  endpoint setting points at Kinesis"
             ),
             Self::Local(detail) => format!("cannot build the Kinesis request: {detail}"),
+            Self::Abandoned => "the request was still in flight when the invocation's added-time \
+                 budget ended (KINESIS_TELEMETRY_MAX_ADDED_MS): its records are resent"
+                .to_owned(),
             Self::Http { status, code, message } => {
                 http_hint(*status, code, message, target, stream, region)
             }
@@ -308,6 +316,7 @@ impl fmt::Display for RequestError {
             }
             Self::MalformedResponse(d) => write!(f, "malformed Kinesis response: {d}"),
             Self::Local(d) => write!(f, "cannot build the Kinesis request: {d}"),
+            Self::Abandoned => write!(f, "Kinesis request abandoned at the added-time budget"),
         }
     }
 }

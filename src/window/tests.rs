@@ -29,6 +29,8 @@ fn base(now: Instant) -> View {
         struggling: false,
         probe_from: None,
         time_needed: ms(10),
+        failing: false,
+        run_left: None,
     }
 }
 
@@ -576,22 +578,94 @@ fn the_shutdown_wait_ends_after_a_quiet_period_or_the_grace() {
 }
 
 #[test]
-fn invoke_windows_end_at_the_budget_or_before_the_deadline() {
+fn invoke_windows_end_before_the_deadline_and_the_budget_after_runtime_done() {
     let now = Instant::now();
     let far = now + Duration::from_secs(900);
-    assert_eq!(invoke_window_end(now, far, ms(3000), false), now + ms(3000));
     assert_eq!(
-        invoke_window_end(now, far, ms(3000), true),
+        invoke_window_end(now, far),
         far - INVOKE_DEADLINE_MARGIN - CLOSE_SLACK,
-        "a held invocation runs until its runtimeDone, at most until the deadline margin"
-    );
-    let near = now + ms(500);
-    assert_eq!(
-        invoke_window_end(now, near, ms(3000), false),
-        near - INVOKE_DEADLINE_MARGIN - CLOSE_SLACK
+        "an invocation's window runs at most until the deadline margin"
     );
     let past = now + ms(50);
-    assert_eq!(invoke_window_end(now, past, ms(3000), true), now);
+    assert_eq!(invoke_window_end(now, past), now);
+    // (window end, runtimeDone arrived, budget) -> end
+    let until = now + ms(10_000);
+    let cases = [
+        (until, now + ms(200), ms(60), now + ms(255)),
+        (now + ms(230), now + ms(200), ms(60), now + ms(230)), // the deadline comes first
+        (until, now + ms(200), ms(3), now + ms(200)),          // budget under the close slack
+    ];
+    for (until, done_at, budget, want) in cases {
+        assert_eq!(after_done_end(until, done_at, budget), want, "{budget:?}");
+    }
+}
+
+#[test]
+fn while_kinesis_fails_an_invocation_sends_only_while_its_function_runs() {
+    let now = Instant::now();
+    let failing = |run_left: Option<u64>, done_seen: bool| View {
+        failing: true,
+        run_left: run_left.map(ms),
+        done_seen,
+        time_needed: ms(30),
+        ..base(now)
+    };
+    let w = |kind: Kind| Window {
+        id: 1,
+        kind,
+        opened: now,
+        until: now + ms(5_000),
+        requests: 0,
+        refused: false,
+    };
+    // (name, kind, view, step)
+    let cases = [
+        (
+            "time to run: send",
+            background(),
+            failing(Some(200), false),
+            Step::Send,
+        ),
+        (
+            "run unknown: wait for a later one",
+            background(),
+            failing(None, false),
+            Step::Close(Close::NoTime),
+        ),
+        (
+            "too short for the observed latency",
+            background(),
+            failing(Some(20), false),
+            Step::Close(Close::NoTime),
+        ),
+        (
+            "after runtimeDone: nothing",
+            background(),
+            failing(Some(200), true),
+            Step::Close(Close::NoTime),
+        ),
+        (
+            "healthy: as usual",
+            background(),
+            View {
+                run_left: None,
+                ..base(now)
+            },
+            Step::Send,
+        ),
+        (
+            "held, failing after runtimeDone: close",
+            held(),
+            View {
+                done_pending: true,
+                ..failing(None, true)
+            },
+            Step::Close(Close::Struggling),
+        ),
+    ];
+    for (name, kind, view, want) in cases {
+        assert_eq!(next_step(&w(kind), &view), want, "{name}");
+    }
 }
 
 #[test]

@@ -170,7 +170,7 @@ fn put_records_sends_a_signed_request_and_reuses_the_connection() {
         Record::new(b"{}", "b"),
     ];
 
-    let r = client.put_records(&target, &records, T).unwrap();
+    let r = client.put_records(&target, &records, T, T).unwrap();
     assert_eq!(r.records.len(), 2);
     assert!(r.records.iter().all(|o| matches!(o, RecordOutcome::Ok)));
 
@@ -206,7 +206,7 @@ fn put_records_sends_a_signed_request_and_reuses_the_connection() {
     );
     assert_eq!(v["Records"][1]["PartitionKey"], "b");
 
-    client.put_records(&target, &records[..1], T).unwrap();
+    client.put_records(&target, &records[..1], T, T).unwrap();
     let s2 = seen.recv().unwrap();
     assert_eq!(
         s.peer, s2.peer,
@@ -227,24 +227,24 @@ fn error_answers_are_classified_and_scrubbed() {
     let target = StreamTarget::Name("telemetry".into());
     let one = [Record::new(b"{}", "k")];
 
-    let e = client.put_records(&target, &one, T).unwrap_err();
+    let e = client.put_records(&target, &one, T, T).unwrap_err();
     assert_eq!(e.class(), ErrorClass::Fatal);
     assert_eq!(e.reason(), "ResourceNotFoundException");
     assert!(e
         .fix_hint(&target, client.region())
         .contains("stream telemetry not found in region us-east-1"));
 
-    let e = client.put_records(&target, &one, T).unwrap_err();
+    let e = client.put_records(&target, &one, T, T).unwrap_err();
     assert!(matches!(e, RequestError::Http { status: 503, .. }));
     assert_eq!(e.class(), ErrorClass::Retryable);
 
-    let e = client.put_records(&target, &one, T).unwrap_err();
+    let e = client.put_records(&target, &one, T, T).unwrap_err();
     assert!(
         matches!(e, RequestError::MalformedResponse(_)),
         "3 entries for 1 record: {e:?}"
     );
 
-    let e = client.put_records(&target, &one, T).unwrap_err();
+    let e = client.put_records(&target, &one, T, T).unwrap_err();
     let text = format!("{e} {e:?} {}", e.fix_hint(&target, "us-east-1"));
     assert!(
         !text.contains("SESSIONTOKENVALUE") && !text.contains("SECRETKEYVALUE"),
@@ -259,11 +259,11 @@ fn a_redirect_is_reported_not_followed_and_empty_input_sends_nothing() {
     let client = KinesisClient::new(settings(&endpoint)).unwrap();
     let target = StreamTarget::Name("telemetry".into());
 
-    let empty = client.put_records(&target, &[], T).unwrap();
+    let empty = client.put_records(&target, &[], T, T).unwrap();
     assert!(empty.records.is_empty());
 
     let e = client
-        .put_records(&target, &[Record::new(b"{}", "k")], T)
+        .put_records(&target, &[Record::new(b"{}", "k")], T, T)
         .unwrap_err();
     assert!(matches!(e, RequestError::Http { status: 307, .. }), "{e:?}");
     assert_eq!(e.class(), ErrorClass::Fatal);
@@ -288,6 +288,7 @@ fn refused_connection_is_a_connect_error() {
             &StreamTarget::Name("s".into()),
             &[Record::new(b"{}", "k")],
             T,
+            T,
         )
         .unwrap_err();
     assert!(matches!(e, RequestError::Connect(_)), "{e:?}");
@@ -311,6 +312,7 @@ fn a_server_that_never_answers_times_out_within_the_budget() {
             &StreamTarget::Name("s".into()),
             &[Record::new(b"{}", "k")],
             Duration::from_millis(300),
+            T,
         )
         .unwrap_err();
     let took = start.elapsed();
@@ -504,7 +506,7 @@ mod https {
         };
         let (port, server) = serve_tls(&pki, ok_answer(1));
         let target = StreamTarget::Name("telemetry".into());
-        let r = client(port, Some(pki.path("ca.pem"))).put_records(&target, &one(), T);
+        let r = client(port, Some(pki.path("ca.pem"))).put_records(&target, &one(), T, T);
         assert!(r.is_ok(), "{r:?}");
         let body = server.join().unwrap().expect("server got the request");
         let v: Value = serde_json::from_slice(&body).unwrap();
@@ -521,7 +523,7 @@ mod https {
         for ca_file in [None, Some(pki.path("other.pem"))] {
             let (port, server) = serve_tls(&pki, ok_answer(1));
             let e = client(port, ca_file.clone())
-                .put_records(&target, &one(), T)
+                .put_records(&target, &one(), T, T)
                 .unwrap_err();
             assert!(matches!(&e, RequestError::Tls(_)), "{ca_file:?}: {e:?}");
             assert_eq!(
