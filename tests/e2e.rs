@@ -276,7 +276,7 @@ fn a_stall_during_an_invocation_does_not_hold_the_function() {
     let mut l = Lambda::start(
         opts()
             .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0")
-            .env("KINESIS_TELEMETRY_FLUSH_TIMEOUT_MS", "400"),
+            .env("KINESIS_TELEMETRY_MAX_ADDED_MS", "400"),
     );
     l.invoke(1);
     assert!(l.runtime.wait_telemetry_idle(T));
@@ -444,7 +444,9 @@ fn credentials_never_reach_the_log_even_at_trace_level() {
     let mut l = Lambda::start(
         opts()
             .env("KINESIS_TELEMETRY_LOG_LEVEL", "trace")
-            .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0"),
+            .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0")
+            // Long enough to send while Kinesis fails (then only the functions' own time is used).
+            .run_for(Duration::from_millis(150)),
     );
     // Every path that logs: throttling, server errors, a refused request, a bad body.
     l.kinesis.throttle_next_records(3);

@@ -39,6 +39,9 @@ pub struct LambdaOptions {
     pub wait_for_init: bool,
     /// Bound on that wait (Lambda caps init at 10 s).
     pub init_timeout: Duration,
+    /// How long each invocation's function runs: between its log lines and its
+    /// `platform.runtimeDone` (0: the runtime is done at once).
+    pub run_time: Duration,
 }
 
 impl Default for LambdaOptions {
@@ -51,6 +54,7 @@ impl Default for LambdaOptions {
             binary: None,
             wait_for_init: true,
             init_timeout: Duration::from_secs(10),
+            run_time: Duration::ZERO,
         }
     }
 }
@@ -69,6 +73,12 @@ impl LambdaOptions {
 
     pub fn unset(mut self, key: &str) -> Self {
         self.unset.push(key.to_owned());
+        self
+    }
+
+    /// Each invocation's function runs this long before its `platform.runtimeDone`.
+    pub fn run_for(mut self, run_time: Duration) -> Self {
+        self.run_time = run_time;
         self
     }
 }
@@ -113,6 +123,8 @@ pub struct Lambda {
     /// breaks, insignificant whitespace, arrive as spaces.
     ndjson: bool,
     function_name: String,
+    /// How long each invocation's function runs (see [`LambdaOptions::run_time`]).
+    run_time: Duration,
     /// Just before the process was spawned (the start of a cold start).
     pub spawned_at: Instant,
 }
@@ -241,6 +253,7 @@ impl Lambda {
                 .get("KINESIS_TELEMETRY_RECORD_FORMAT")
                 .is_none_or(|v| v.eq_ignore_ascii_case("ndjson")),
             function_name: opts.runtime.function_name.clone(),
+            run_time: opts.run_time,
             spawned_at,
         };
         if opts.wait_for_init && !lambda.runtime.wait_for_next_calls(1, opts.init_timeout) {
@@ -350,6 +363,7 @@ impl Lambda {
             self.push(&text);
             let json = self.events.function_json(&id);
             self.push(&json);
+            std::thread::sleep(self.run_time);
             let done = self.events.runtime_done(&id, Duration::from_millis(12));
             self.push(&done);
             if let Some(prev) = self.pending_report.replace(id.clone()) {
