@@ -285,6 +285,8 @@ pub(crate) struct Flusher<S: Sink> {
     last_held: Option<Box<str>>,
     /// The last invocation's request id and INVOKE (to learn how long it ran).
     last_invoke: Option<(Box<str>, Instant)>,
+    /// The last request: when, and how many invocations had been seen then.
+    pub(crate) last_attempt: Option<(Instant, usize)>,
     received_bytes_at_invoke: u64,
     last_hold: Option<Hold>,
     open: Option<Open>,
@@ -311,6 +313,7 @@ impl<S: Sink> Flusher<S> {
             history: History::default(),
             last_held: None,
             last_invoke: None,
+            last_attempt: None,
             received_bytes_at_invoke: 0,
             last_hold: None,
             open: None,
@@ -629,26 +632,50 @@ impl<S: Sink> Flusher<S> {
             time_needed: self.health.time_needed(now),
             failing: self.health.failing(),
             run_left,
+            recovery_probe: self.recovery_probe_due(now),
         }
+    }
+
+    fn recovery_probe_due(&self, now: Instant) -> bool {
+        let (since, invocations) =
+            self.last_attempt
+                .map_or((Duration::MAX, usize::MAX), |(at, seen)| {
+                    (
+                        now.saturating_duration_since(at),
+                        self.history.seen().saturating_sub(seen),
+                    )
+                });
+        pacing::recovery_probe_due(self.health.failing(), invocations, since)
     }
 
     /// One request inside the open window, then what it teaches the window.
     fn send_in_window(&mut self) {
-        let run_left = self.open.as_ref().map(|o| self.view(o).run_left);
-        let failing = self.health.failing();
+        let view = self.open.as_ref().map(|o| self.view(o));
         let Some(o) = self.open.as_mut() else {
             return;
         };
+        let now = Instant::now();
         o.w.requests += 1;
+        self.last_attempt = Some((now, self.history.seen()));
         // While Kinesis is failing an invocation's request ends when its function is expected
-        // to (the window's decision made sure that leaves time for one).
-        let until = match (failing, &o.w.kind, run_left.flatten()) {
-            (true, Kind::Invoke { .. }, Some(left)) => o.w.until.min(Instant::now() + left),
-            _ => o.w.until,
-        };
+        // to (the window's decision made sure that leaves time for one), or, a recovery probe,
+        // within the added-time budget.
+        let (mut until, mut probe) = (o.w.until, false);
+        if let (Some(v), Kind::Invoke { .. }) = (view, &o.w.kind) {
+            if v.failing {
+                match v.run_left {
+                    Some(left) if left >= v.time_needed => until = until.min(now + left),
+                    _ => {
+                        let budget = self.settings.pacing.max_added;
+                        until = until.min(now + budget.saturating_sub(window::CLOSE_SLACK));
+                        probe = true;
+                    }
+                }
+            }
+        }
         // While Kinesis is failing, a request is a probe (see `send_one`), except at SHUTDOWN:
         // the last window sends everything it can.
-        let probe = self.health.struggling() && !matches!(o.w.kind, Kind::Shutdown { .. });
+        probe |= self.health.struggling() && !matches!(o.w.kind, Kind::Shutdown { .. });
         let sent = self.send_one(until, probe);
         self.count_spill_losses();
         if let Some(o) = self.open.as_mut() {

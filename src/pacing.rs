@@ -29,6 +29,12 @@ use crate::config::{BufferCap, Pacing, Strategy};
 pub const WARM_UP_INVOCATIONS: usize = 3;
 /// Inter-arrival times remembered.
 const HISTORY: usize = 8;
+/// While Kinesis is failing and functions are too short to probe in their own time, one
+/// invocation in this many (and at most one every [`RECOVERY_PROBE_SPACING`]) spends up to
+/// the added-time budget on a one-record probe, so that recovery is noticed while the
+/// environment lives, not only at SHUTDOWN: at most 60 ms / 20 = 3 ms per invocation.
+pub const RECOVERY_PROBE_EVERY: usize = 20;
+pub const RECOVERY_PROBE_SPACING: Duration = Duration::from_secs(5);
 /// Holds that ended without the invocation's runtimeDone, in a row, before holding stops
 /// (the platform is not sending it: holding would only stretch invocations to their end).
 pub const MISSED_RUNTIME_DONE_LIMIT: u32 = 2;
@@ -181,6 +187,13 @@ pub fn decide(
         Some(gap) if gap < pacing.freshness => background(Reason::Busy),
         _ => hold(Reason::Sparse),
     }
+}
+
+/// Whether this invocation may spend up to the added-time budget on a recovery probe (pure):
+/// Kinesis is failing, and since the last request there were at least
+/// [`RECOVERY_PROBE_EVERY`] invocations and [`RECOVERY_PROBE_SPACING`].
+pub fn recovery_probe_due(failing: bool, invocations_since: usize, since: Duration) -> bool {
+    failing && invocations_since >= RECOVERY_PROBE_EVERY && since >= RECOVERY_PROBE_SPACING
 }
 
 /// Whether buffered telemetry is due in a window that is not held (pure): enough events or
@@ -374,6 +387,25 @@ mod tests {
                     "{strategy:?} {gaps:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_recovery_probe_is_rare_enough_to_cost_little() {
+        let s = Duration::from_secs;
+        // (failing, invocations since the last request, time since it, due)
+        let cases = [
+            (true, 20, s(5), true),
+            (true, 19, s(60), false),
+            (true, 500, s(4), false),
+            (false, 500, s(60), false),
+        ];
+        for (failing, n, since, due) in cases {
+            assert_eq!(
+                recovery_probe_due(failing, n, since),
+                due,
+                "{failing} {n} {since:?}"
+            );
         }
     }
 

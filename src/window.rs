@@ -90,6 +90,9 @@ pub struct View {
     /// How much longer the function is expected to run (from the invocations seen so far);
     /// `None` when not known.
     pub run_left: Option<Duration>,
+    /// Kinesis is failing and this invocation may spend up to the added-time budget on a
+    /// one-record probe (`pacing::recovery_probe_due`).
+    pub recovery_probe: bool,
 }
 
 /// Why a window closed.
@@ -230,6 +233,7 @@ pub fn next_step(w: &Window, v: &View) -> Step {
                     Some(left) if !v.done_seen && left >= v.time_needed => {
                         try_send(w, v, Close::NoTime)
                     }
+                    _ if v.recovery_probe && w.requests == 0 => Step::Send,
                     _ => Step::Close(Close::NoTime),
                 }
             } else {

@@ -143,6 +143,9 @@ fn spilling(o: LambdaOptions, dir: &std::path::Path) -> LambdaOptions {
         .env("KINESIS_TELEMETRY_BUFFER_MAX_BYTES", "1048576")
         .env("KINESIS_TELEMETRY_PARTITION_KEY", "environment")
         .env("KINESIS_TELEMETRY_MAX_ATTEMPTS", "1000")
+        // Functions that run long enough to send once Kinesis is back (a failing Kinesis
+        // gets only the functions' own time).
+        .run_for(std::time::Duration::from_millis(100))
 }
 
 /// Kinesis down (every request 503) while one invocation logs 3,000 lines of 1 KB: three

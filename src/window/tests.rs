@@ -31,6 +31,7 @@ fn base(now: Instant) -> View {
         time_needed: ms(10),
         failing: false,
         run_left: None,
+        recovery_probe: false,
     }
 }
 
