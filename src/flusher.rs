@@ -291,8 +291,8 @@ pub(crate) struct Flusher<S: Sink> {
     last_hold: Option<Hold>,
     open: Option<Open>,
     pub(crate) logged_causes: HashSet<String>,
-    /// The trouble logged for the current episode (cleared when Kinesis recovers).
-    pub(crate) trouble_logged: Option<Trouble>,
+    /// The kinds of trouble logged in the current episode (cleared when Kinesis recovers).
+    pub(crate) trouble_logged: Vec<Trouble>,
     slow_logged: bool,
     no_done_logged: bool,
     /// Spilled events lost so far (already counted).
@@ -318,7 +318,7 @@ impl<S: Sink> Flusher<S> {
             last_hold: None,
             open: None,
             logged_causes: HashSet::new(),
-            trouble_logged: None,
+            trouble_logged: Vec::new(),
             slow_logged: false,
             no_done_logged: false,
             spill_lost: 0,
@@ -426,11 +426,7 @@ impl<S: Sink> Flusher<S> {
         let Some(t) = trouble else {
             return;
         };
-        if self
-            .trouble_logged
-            .as_ref()
-            .is_some_and(|was| was.same_kind(&t))
-        {
+        if self.trouble_logged.iter().any(|was| was.same_kind(&t)) {
             return;
         }
         let endpoint = self.sink.endpoint();
@@ -455,7 +451,7 @@ impl<S: Sink> Flusher<S> {
                 self.settings.pacing.max_added.as_millis()
             ),
         }
-        self.trouble_logged = Some(t);
+        self.trouble_logged.push(t);
     }
 
     /// Once the open invocation's runtimeDone has arrived, the window ends within the
@@ -700,7 +696,7 @@ impl<S: Sink> Flusher<S> {
                 self.no_done_logged = true;
                 warn!("an invocation's platform.runtimeDone did not arrive before its window ended (crash or timeout?); calling /event/next, its telemetry follows with the next invocation");
             }
-            Close::TooSlow if !self.slow_logged && self.trouble_logged.is_none() => {
+            Close::TooSlow if !self.slow_logged && self.trouble_logged.is_empty() => {
                 self.slow_logged = true;
                 let took = self
                     .health

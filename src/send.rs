@@ -202,13 +202,13 @@ impl<S: Sink> Flusher<S> {
             .store(self.health.struggling(), Relaxed);
         // One line per episode: its kind of trouble when it starts, and its end.
         let recovered = if what != Observation::Retry && trouble.is_none() {
-            self.trouble_logged.take().is_some()
+            !std::mem::take(&mut self.trouble_logged).is_empty()
         } else {
             self.log_trouble(trouble);
             false
         };
         match change {
-            Some(Change::StartedStruggling) if self.trouble_logged.is_some() => {}
+            Some(Change::StartedStruggling) if !self.trouble_logged.is_empty() => {}
             Some(Change::StartedStruggling) => {
                 let cause = match &result {
                     Err(e) => e.to_string(),

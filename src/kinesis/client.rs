@@ -182,10 +182,15 @@ impl KinesisClient {
     ) -> Result<PutRecordsResponse, RequestError> {
         let generation = self.interrupt.generation();
         let result = self.exchange(target, records, timeout, connect_timeout);
-        if self.interrupt.generation() != generation && result.is_err() {
-            return Err(RequestError::Abandoned);
+        if self.interrupt.generation() == generation {
+            return result;
         }
-        result
+        // Cut: before a connection was made nothing was sent (a connect that did not finish);
+        // after, the request may have landed.
+        result.map_err(|e| match e {
+            RequestError::Timeout(TimeoutPhase::Connect) | RequestError::Connect(_) => e,
+            _ => RequestError::Abandoned,
+        })
     }
 
     fn exchange(

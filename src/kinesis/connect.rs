@@ -183,10 +183,9 @@ impl<In: Transport> Connector<In> for AbortableTcp {
             .map_or(Duration::from_secs(3600), |t| *t + Duration::from_millis(5));
         let connected = select! {
             recv(rx) -> r => r.unwrap_or(Err(ureq::Error::ConnectionFailed)),
-            recv(abort) -> _ => Err(ureq::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "connect abandoned: the added-time budget ended",
-            ))),
+            // Cut before a connection was made: to the caller, a connect that timed out
+            // (nothing was sent; it says nothing of Kinesis but that it was not reached).
+            recv(abort) -> _ => Err(ureq::Error::Timeout(ureq::Timeout::Connect)),
             default(wait) => Err(ureq::Error::Timeout(ureq::Timeout::Connect)),
         };
         drop(pending);
