@@ -169,23 +169,12 @@ fn fail_init(api: &RuntimeApi, id: &str, reason: &str, message: &str) -> i32 {
     1
 }
 
-/// Binds the telemetry listener on `KINESIS_TELEMETRY_BIND_ADDRESS`, else on the address
-/// `sandbox.localdomain` resolves to, else on all addresses; it serves only a secret path
+/// Binds the telemetry listener where the platform dials it; it serves only a secret path
 /// drawn from fresh OS entropy, which only the subscription tells.
 fn bind_listener(
     config: &Config,
     stats: &Stats,
 ) -> Result<listener::Listener, (&'static str, String)> {
-    let addr = config
-        .bind_address
-        .or_else(|| listener::platform_address(listener::RESOLVE_TIMEOUT))
-        .unwrap_or_else(|| {
-            info!(
-                "{} does not resolve here: listening for telemetry on all addresses (KINESIS_TELEMETRY_BIND_ADDRESS chooses one)",
-                listener::TELEMETRY_HOST
-            );
-            listener::ALL_ADDRESSES
-        });
     let mut secret = [0u8; listener::PATH_SECRET_BYTES];
     if let Err(e) = rng::os_entropy(&mut secret) {
         // Still far better than no path; say so rather than go without telemetry.
@@ -195,8 +184,8 @@ fn bind_listener(
             *b = weak.next_u64() as u8;
         }
     }
-    listener::Listener::bind(
-        addr,
+    listener::Listener::bind_for_platform(
+        config.bind_address,
         config.port,
         listener::secret_path(&secret),
         listener::Limits {

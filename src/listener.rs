@@ -44,35 +44,28 @@
 //! coding other than `chunked`. Every refusal closes the connection. HTTP/1.0 requests are
 //! answered and the connection closed.
 
-use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{mpsc, Arc};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
 use connection::{Connection, Socket};
+use counters::{bump, count_once};
 use slots::{Admission, Slots};
 
+mod address;
 mod connection;
+mod counters;
 mod memory;
 mod slots;
 
+use address::{platform_address, ALL_ADDRESSES, RESOLVE_TIMEOUT};
+pub use address::{secret_path, BindError, PATH_SECRET_BYTES, TELEMETRY_HOST};
+pub use counters::{ListenerStats, Refusals};
 pub(crate) use memory::serve_bytes;
-
-/// The host in the destination URI: Lambda resolves it to reach the listener.
-pub const TELEMETRY_HOST: &str = "sandbox.localdomain";
-/// Random bytes in the subscribed path: 128 bits, written as 32 hex digits.
-pub const PATH_SECRET_BYTES: usize = 16;
-/// The longest [`platform_address`] waits for the resolver. In Lambda the name is in
-/// `/etc/hosts`; elsewhere (emulators, tests) a DNS server that does not answer must not
-/// hold up init (capped at 10 s, and billed).
-pub const RESOLVE_TIMEOUT: Duration = Duration::from_millis(500);
-/// Where to listen when [`TELEMETRY_HOST`] does not resolve: all addresses.
-pub const ALL_ADDRESSES: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 
 /// Default [`Limits::max_body`]: the largest POST the Telemetry API sends at the maximum
 /// buffering `maxBytes` (1 MiB), "up to about `2 * maxBytes` plus metadata", with a
@@ -139,96 +132,6 @@ impl Default for Limits {
     }
 }
 
-/// Counters the listener keeps, for the summary line and metrics. All are totals since
-/// start except `open_connections`; totals saturate at `u64::MAX` ([`bump`]).
-#[derive(Debug, Default)]
-pub struct ListenerStats {
-    /// Connections accepted (including those then refused).
-    pub connections: AtomicU64,
-    /// Connections being served now (a gauge).
-    pub open_connections: AtomicU64,
-    /// POST bodies handed to the handler.
-    pub requests: AtomicU64,
-    /// Failed accept calls, of every kind.
-    pub accept_errors: AtomicU64,
-    /// Connections closed because a request did not arrive within the request timeout.
-    pub stalled: AtomicU64,
-    /// Connections the peer closed or reset in the middle of a request.
-    pub aborted: AtomicU64,
-    /// Connections closed at once: every slot busy mid-request, or no thread could be
-    /// spawned.
-    pub refused_connections: AtomicU64,
-    /// Idle connections closed to make room for a newcomer.
-    pub evicted: AtomicU64,
-    /// Requests answered 400, 417, 431 or 501.
-    pub bad_requests: AtomicU64,
-    /// Requests to a path other than the subscribed one, answered 404.
-    pub not_found: AtomicU64,
-    /// Requests answered 413.
-    pub too_large: AtomicU64,
-    /// Requests answered 405.
-    pub method_not_allowed: AtomicU64,
-}
-
-/// What the listener refused or cut, at one moment: the summary line and the metrics report
-/// it (the metrics as differences of two).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Refusals {
-    pub refused_connections: u64,
-    pub evicted: u64,
-    pub bad_requests: u64,
-    pub not_found: u64,
-    pub method_not_allowed: u64,
-    pub too_large: u64,
-    pub aborted: u64,
-    pub stalled: u64,
-}
-
-impl ListenerStats {
-    pub fn refusals(&self) -> Refusals {
-        let get = |c: &AtomicU64| c.load(Relaxed);
-        Refusals {
-            refused_connections: get(&self.refused_connections),
-            evicted: get(&self.evicted),
-            bad_requests: get(&self.bad_requests),
-            not_found: get(&self.not_found),
-            method_not_allowed: get(&self.method_not_allowed),
-            too_large: get(&self.too_large),
-            aborted: get(&self.aborted),
-            stalled: get(&self.stalled),
-        }
-    }
-}
-
-impl Refusals {
-    /// `self - earlier`, counter by counter.
-    pub fn since(&self, earlier: &Refusals) -> Refusals {
-        let d = |a: u64, b: u64| a.saturating_sub(b);
-        Refusals {
-            refused_connections: d(self.refused_connections, earlier.refused_connections),
-            evicted: d(self.evicted, earlier.evicted),
-            bad_requests: d(self.bad_requests, earlier.bad_requests),
-            not_found: d(self.not_found, earlier.not_found),
-            method_not_allowed: d(self.method_not_allowed, earlier.method_not_allowed),
-            too_large: d(self.too_large, earlier.too_large),
-            aborted: d(self.aborted, earlier.aborted),
-            stalled: d(self.stalled, earlier.stalled),
-        }
-    }
-
-    /// Requests the listener answered itself with an error: 400, 404, 405, 413 and the rest.
-    pub fn refused_requests(&self) -> u64 {
-        [
-            self.bad_requests,
-            self.not_found,
-            self.method_not_allowed,
-            self.too_large,
-        ]
-        .iter()
-        .fold(0, |a, n| a.saturating_add(*n))
-    }
-}
-
 /// What the listener calls with each complete POST body; returns the status to answer.
 ///
 /// Called from the connection threads, so possibly from several at once. It should answer
@@ -240,45 +143,6 @@ pub trait Handler: Send + Sync + 'static {
 impl<F: Fn(&[u8]) -> u16 + Send + Sync + 'static> Handler for F {
     fn post(&self, body: &[u8]) -> u16 {
         self(body)
-    }
-}
-
-/// The listening socket could not be set up.
-#[derive(Debug)]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: io::Error,
-}
-
-impl fmt::Display for BindError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot listen for telemetry on {}: {}",
-            self.addr, self.source
-        )?;
-        match bind_hint(self.source.kind(), self.addr.port()) {
-            Some(hint) => write!(f, "; {hint}"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl std::error::Error for BindError {}
-
-/// What to do about a bind error, naming the setting to change (pure).
-fn bind_hint(kind: io::ErrorKind, port: u16) -> Option<String> {
-    match kind {
-        io::ErrorKind::AddrInUse => Some(format!(
-            "another process in the sandbox (another extension, or the function) holds port {port}: set KINESIS_TELEMETRY_PORT to a free port (0 picks any free port)"
-        )),
-        io::ErrorKind::AddrNotAvailable => Some(
-            "that address is not one of this machine's: set KINESIS_TELEMETRY_BIND_ADDRESS to one of its addresses, or unset it".into(),
-        ),
-        io::ErrorKind::PermissionDenied => Some(format!(
-            "port {port} needs privileges the sandbox does not have: set KINESIS_TELEMETRY_PORT to 1024 or above"
-        )),
-        _ => None,
     }
 }
 
@@ -337,6 +201,35 @@ impl Listener {
         })
     }
 
+    /// Binds where the platform dials: `explicit` (`KINESIS_TELEMETRY_BIND_ADDRESS`) if
+    /// set, else the address [`TELEMETRY_HOST`] resolves to, else (it does not resolve, or
+    /// that address is not this machine's) all addresses.
+    pub fn bind_for_platform(
+        explicit: Option<IpAddr>,
+        port: u16,
+        path: String,
+        limits: Limits,
+        stats: Arc<ListenerStats>,
+    ) -> Result<Listener, BindError> {
+        if let Some(addr) = explicit {
+            return Listener::bind(addr, port, path, limits, stats);
+        }
+        match platform_address(RESOLVE_TIMEOUT) {
+            Some(addr) => {
+                match Listener::bind(addr, port, path.clone(), limits.clone(), stats.clone()) {
+                    Err(e) if e.source.kind() == io::ErrorKind::AddrNotAvailable => {
+                        warn!("{TELEMETRY_HOST} is {addr}, which is not this machine's: listening for telemetry on all addresses")
+                    }
+                    bound => return bound,
+                }
+            }
+            None => info!(
+                "{TELEMETRY_HOST} does not resolve here: listening for telemetry on all addresses (KINESIS_TELEMETRY_BIND_ADDRESS chooses one)"
+            ),
+        }
+        Listener::bind(ALL_ADDRESSES, port, path, limits, stats)
+    }
+
     pub fn port(&self) -> u16 {
         self.socket.local_addr().map(|a| a.port()).unwrap_or(0)
     }
@@ -362,49 +255,6 @@ impl Listener {
             })
             .map(drop)
     }
-}
-
-/// The path to subscribe with: `/` and `secret` as hex digits (32 for
-/// [`PATH_SECRET_BYTES`]). Only the Telemetry API learns it.
-pub fn secret_path(secret: &[u8; PATH_SECRET_BYTES]) -> String {
-    let mut path = String::with_capacity(1 + 2 * PATH_SECRET_BYTES);
-    path.push('/');
-    for b in secret {
-        path.push_str(&format!("{b:02x}"));
-    }
-    path
-}
-
-/// The address [`TELEMETRY_HOST`] resolves to, to bind it as AWS's examples do; `None` when
-/// it does not resolve within `timeout` (outside Lambda): then listen on [`ALL_ADDRESSES`].
-pub fn platform_address(timeout: Duration) -> Option<IpAddr> {
-    let (tx, rx) = mpsc::channel();
-    // The resolver cannot be interrupted: a lookup that outlasts `timeout` finishes on its
-    // own thread, and its answer is dropped.
-    thread::Builder::new()
-        .name("telemetry-resolve".into())
-        .stack_size(ACCEPT_STACK_BYTES)
-        .spawn(move || {
-            let found = (TELEMETRY_HOST, 0)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|addrs| pick_address(addrs.map(|a| a.ip())));
-            let _ = tx.send(found);
-        })
-        .ok()?;
-    rx.recv_timeout(timeout).ok().flatten()
-}
-
-/// The first IPv4 address, else the first one (pure): the platform dials IPv4.
-fn pick_address(addrs: impl IntoIterator<Item = IpAddr>) -> Option<IpAddr> {
-    let mut first = None;
-    for a in addrs {
-        if a.is_ipv4() {
-            return Some(a);
-        }
-        first.get_or_insert(a);
-    }
-    first
 }
 
 /// Accepts until `incoming` ends (a real socket's never does), handing each connection to
@@ -552,24 +402,6 @@ fn open_connection(stream: TcpStream, shared: &Arc<Shared>) {
             &stats.refused_connections,
             format_args!("cannot start a thread for a telemetry connection ({e}): closed it"),
         );
-    }
-}
-
-/// Adds one to a total, stopping at `u64::MAX` rather than wrapping; returns the new value.
-fn bump(counter: &AtomicU64) -> u64 {
-    match counter.fetch_update(Relaxed, Relaxed, |n| n.checked_add(1)) {
-        Ok(n) => n + 1,
-        Err(max) => max,
-    }
-}
-
-/// Counts an event; logs the first one as a warning, the others at debug level.
-fn count_once(counter: &AtomicU64, what: fmt::Arguments<'_>) {
-    let n = bump(counter);
-    if n == 1 {
-        warn!("telemetry listener: {what}; further ones are counted in the summary");
-    } else {
-        debug!("telemetry listener: {what} ({n} so far)");
     }
 }
 

@@ -162,6 +162,12 @@ fn idle_connections_give_way_to_the_platform() {
         "the first POST ends within {T:?}"
     );
     let first = l.runtime.telemetry_posts();
+    if let Some(p) = first.first() {
+        eprintln!(
+            "with 16 idle connections held: the platform's first POST: {:?} {:?} after {:?}",
+            p.status, p.error, p.latency
+        );
+    }
     assert_eq!(
         first.first().and_then(|p| p.status),
         Some(200),
@@ -240,4 +246,37 @@ fn only_the_subscribed_path_can_post() {
         "logged once\n{}",
         l.log_text()
     );
+}
+
+/// With no `KINESIS_TELEMETRY_BIND_ADDRESS`, the listener binds what `sandbox.localdomain`
+/// resolves to (Lambda's `/etc/hosts`), and all addresses where the name does not resolve
+/// (here, emulators), saying so.
+#[test]
+fn without_a_bind_address_it_listens_where_sandbox_localdomain_points() {
+    use std::net::ToSocketAddrs;
+    let resolved = ("sandbox.localdomain", 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.find(SocketAddr::is_ipv4));
+    let mut l = Lambda::start(opts().unset("KINESIS_TELEMETRY_BIND_ADDRESS"));
+    let port = l.runtime.subscription().expect("subscribed").port;
+    let all = l
+        .log_lines_with(
+            "sandbox.localdomain does not resolve here: listening for telemetry on all addresses",
+        )
+        .len();
+    match resolved {
+        None => {
+            assert_eq!(all, 1, "{}", l.log_text());
+            // The fake platform dials 127.0.0.1, one of all addresses.
+            l.invoke(2);
+            let out = l.shutdown();
+            assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
+            l.assert_each_event_delivered_once();
+        }
+        Some(addr) => {
+            assert_eq!(all, 0, "{}", l.log_text());
+            TcpStream::connect((addr.ip(), port)).expect("listening on the resolved address");
+        }
+    }
 }

@@ -1,10 +1,12 @@
 //! The listener against real sockets on 127.0.0.1, driven byte by byte with `TcpStream`
 //! (and once with ureq), plus the accept loop driven with scripted errors.
 
+use super::address::{bind_hint, pick_address};
 use super::connection::MAX_HEADERS;
 use super::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// The longest a test waits for something that should happen at once: only a broken
