@@ -280,3 +280,30 @@ fn without_a_bind_address_it_listens_where_sandbox_localdomain_points() {
         }
     }
 }
+
+/// Another process holding the port: one error line naming the setting to change, and the
+/// function runs on without telemetry.
+#[test]
+fn a_port_clash_names_kinesis_telemetry_port_and_the_function_runs_on() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut l = Lambda::start(opts().env("KINESIS_TELEMETRY_PORT", &port));
+    assert!(
+        l.wait_log("cannot listen for telemetry", T),
+        "{}",
+        l.log_text()
+    );
+    let lines = l.log_lines_with(&format!("cannot listen for telemetry on 127.0.0.1:{port}"));
+    assert_eq!(lines.len(), 1, "{}", l.log_text());
+    assert!(
+        lines[0].contains("set KINESIS_TELEMETRY_PORT to a free port")
+            && lines[0].contains("the function runs normally"),
+        "{}",
+        lines[0]
+    );
+    assert!(l.runtime.subscription().is_none(), "nothing to subscribe");
+    l.invoke(2);
+    let out = l.shutdown();
+    assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
+    drop(taken);
+}
