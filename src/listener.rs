@@ -6,7 +6,8 @@
 //! 404 to a request for any other path, before reading its body, and counts it. Only the
 //! Telemetry API learns the path, so the function's own code (or a request-forgery bug in it
 //! aimed at localhost) cannot write records into the stream. The socket is bound to the
-//! address [`TELEMETRY_HOST`] resolves to ([`platform_address`]), as AWS's examples do.
+//! address [`TELEMETRY_HOST`] resolves to, as AWS's examples do, and to all addresses only
+//! where that name does not resolve ([`Listener::bind_for_platform`]).
 //!
 //! Threading: one accept thread, started by [`Listener::spawn`], runs for the life of the
 //! process and spawns one thread per connection, at most [`Limits::max_connections`] at once.
