@@ -182,7 +182,9 @@ pub struct Config {
     /// `None` when something delivery needs is missing (see the problems list).
     pub delivery: Option<Delivery>,
     pub lambda: LambdaEnv,
-    pub bind_address: IpAddr,
+    /// `KINESIS_TELEMETRY_BIND_ADDRESS`; `None`: the address `sandbox.localdomain` resolves
+    /// to, or all addresses when it does not resolve (decided where the listener is bound).
+    pub bind_address: Option<IpAddr>,
     pub port: u16,
     pub subscription: Subscription,
     pub filter: Filter,
@@ -250,13 +252,12 @@ impl Config {
         };
         let lambda = read_lambda_env(&r);
         let port = read_port(&mut r);
-        let default_bind = IpAddr::from([0, 0, 0, 0]);
         let bind_address = match r.setting("BIND_ADDRESS") {
-            (_, None) => default_bind,
-            (var, Some(v)) => v.parse().unwrap_or_else(|_| {
+            (_, None) => None,
+            (var, Some(v)) => v.parse().map(Some).unwrap_or_else(|_| {
                 let allowed = "an IPv4 or IPv6 address such as 0.0.0.0 or 127.0.0.1";
-                r.invalid(&var, &v, allowed, &default_bind);
-                default_bind
+                r.invalid(&var, &v, allowed, &"the address of sandbox.localdomain");
+                None
             }),
         };
         let filter = read_filter(&mut r);

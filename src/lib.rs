@@ -43,6 +43,18 @@ mod stats;
 mod truncate;
 mod window;
 
+/// Entry points for the fuzz targets (`fuzz/`) and nothing else: not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The telemetry listener's HTTP/1.1 handling of one connection whose peer sends
+    /// `pieces` (each read returns at most one piece) and then closes: returns the POST
+    /// bodies it would hand on. Requests must go to `/`; default limits. It must never panic
+    /// nor hang, whatever the bytes.
+    pub fn listener_stream(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
+        crate::listener::serve_bytes(pieces, "/", crate::listener::Limits::default()).bodies
+    }
+}
+
 use std::sync::Arc;
 
 use log::{error, info, warn};
@@ -157,6 +169,34 @@ fn fail_init(api: &RuntimeApi, id: &str, reason: &str, message: &str) -> i32 {
     1
 }
 
+/// Binds the telemetry listener where the platform dials it; it serves only a secret path
+/// drawn from fresh OS entropy, which only the subscription tells.
+fn bind_listener(
+    config: &Config,
+    stats: &Stats,
+) -> Result<listener::Listener, (&'static str, String)> {
+    let mut secret = [0u8; listener::PATH_SECRET_BYTES];
+    if let Err(e) = rng::os_entropy(&mut secret) {
+        // Still far better than no path; say so rather than go without telemetry.
+        warn!("the OS gave no entropy ({e}): the telemetry listener's path comes from the clock-seeded generator, which code in the sandbox could guess");
+        let mut weak = rng::Rng::new();
+        for b in &mut secret {
+            *b = weak.next_u64() as u8;
+        }
+    }
+    listener::Listener::bind_for_platform(
+        config.bind_address,
+        config.port,
+        listener::secret_path(&secret),
+        listener::Limits {
+            max_body: config.max_body_bytes(),
+            ..listener::Limits::default()
+        },
+        stats.listener.clone(),
+    )
+    .map_err(|e| ("ListenerFailed", e.to_string()))
+}
+
 /// Starts the buffer, the listener and the flusher, and subscribes to the Telemetry API;
 /// `None` when the environment has no Telemetry API (nothing will ever arrive). The error
 /// names the `Extension.<Reason>` to report when failures are fatal.
@@ -232,17 +272,9 @@ fn start_pipeline(
         buffer.clone(),
         stats.clone(),
     );
-    let listener = listener::Listener::bind(
-        config.bind_address,
-        config.port,
-        listener::Limits {
-            max_body: config.max_body_bytes(),
-            ..listener::Limits::default()
-        },
-        stats.listener.clone(),
-    )
-    .map_err(|e| ("ListenerFailed", e.to_string()))?;
+    let listener = bind_listener(config, stats)?;
     let port = listener.port();
+    let destination = listener.destination();
     listener.spawn(Arc::new(receiver)).map_err(|e| {
         (
             "ThreadSpawn",
@@ -289,7 +321,7 @@ fn start_pipeline(
     if concurrent {
         subscription.schema_version = config::MANAGED_INSTANCES_SCHEMA_VERSION.to_string();
     }
-    match api.subscribe(&registration.id, &subscription, port) {
+    match api.subscribe(&registration.id, &subscription, &destination) {
         Ok(Subscribed::Yes) => info!(
             "subscribed to {} telemetry on port {port} (keeping {}); delivering to {} in {} as {} records",
             config.subscription.types.join(","),

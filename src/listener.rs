@@ -1,12 +1,22 @@
 //! The telemetry listener: a minimal HTTP/1.1 server on `std::net` and `httparse` that takes
 //! the Telemetry API's POSTs and hands each complete body to a [`Handler`].
 //!
+//! Who may post: the extension subscribes with a destination URI whose path is a secret
+//! ([`secret_path`]: 128 bits of fresh OS entropy drawn at start), and the listener answers
+//! 404 to a request for any other path, before reading its body, and counts it. Only the
+//! Telemetry API learns the path, so the function's own code (or a request-forgery bug in it
+//! aimed at localhost) cannot write records into the stream. The socket is bound to the
+//! address [`TELEMETRY_HOST`] resolves to, as AWS's examples do, and to all addresses only
+//! where that name does not resolve ([`Listener::bind_for_platform`]).
+//!
 //! Threading: one accept thread, started by [`Listener::spawn`], runs for the life of the
 //! process and spawns one thread per connection, at most [`Limits::max_connections`] at once.
-//! Each connection thread owns its socket and buffers and calls the handler itself, so the
-//! handler runs on several threads at once when Lambda opens several connections (it
-//! normally keeps one alive). A connection over the cap, or whose thread cannot be spawned,
-//! is closed at once: nothing is ever queued in user space.
+//! Each connection thread owns its buffers and calls the handler itself, so the handler runs
+//! on several threads at once when Lambda opens several connections (it normally keeps one
+//! alive). When every slot is taken, a newcomer takes the slot of a connection with no
+//! request in progress, which is closed (the policy is in `slots`); only when every
+//! connection is in the middle of a request, or no thread can be spawned, is the newcomer
+//! closed at once. Nothing is ever queued in user space.
 //!
 //! Invariants:
 //! - The accept loop never ends. Errors that belong to one pending connection
@@ -16,35 +26,47 @@
 //!   doubling from 5 ms to 200 ms: pending connections wait in the kernel's queue meanwhile
 //!   and are served as soon as a descriptor frees up.
 //! - Between requests a connection waits with no timeout: the sandbox may be frozen for hours
-//!   and Lambda reuses its keep-alive connection after the thaw. From the first byte of a
-//!   request, the head and the whole body must arrive within [`Limits::request_timeout`],
-//!   or the connection is closed and counted as `stalled`. A stalled peer therefore holds
-//!   only its own thread, and only for that long. (A request cut by a freeze may be closed
-//!   as stalled at the thaw, like any stalled request.)
+//!   and Lambda reuses its keep-alive connection after the thaw. An idle connection is closed
+//!   only to make room for a newcomer. From the first byte of a request, the head and the
+//!   whole body must arrive within [`Limits::request_timeout`], or the connection is closed
+//!   and counted as `stalled`; a connection in the middle of a request is never evicted. A
+//!   stalled peer therefore holds only its own thread, and only for that long. (A request cut
+//!   by a freeze may be closed as stalled at the thaw, like any stalled request.)
 //! - Nothing the peer sends can panic the listener; memory per connection is bounded by
 //!   [`MAX_HEAD_BYTES`] plus [`Limits::max_body`], and an idle connection keeps at most
 //!   [`KEEP_BODY_CAPACITY`] of body buffer.
+//! - Every refusal is counted in [`ListenerStats`], which the shutdown summary and the
+//!   metrics report ([`ListenerStats::refusals`]); counters saturate, never wrap.
 //!
-//! Answers: the handler's status for a POST; 400 for malformed HTTP, 405 for other methods,
-//! 413 for a body over [`Limits::max_body`] (from `Content-Length` before reading it, or as
-//! soon as chunks pass it), 417 for an `Expect` other than `100-continue`, 431 for a head
-//! over [`MAX_HEAD_BYTES`], 501 for a transfer coding other than `chunked`. Every refusal
-//! closes the connection. HTTP/1.0 requests are answered and the connection closed; any
-//! path is accepted (the subscription URI has none).
+//! Answers: the handler's status for a POST; 404 for any path but the subscribed one, 400 for
+//! malformed HTTP, 405 for other methods, 413 for a body over [`Limits::max_body`] (from
+//! `Content-Length` before reading it, or as soon as chunks pass it), 417 for an `Expect`
+//! other than `100-continue`, 431 for a head over [`MAX_HEAD_BYTES`], 501 for a transfer
+//! coding other than `chunked`. Every refusal closes the connection. HTTP/1.0 requests are
+//! answered and the connection closed.
 
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use connection::Connection;
+use connection::{Connection, Socket};
+use counters::{bump, count_once};
+use slots::{Admission, Slots};
 
+mod address;
 mod connection;
+mod counters;
+mod memory;
+mod slots;
+
+use address::{platform_address, ALL_ADDRESSES, RESOLVE_TIMEOUT};
+pub use address::{secret_path, BindError, PATH_SECRET_BYTES, TELEMETRY_HOST};
+pub use counters::{ListenerStats, Refusals};
+pub(crate) use memory::serve_bytes;
 
 /// Default [`Limits::max_body`]: the largest POST the Telemetry API sends at the maximum
 /// buffering `maxBytes` (1 MiB), "up to about `2 * maxBytes` plus metadata", with a
@@ -93,8 +115,8 @@ pub struct Limits {
     /// Largest body accepted, in bytes; a larger one is answered 413. Default
     /// [`DEFAULT_MAX_BODY`].
     pub max_body: usize,
-    /// Connections served at once; the next one is closed at once. Default
-    /// [`DEFAULT_MAX_CONNECTIONS`]; 0 counts as 1.
+    /// Connections served at once; the next one takes the slot of an idle connection, or is
+    /// closed at once if none is idle. Default [`DEFAULT_MAX_CONNECTIONS`]; 0 counts as 1.
     pub max_connections: usize,
     /// Time from a request's first byte to the end of its body. Default
     /// [`DEFAULT_REQUEST_TIMEOUT`]; clamped to 1 ms ..= 1 day.
@@ -111,32 +133,6 @@ impl Default for Limits {
     }
 }
 
-/// Counters the listener keeps, for the summary line and metrics. All are totals since
-/// start except `open_connections`.
-#[derive(Debug, Default)]
-pub struct ListenerStats {
-    /// Connections accepted (including those then refused).
-    pub connections: AtomicU64,
-    /// Connections being served now (a gauge).
-    pub open_connections: AtomicU64,
-    /// POST bodies handed to the handler.
-    pub requests: AtomicU64,
-    /// Failed accept calls, of every kind.
-    pub accept_errors: AtomicU64,
-    /// Connections closed because a request did not arrive within the request timeout.
-    pub stalled: AtomicU64,
-    /// Connections the peer closed or reset in the middle of a request.
-    pub aborted: AtomicU64,
-    /// Connections closed at once: over the cap, or no thread could be spawned.
-    pub refused_connections: AtomicU64,
-    /// Requests answered 400, 417, 431 or 501.
-    pub bad_requests: AtomicU64,
-    /// Requests answered 413.
-    pub too_large: AtomicU64,
-    /// Requests answered 405.
-    pub method_not_allowed: AtomicU64,
-}
-
 /// What the listener calls with each complete POST body; returns the status to answer.
 ///
 /// Called from the connection threads, so possibly from several at once. It should answer
@@ -151,28 +147,10 @@ impl<F: Fn(&[u8]) -> u16 + Send + Sync + 'static> Handler for F {
     }
 }
 
-/// The listening socket could not be set up.
-#[derive(Debug)]
-pub struct BindError {
-    pub addr: SocketAddr,
-    pub source: io::Error,
-}
-
-impl fmt::Display for BindError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot listen for telemetry on {}: {}",
-            self.addr, self.source
-        )
-    }
-}
-
-impl std::error::Error for BindError {}
-
 /// A bound listening socket, not yet accepting.
 pub struct Listener {
     socket: TcpListener,
+    path: String,
     limits: Limits,
     stats: Arc<ListenerStats>,
 }
@@ -182,13 +160,35 @@ struct Shared {
     limits: Limits,
     stats: Arc<ListenerStats>,
     handler: Arc<dyn Handler>,
+    /// The only path served (`/` and the secret).
+    path: String,
+    slots: Slots,
+}
+
+impl Shared {
+    fn new(
+        path: String,
+        limits: Limits,
+        stats: Arc<ListenerStats>,
+        handler: Arc<dyn Handler>,
+    ) -> Shared {
+        Shared {
+            slots: Slots::new(limits.max_connections, stats.clone()),
+            limits,
+            stats,
+            handler,
+            path,
+        }
+    }
 }
 
 impl Listener {
-    /// Binds `addr:port`; port 0 picks a free port, which [`Listener::port`] tells.
+    /// Binds `addr:port`, to serve requests for `path` only; port 0 picks a free port, which
+    /// [`Listener::port`] tells.
     pub fn bind(
         addr: IpAddr,
         port: u16,
+        path: String,
         limits: Limits,
         stats: Arc<ListenerStats>,
     ) -> Result<Listener, BindError> {
@@ -196,23 +196,55 @@ impl Listener {
         let socket = TcpListener::bind(addr).map_err(|source| BindError { addr, source })?;
         Ok(Listener {
             socket,
+            path,
             limits,
             stats,
         })
+    }
+
+    /// Binds where the platform dials: `explicit` (`KINESIS_TELEMETRY_BIND_ADDRESS`) if
+    /// set, else the address [`TELEMETRY_HOST`] resolves to, else (it does not resolve, or
+    /// that address is not this machine's) all addresses.
+    pub fn bind_for_platform(
+        explicit: Option<IpAddr>,
+        port: u16,
+        path: String,
+        limits: Limits,
+        stats: Arc<ListenerStats>,
+    ) -> Result<Listener, BindError> {
+        if let Some(addr) = explicit {
+            return Listener::bind(addr, port, path, limits, stats);
+        }
+        match platform_address(RESOLVE_TIMEOUT) {
+            Some(addr) => {
+                match Listener::bind(addr, port, path.clone(), limits.clone(), stats.clone()) {
+                    Err(e) if e.source.kind() == io::ErrorKind::AddrNotAvailable => {
+                        warn!("{TELEMETRY_HOST} is {addr}, which is not this machine's: listening for telemetry on all addresses")
+                    }
+                    bound => return bound,
+                }
+            }
+            None => info!(
+                "{TELEMETRY_HOST} does not resolve here: listening for telemetry on all addresses (KINESIS_TELEMETRY_BIND_ADDRESS chooses one)"
+            ),
+        }
+        Listener::bind(ALL_ADDRESSES, port, path, limits, stats)
     }
 
     pub fn port(&self) -> u16 {
         self.socket.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The destination URI to subscribe with: the platform's name for this host, the port
+    /// and the secret path.
+    pub fn destination(&self) -> String {
+        format!("http://{TELEMETRY_HOST}:{}{}", self.port(), self.path)
+    }
+
     /// Starts the accept thread, which serves connections for the life of the process.
     /// Fails only if that thread cannot be spawned.
     pub fn spawn(self, handler: Arc<dyn Handler>) -> io::Result<()> {
-        let shared = Arc::new(Shared {
-            limits: self.limits,
-            stats: self.stats,
-            handler,
-        });
+        let shared = Arc::new(Shared::new(self.path, self.limits, self.stats, handler));
         let socket = self.socket;
         thread::Builder::new()
             .name("telemetry-accept".into())
@@ -242,7 +274,7 @@ fn accept_loop<C>(
                 serve(conn);
             }
             Err(e) => {
-                stats.accept_errors.fetch_add(1, Relaxed);
+                bump(&stats.accept_errors);
                 if let Some(wait) = backoff.failed(&e) {
                     // No event announces that a descriptor has freed up: waiting is the
                     // only way not to spin.
@@ -317,37 +349,54 @@ impl Backoff {
     }
 }
 
-/// Frees a connection's place under the cap when its thread ends, or when the thread never
-/// started: a failed spawn drops the closure, and this and the socket with it.
-struct Slot(Arc<ListenerStats>);
+/// Frees a connection's slot when its thread ends, or when the thread never started: a
+/// failed spawn drops the closure, and this and the socket with it.
+struct Leave(Arc<Shared>, u64);
 
-impl Drop for Slot {
+impl Drop for Leave {
     fn drop(&mut self) {
-        self.0.open_connections.fetch_sub(1, Relaxed);
+        self.0.slots.leave(self.1);
     }
 }
 
-/// Runs on the accept thread, which alone adds to `open_connections`, so the cap holds.
+/// Runs on the accept thread, which alone admits connections, so the cap holds.
 fn open_connection(stream: TcpStream, shared: &Arc<Shared>) {
     let stats = &shared.stats;
-    stats.connections.fetch_add(1, Relaxed);
-    let cap = shared.limits.max_connections.max(1) as u64;
-    if stats.open_connections.load(Relaxed) >= cap {
-        count_once(
-            &stats.refused_connections,
-            format_args!("more than {cap} telemetry connections at once: closed the newest (Lambda normally keeps one)"),
-        );
-        return;
-    }
-    stats.open_connections.fetch_add(1, Relaxed);
-    let slot = Slot(stats.clone());
-    let conn_shared = shared.clone();
+    bump(&stats.connections);
+    let stream = Arc::new(stream);
+    let id = match shared.slots.admit(stream.clone(), Instant::now()) {
+        Admission::Admitted { id, evicted } => {
+            if let Some(idle) = evicted {
+                count_once(
+                    &stats.evicted,
+                    format_args!(
+                        "all {} telemetry connection slots were taken: closed the connection idle longest ({idle:.1?}) to make room for a new one (Lambda normally keeps one)",
+                        shared.slots.cap()
+                    ),
+                );
+            }
+            id
+        }
+        Admission::Full => {
+            count_once(
+                &stats.refused_connections,
+                format_args!(
+                    "all {} telemetry connection slots hold a request in progress: closed the newest connection (Lambda normally keeps one)",
+                    shared.slots.cap()
+                ),
+            );
+            return;
+        }
+    };
+    let leave = Leave(shared.clone(), id);
     let spawned = thread::Builder::new()
         .name("telemetry-conn".into())
         .stack_size(CONNECTION_STACK_BYTES)
         .spawn(move || {
-            let _slot = slot;
-            Connection::new(stream, &conn_shared).serve();
+            let shared = &*leave.0;
+            let timeout = connection::request_timeout(shared);
+            let socket = Socket::new(stream, &shared.slots, id, timeout);
+            Connection::new(socket, shared).serve();
         });
     if let Err(e) = spawned {
         count_once(
@@ -357,15 +406,7 @@ fn open_connection(stream: TcpStream, shared: &Arc<Shared>) {
     }
 }
 
-/// Counts an event; logs the first one as a warning, the others at debug level.
-fn count_once(counter: &AtomicU64, what: fmt::Arguments<'_>) {
-    let n = counter.fetch_add(1, Relaxed) + 1;
-    if n == 1 {
-        warn!("telemetry listener: {what}; further ones are counted in the summary");
-    } else {
-        debug!("telemetry listener: {what} ({n} so far)");
-    }
-}
-
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,9 @@
 //! One line covers the counters' change since the previous line: events received,
 //! delivered, filtered, dropped (in all and by reason), resent, throttled records, Kinesis
 //! requests (failed, and latency p50/p99/max), the buffer's high-water bytes, events spilled,
-//! and what Lambda itself reported dropping (`platform.logsDropped`).
+//! what Lambda itself reported dropping (`platform.logsDropped`), and what the telemetry
+//! listener refused (connections refused or evicted, requests refused, to a wrong path, or
+//! cut mid-way).
 //!
 //! Cadence: at most one line per `METRICS_INTERVAL_MS` (60 s by default, at least 10 s)
 //! while there is activity, checked when a window closes (never a line per invocation), and
@@ -128,6 +130,34 @@ pub fn line(
             json!(d.lambda_dropped_events),
         ),
         ("LambdaDroppedBytes", "Bytes", json!(d.lambda_dropped_bytes)),
+        // The listener's refusals, grouped (each metric name is billed; the summary line
+        // gives every counter): 404s alone, as the sign that something other than Lambda
+        // posts to the listener.
+        (
+            "ListenerConnectionsRefused",
+            "Count",
+            json!(d.listener.refused_connections),
+        ),
+        (
+            "ListenerConnectionsEvicted",
+            "Count",
+            json!(d.listener.evicted),
+        ),
+        (
+            "ListenerRequestsRefused",
+            "Count",
+            json!(d.listener.refused_requests()),
+        ),
+        (
+            "ListenerRequestsWrongPath",
+            "Count",
+            json!(d.listener.not_found),
+        ),
+        (
+            "ListenerRequestsCut",
+            "Count",
+            json!(d.listener.aborted.saturating_add(d.listener.stalled)),
+        ),
     ];
     for (name, p) in [
         ("KinesisLatencyP50", 50.0),

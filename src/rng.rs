@@ -1,7 +1,7 @@
 //! Tiny non-cryptographic PRNG (SplitMix64) for random partition keys and backoff
-//! jitter.
+//! jitter, and [`os_entropy`] for what must not be guessed.
 //!
-//! Not for secrets. Seeds mix the wall clock, the process id, a stack address
+//! [`Rng`] is not for secrets. Seeds mix the wall clock, the process id, a stack address
 //! (ASLR) and a process-wide counter, so two generators created in the same
 //! nanosecond, or in two sandboxes started from the same snapshot at the same time,
 //! still diverge.
@@ -69,6 +69,12 @@ impl Default for Rng {
     }
 }
 
+/// Fills `buf` from the operating system's entropy source (getrandom(2), else
+/// `/dev/urandom`): for secrets, which [`Rng`] must never make. Fresh on every call.
+pub fn os_entropy(buf: &mut [u8]) -> Result<(), getrandom::Error> {
+    getrandom::getrandom(buf)
+}
+
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -100,6 +106,15 @@ mod tests {
             y.next_u64(),
             "two generators created back to back must differ"
         );
+    }
+
+    #[test]
+    fn os_entropy_is_fresh_on_every_call() {
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        os_entropy(&mut a).expect("the OS has entropy");
+        os_entropy(&mut b).expect("the OS has entropy");
+        assert_ne!(a, b);
+        assert_ne!(a, [0; 16]);
     }
 
     #[test]

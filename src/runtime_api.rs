@@ -131,13 +131,14 @@ pub fn register_body(events: &[&str]) -> String {
     serde_json::json!({ "events": events }).to_string()
 }
 
-/// The subscription request body (Telemetry API, schema 2022-12-13 shape).
-pub fn subscription_body(sub: &Subscription, port: u16) -> String {
+/// The subscription request body (Telemetry API, schema 2022-12-13 shape); `destination`
+/// is the listener's URI, secret path included.
+pub fn subscription_body(sub: &Subscription, destination: &str) -> String {
     serde_json::json!({
         "schemaVersion": sub.schema_version,
         "destination": {
             "protocol": "HTTP",
-            "URI": format!("http://sandbox.localdomain:{port}"),
+            "URI": destination,
         },
         "types": sub.types,
         "buffering": {
@@ -263,12 +264,12 @@ impl RuntimeApi {
         parse_next(&body)
     }
 
-    /// Subscribes the listener on `port` to the Telemetry API.
+    /// Subscribes the listener at `destination` (its URI) to the Telemetry API.
     pub fn subscribe(
         &self,
         id: &str,
         sub: &Subscription,
-        port: u16,
+        destination: &str,
     ) -> Result<Subscribed, ApiError> {
         let resp = self
             .agent
@@ -278,7 +279,7 @@ impl RuntimeApi {
             .build()
             .header("Lambda-Extension-Identifier", id)
             .header("Content-Type", "application/json")
-            .send(subscription_body(sub, port));
+            .send(subscription_body(sub, destination));
         let mut resp = ok_response(resp)?;
         let _ = resp.body_mut().read_to_vec();
         Ok(if resp.status().as_u16() == 202 {
@@ -423,12 +424,19 @@ mod tests {
             max_bytes: 262144,
             timeout_ms: 100,
         };
-        let v: serde_json::Value = serde_json::from_str(&subscription_body(&sub, 4243)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&subscription_body(
+            &sub,
+            "http://sandbox.localdomain:4243/0123456789abcdef0123456789abcdef",
+        ))
+        .unwrap();
         assert_eq!(
             v,
             serde_json::json!({
                 "schemaVersion": "2022-12-13",
-                "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243"},
+                "destination": {
+                    "protocol": "HTTP",
+                    "URI": "http://sandbox.localdomain:4243/0123456789abcdef0123456789abcdef"
+                },
                 "types": ["platform", "function"],
                 "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 100}
             })

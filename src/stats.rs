@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::listener::ListenerStats;
+use crate::listener::{ListenerStats, Refusals};
 
 /// Why events were dropped. Fatal Kinesis errors carry the AWS error code.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -110,6 +110,8 @@ pub struct Snapshot {
     pub lambda_dropped_events: u64,
     pub lambda_dropped_bytes: u64,
     pub spilled: u64,
+    /// What the telemetry listener refused or cut.
+    pub listener: Refusals,
 }
 
 impl Snapshot {
@@ -134,6 +136,7 @@ impl Snapshot {
             lambda_dropped_events: d(self.lambda_dropped_events, earlier.lambda_dropped_events),
             lambda_dropped_bytes: d(self.lambda_dropped_bytes, earlier.lambda_dropped_bytes),
             spilled: d(self.spilled, earlier.spilled),
+            listener: self.listener.since(&earlier.listener),
         }
     }
 
@@ -200,6 +203,7 @@ impl Stats {
             lambda_dropped_events: get(&self.lambda_dropped_events),
             lambda_dropped_bytes: get(&self.lambda_dropped_bytes),
             spilled: get(&self.spilled),
+            listener: self.listener.refusals(),
         }
     }
 
@@ -226,12 +230,16 @@ impl Stats {
         };
         let bad: u64 = self.bad_bodies.iter().map(get).sum();
         let l = &self.listener;
+        let refused = l.refusals();
         format!(
             "events received={}{} delivered={} filtered={} dropped={total}{reasons}{doubt} \
              still_buffered={held} | resent_events={} (unconfirmed={}) in retry_requests={}, \
              throttled={} records, truncated={}, spilled={} | kinesis requests={} \
              failed_requests={} abandoned={} records={} bytes_sent={} | telemetry posts={} unusable_posts={} \
-             lambda_dropped={} ({} bytes) accept_errors={} stalled_connections={}",
+             lambda_dropped={} ({} bytes) | listener connections={} accept_errors={} \
+             refused_connections={} evicted_connections={} stalled_connections={} \
+             aborted_requests={} malformed_requests={} wrong_path={} wrong_method={} \
+             too_large={}",
             get(&self.received),
             match get(&self.recovered) {
                 0 => String::new(),
@@ -254,8 +262,16 @@ impl Stats {
             bad,
             get(&self.lambda_dropped_events),
             get(&self.lambda_dropped_bytes),
+            get(&l.connections),
             get(&l.accept_errors),
-            get(&l.stalled),
+            refused.refused_connections,
+            refused.evicted,
+            refused.stalled,
+            refused.aborted,
+            refused.bad_requests,
+            refused.not_found,
+            refused.method_not_allowed,
+            refused.too_large,
         )
     }
 }
@@ -283,6 +299,36 @@ mod tests {
         assert!(!line.contains("in_doubt"), "{line}");
         s.shutdown_in_doubt.store(4, Relaxed);
         assert!(s.summary(0).contains("in_doubt=4"));
+    }
+
+    /// The listener's warnings say its refusals are "counted in the summary": each is.
+    #[test]
+    fn summary_carries_every_listener_refusal() {
+        let s = Stats::default();
+        let l = &s.listener;
+        let counters = [
+            (&l.connections, "connections"),
+            (&l.accept_errors, "accept_errors"),
+            (&l.refused_connections, "refused_connections"),
+            (&l.evicted, "evicted_connections"),
+            (&l.stalled, "stalled_connections"),
+            (&l.aborted, "aborted_requests"),
+            (&l.bad_requests, "malformed_requests"),
+            (&l.not_found, "wrong_path"),
+            (&l.method_not_allowed, "wrong_method"),
+            (&l.too_large, "too_large"),
+        ];
+        for (i, (counter, _)) in counters.iter().enumerate() {
+            counter.store(101 + i as u64, Relaxed);
+        }
+        let line = s.summary(0);
+        let tokens: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || "(),".contains(c))
+            .collect();
+        for (i, (_, name)) in counters.iter().enumerate() {
+            let token = format!("{name}={}", 101 + i);
+            assert!(tokens.contains(&token.as_str()), "{token} in {line}");
+        }
     }
 
     #[test]

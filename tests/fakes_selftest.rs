@@ -586,8 +586,12 @@ fn register(rt: &FakeRuntime) -> String {
 }
 
 fn subscription(buffering: Value, port: u16) -> String {
+    subscription_to(buffering, &format!("http://sandbox.localdomain:{port}"))
+}
+
+fn subscription_to(buffering: Value, uri: &str) -> String {
     json!({"schemaVersion": "2022-12-13",
-           "destination": {"protocol": "HTTP", "URI": format!("http://sandbox.localdomain:{port}")},
+           "destination": {"protocol": "HTTP", "URI": uri},
            "types": ["platform", "function", "extension"], "buffering": buffering})
     .to_string()
 }
@@ -676,6 +680,14 @@ fn runtime_rejects_bad_subscriptions_with_validation_errors() {
         (
             subscription(json!({}), 4243).replace("sandbox.localdomain", "localhost"),
             "host",
+        ),
+        (
+            subscription_to(json!({}), "http://sandbox.localdomain:4243/a b"),
+            "path with a space",
+        ),
+        (
+            subscription_to(json!({}), "http://sandbox.localdomain:4243/a?b=1"),
+            "query",
         ),
         ("{not json".to_owned(), "JSON"),
     ] {
@@ -779,11 +791,15 @@ fn runtime_serves_events_with_real_deadlines_and_records_timing() {
     );
 }
 
-/// A subscriber that records every POST body.
-struct Recorder(Mutex<Vec<(Instant, Vec<u8>)>>);
+/// A subscriber that records every POST: when, its body, and `<Host> <path>`.
+struct Recorder(Mutex<Vec<(Instant, Vec<u8>, String)>>);
 impl Handler for Recorder {
     fn handle(&self, r: Request) -> Action {
-        self.0.lock().unwrap().push((Instant::now(), r.body));
+        let target = format!("{} {}", r.header("host").unwrap_or("-"), r.path);
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), r.body, target));
         Action::Respond(Response::empty(200))
     }
 }
@@ -803,9 +819,10 @@ fn runtime_pushes_telemetry_only_after_subscription_respecting_buffering() {
     assert!(recorder.0.lock().unwrap().is_empty());
 
     let hdr = [("Lambda-Extension-Identifier", id.as_str())];
-    let body = subscription(
+    let port = sink.addr().port();
+    let body = subscription_to(
         json!({"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 100}),
-        sink.addr().port(),
+        &format!("http://sandbox.localdomain:{port}/telemetry/s3cr3t"),
     );
     assert_eq!(ext_call(&rt, "PUT", SUBSCRIBE, &hdr, &body).0, 200);
     let subscribed_at = Instant::now();
@@ -839,6 +856,17 @@ fn runtime_pushes_telemetry_only_after_subscription_respecting_buffering() {
 
     let r = rt.post_raw(b"{not json").unwrap();
     assert_eq!(r.status, 200, "the recorder answers anything");
+    // Every POST, post_raw's too, goes to the subscribed URI, path included.
+    let targets: Vec<String> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.2.clone())
+        .collect();
+    assert_eq!(targets.len(), 5);
+    let expected = format!("sandbox.localdomain:{port} /telemetry/s3cr3t");
+    assert!(targets.iter().all(|t| *t == expected), "{targets:?}");
     assert_eq!(
         sink.connections_accepted(),
         2,

@@ -96,7 +96,10 @@ pub const KNOWN: &[Known] = &[
     Known::text("ENDPOINT", "https://kinesis.<region>.amazonaws.com"),
     Known::text("CA_FILE", "none"),
     Known::int(&PORT),
-    Known::text("BIND_ADDRESS", "0.0.0.0"),
+    Known::text(
+        "BIND_ADDRESS",
+        "the address of `sandbox.localdomain`, else `0.0.0.0`",
+    ),
     Known::text("TYPES", "platform,function,extension"),
     Known::text("MIN_LEVEL", "none"),
     Known::text("SCHEMA_VERSION", DEFAULT_SCHEMA_VERSION),

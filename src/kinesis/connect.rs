@@ -189,7 +189,12 @@ impl<In: Transport> Connector<In> for AbortableTcp {
             default(wait) => Err(ureq::Error::Timeout(ureq::Timeout::Connect)),
         };
         drop(pending);
-        let transport = connected?;
+        // Whichever timeout ran out (the connect's own, or the request's), it ran out while
+        // connecting: Kinesis was not reached.
+        let transport = connected.map_err(|e| match e {
+            ureq::Error::Timeout(_) => ureq::Error::Timeout(ureq::Timeout::Connect),
+            e => e,
+        })?;
         self.times.push(started.elapsed());
         Ok(transport.map(Either::B))
     }

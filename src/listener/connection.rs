@@ -1,10 +1,15 @@
-//! One telemetry connection, served on its own thread: reads HTTP/1.1 requests with
-//! `httparse`, hands each complete POST body to the handler and writes the answer.
+//! One telemetry connection: reads HTTP/1.1 requests with `httparse`, hands each complete
+//! POST body to the handler and writes the answer. It runs on its own thread over a socket
+//! ([`Socket`]), or over bytes in memory for the property tests and the fuzz target
+//! (`super::memory`): both are a [`Wire`].
 //!
 //! Invariants:
 //! - The read timeout is off while waiting for a request's first byte and, from then on, is
 //!   the time left until the request's deadline, reset before every read: a peer cannot
 //!   stretch a request past [`Limits::request_timeout`] by dripping bytes.
+//! - The connection tells its slot when it starts waiting for a request and when one starts
+//!   arriving, so that only a connection with no request in progress can be evicted.
+//! - A request to any path but the subscribed one is refused (404) before its body is read.
 //! - `inbuf` holds at most [`MAX_HEAD_BYTES`] plus one read; a body goes straight into
 //!   `body`, which never exceeds [`Limits::max_body`].
 //! - Every refusal is answered with `Connection: close`, then the rest of the request is
@@ -12,14 +17,15 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::debug;
 
+use super::slots::Slots;
 #[cfg(doc)]
 use super::Limits;
-use super::{count_once, Shared, KEEP_BODY_CAPACITY, MAX_HEAD_BYTES};
+use super::{bump, count_once, Shared, KEEP_BODY_CAPACITY, MAX_HEAD_BYTES};
 
 /// Headers parsed per request; more is answered 431.
 pub(super) const MAX_HEADERS: usize = 64;
@@ -33,11 +39,89 @@ const BODY_READ_STEP: usize = 64 << 10;
 /// before the peer reads it.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// What a connection reads from and writes to.
+pub(super) trait Wire {
+    /// Reads at least one byte, waiting until `deadline` at most (`None`: as long as it
+    /// takes; past it: `TimedOut`). `Ok(0)`: the peer closed.
+    fn read(&mut self, into: &mut [u8], deadline: Option<Instant>) -> io::Result<usize>;
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Ends our side of the connection: nothing more will be written.
+    fn close_write(&mut self);
+    /// The connection waits for a request's first byte from now on: it may be evicted.
+    fn idle(&mut self) {}
+    /// A request's first bytes arrived: it may no longer be evicted. `false`: it was
+    /// evicted before, and its socket is closed.
+    fn busy(&mut self) -> bool {
+        true
+    }
+    /// A request came to the subscribed path: the connection is the platform's.
+    fn trusted(&mut self) {}
+}
+
+/// A connection's socket, shared with its slot so that an eviction can close it.
+pub(super) struct Socket<'a> {
+    stream: Arc<TcpStream>,
+    slots: &'a Slots,
+    id: u64,
+}
+
+impl<'a> Socket<'a> {
+    /// `write_timeout`: the longest one answer may take to write, so that a peer that does
+    /// not read cannot hold the thread.
+    pub(super) fn new(
+        stream: Arc<TcpStream>,
+        slots: &'a Slots,
+        id: u64,
+        write_timeout: Duration,
+    ) -> Socket<'a> {
+        // Answers are one small write each: send them at once.
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(write_timeout));
+        Socket { stream, slots, id }
+    }
+}
+
+impl Wire for Socket<'_> {
+    fn read(&mut self, into: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
+        let timeout = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(io::ErrorKind::TimedOut.into()),
+            },
+        };
+        self.stream.set_read_timeout(timeout)?;
+        (&*self.stream).read(into)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        (&*self.stream).write_all(bytes)
+    }
+
+    fn close_write(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    fn idle(&mut self) {
+        self.slots.idle(self.id);
+    }
+
+    fn busy(&mut self) -> bool {
+        self.slots.busy(self.id)
+    }
+
+    fn trusted(&mut self) {
+        self.slots.trust(self.id);
+    }
+}
+
 /// Why a connection ends.
 #[derive(Debug)]
 enum End {
     /// The peer closed between requests, or the answer said `Connection: close`.
     Done,
+    /// Closed while idle to make room for a newcomer (counted by the accept thread).
+    Evicted,
     /// The peer closed or reset the connection mid-request.
     Aborted,
     /// The request did not arrive within the request timeout.
@@ -63,56 +147,11 @@ struct Head {
     expect_continue: bool,
 }
 
-/// The socket and the time budget of the request being read.
-struct Wire {
-    stream: TcpStream,
+/// One connection, owned by its thread.
+pub(super) struct Connection<'a, W: Wire> {
+    wire: W,
     /// When the current request must be complete; `None` while idle between requests.
     deadline: Option<Instant>,
-}
-
-impl Wire {
-    /// Reads at least one byte. End of stream or a reset ends the connection.
-    fn read(&mut self, into: &mut [u8]) -> Result<usize, End> {
-        loop {
-            let timeout = match self.deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Err(End::Stalled),
-                },
-            };
-            if self.stream.set_read_timeout(timeout).is_err() {
-                return Err(End::Aborted);
-            }
-            let closed = if self.deadline.is_some() {
-                End::Aborted
-            } else {
-                End::Done
-            };
-            match self.stream.read(into) {
-                Ok(0) => return Err(closed),
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(End::Stalled)
-                }
-                Err(e) => {
-                    debug!("telemetry listener: reading a connection failed: {e}");
-                    return Err(closed);
-                }
-            }
-        }
-    }
-}
-
-/// One connection, owned by its thread.
-pub(super) struct Connection<'a> {
-    wire: Wire,
     /// Bytes read and not yet used: the rest of this request's head, the start of its body,
     /// or the next pipelined request.
     inbuf: Vec<u8>,
@@ -122,26 +161,23 @@ pub(super) struct Connection<'a> {
     shared: &'a Shared,
 }
 
-impl<'a> Connection<'a> {
-    pub(super) fn new(stream: TcpStream, shared: &'a Shared) -> Connection<'a> {
-        // Answers are one small write each: send them at once, and never wait long on a peer
-        // that does not read.
-        let _ = stream.set_nodelay(true);
-        // Bounded both ways so that no setting can panic `Instant + Duration` or make every
-        // request stall at once.
-        let request_timeout = shared
-            .limits
-            .request_timeout
-            .clamp(Duration::from_millis(1), Duration::from_secs(86_400));
-        let _ = stream.set_write_timeout(Some(request_timeout));
+/// [`Limits::request_timeout`] made safe: bounded both ways so that no setting can panic
+/// `Instant + Duration` or make every request stall at once.
+pub(super) fn request_timeout(shared: &Shared) -> Duration {
+    shared
+        .limits
+        .request_timeout
+        .clamp(Duration::from_millis(1), Duration::from_secs(86_400))
+}
+
+impl<'a, W: Wire> Connection<'a, W> {
+    pub(super) fn new(wire: W, shared: &'a Shared) -> Connection<'a, W> {
         Connection {
-            wire: Wire {
-                stream,
-                deadline: None,
-            },
+            wire,
+            deadline: None,
             inbuf: Vec::new(),
             body: Vec::new(),
-            request_timeout,
+            request_timeout: request_timeout(shared),
             shared,
         }
     }
@@ -153,7 +189,7 @@ impl<'a> Connection<'a> {
                 Ok(close) => close,
                 Err(end) => break end,
             };
-            self.shared.stats.requests.fetch_add(1, Relaxed);
+            bump(&self.shared.stats.requests);
             let status = self.shared.handler.post(&self.body);
             if self.respond(status, close).is_err() || close {
                 break End::Done;
@@ -167,8 +203,11 @@ impl<'a> Connection<'a> {
         let stats = &self.shared.stats;
         match end {
             End::Done => {}
+            End::Evicted => {
+                debug!("telemetry listener: a request started on a connection just evicted")
+            }
             End::Aborted => {
-                stats.aborted.fetch_add(1, Relaxed);
+                bump(&stats.aborted);
                 debug!("telemetry listener: the peer closed a connection mid-request");
             }
             End::Stalled => count_once(
@@ -176,6 +215,12 @@ impl<'a> Connection<'a> {
                 format_args!(
                     "a telemetry request was not complete {:?} after its first byte: closed its connection (other connections are unaffected)",
                     self.request_timeout
+                ),
+            ),
+            End::Refuse(404) => count_once(
+                &stats.not_found,
+                format_args!(
+                    "a request to a path other than the subscribed one was answered 404 (only the Telemetry API knows the path: something else in the sandbox is posting to the listener)"
                 ),
             ),
             End::Refuse(status) => {
@@ -188,9 +233,11 @@ impl<'a> Connection<'a> {
                     counter,
                     format_args!("a request was answered {status} {}", reason(status)),
                 );
-                if self.respond(status, true).is_ok() {
-                    self.linger();
-                }
+            }
+        }
+        if let End::Refuse(status) = end {
+            if self.respond(status, true).is_ok() {
+                self.linger();
             }
         }
     }
@@ -199,11 +246,15 @@ impl<'a> Connection<'a> {
     /// answer.
     fn next_request(&mut self) -> Result<bool, End> {
         self.body.clear();
-        self.wire.deadline = None;
+        self.deadline = None;
         if self.inbuf.is_empty() {
+            self.wire.idle();
             self.fill()?;
         }
-        self.wire.deadline = Some(Instant::now() + self.request_timeout);
+        if !self.wire.busy() {
+            return Err(End::Evicted);
+        }
+        self.deadline = Some(Instant::now() + self.request_timeout);
         let head = self.read_head()?;
         if !head.post {
             return Err(End::Refuse(405));
@@ -226,10 +277,43 @@ impl<'a> Connection<'a> {
         Ok(head.close)
     }
 
+    /// Reads at least one byte. End of stream or a reset ends the connection.
+    fn read(&mut self, into: &mut [u8]) -> Result<usize, End> {
+        Self::read_into(&mut self.wire, self.deadline, into)
+    }
+
+    /// [`Connection::read`], borrowing only the wire (a body is read into `self.body`).
+    fn read_into(wire: &mut W, deadline: Option<Instant>, into: &mut [u8]) -> Result<usize, End> {
+        let closed = if deadline.is_some() {
+            End::Aborted
+        } else {
+            End::Done
+        };
+        loop {
+            match wire.read(into, deadline) {
+                Ok(0) => return Err(closed),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(End::Stalled)
+                }
+                Err(e) => {
+                    debug!("telemetry listener: reading a connection failed: {e}");
+                    return Err(closed);
+                }
+            }
+        }
+    }
+
     /// Reads more bytes into `inbuf`.
     fn fill(&mut self) -> Result<(), End> {
         let mut chunk = [0u8; READ_CHUNK];
-        let n = self.wire.read(&mut chunk)?;
+        let n = self.read(&mut chunk)?;
         self.inbuf
             .extend_from_slice(chunk.get(..n).unwrap_or_default());
         Ok(())
@@ -241,6 +325,13 @@ impl<'a> Connection<'a> {
             let mut request = httparse::Request::new(&mut headers);
             match request.parse(&self.inbuf) {
                 Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD_BYTES => {
+                    // Before anything else: a peer that does not know the path learns
+                    // nothing more about what the listener accepts.
+                    let path = request.path.unwrap_or_default().as_bytes();
+                    if !same_secret(path, self.shared.path.as_bytes()) {
+                        return Err(End::Refuse(404));
+                    }
+                    self.wire.trusted();
                     let head = parse_head(&request)?;
                     self.inbuf.drain(..len);
                     return Ok(head);
@@ -268,7 +359,7 @@ impl<'a> Connection<'a> {
         while left > 0 {
             let start = self.body.len();
             self.body.resize(start + left.min(BODY_READ_STEP), 0);
-            let got = self.wire.read(&mut self.body[start..])?;
+            let got = Self::read_into(&mut self.wire, self.deadline, &mut self.body[start..])?;
             self.body.truncate(start + got);
             left -= got;
         }
@@ -342,7 +433,7 @@ impl<'a> Connection<'a> {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), End> {
-        self.wire.stream.write_all(bytes).map_err(|e| {
+        self.wire.write_all(bytes).map_err(|e| {
             debug!("telemetry listener: writing an answer failed: {e}");
             End::Aborted
         })
@@ -351,11 +442,22 @@ impl<'a> Connection<'a> {
     /// Closes our side, then reads and discards what the peer still sends, for a moment, so
     /// that it gets to read the refusal.
     fn linger(&mut self) {
-        let _ = self.wire.stream.shutdown(Shutdown::Write);
-        self.wire.deadline = Some(Instant::now() + LINGER);
+        self.wire.close_write();
+        self.deadline = Some(Instant::now() + LINGER);
         let mut chunk = [0u8; READ_CHUNK];
-        while self.wire.read(&mut chunk).is_ok() {}
+        while self.read(&mut chunk).is_ok() {}
     }
+}
+
+/// Whether `given` is `secret`, in a time that does not depend on where they differ (the
+/// path is the listener's only credential; its length is no secret).
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    given.len() == secret.len()
+        && given
+            .iter()
+            .zip(secret)
+            .fold(0, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// Takes what the listener needs from a parsed head, refusing what it cannot serve.
@@ -418,6 +520,7 @@ fn reason(status: u16) -> &'static str {
         202 => "Accepted",
         204 => "No Content",
         400 => "Bad Request",
+        404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Content Too Large",
         417 => "Expectation Failed",

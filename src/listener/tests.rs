@@ -1,10 +1,12 @@
 //! The listener against real sockets on 127.0.0.1, driven byte by byte with `TcpStream`
 //! (and once with ureq), plus the accept loop driven with scripted errors.
 
+use super::address::{bind_hint, pick_address};
 use super::connection::MAX_HEADERS;
 use super::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// The longest a test waits for something that should happen at once: only a broken
@@ -38,9 +40,20 @@ impl Server {
     }
 
     fn answering(limits: Limits, status: u16) -> Server {
+        Server::serving("/", limits, status)
+    }
+
+    /// A listener that serves `path` only (the others serve `/`, as the requests here say).
+    fn serving(path: &str, limits: Limits, status: u16) -> Server {
         let stats = Arc::new(ListenerStats::default());
-        let listener = Listener::bind(IpAddr::from([127, 0, 0, 1]), 0, limits, stats.clone())
-            .expect("bind on port 0");
+        let listener = Listener::bind(
+            IpAddr::from([127, 0, 0, 1]),
+            0,
+            path.to_string(),
+            limits,
+            stats.clone(),
+        )
+        .expect("bind on port 0");
         let port = listener.port();
         let recorder = Arc::new(Recorder {
             bodies: Mutex::new(Vec::new()),
@@ -475,26 +488,154 @@ fn the_handlers_status_is_answered_as_returned() {
 }
 
 #[test]
-fn connections_over_the_cap_are_refused_until_one_closes() {
+fn a_newcomer_takes_the_slot_of_the_connection_idle_longest() {
     let server = Server::start(limits(1000, 2, NEVER));
     let mut a = server.connect();
     let mut b = server.connect();
-    for client in [&mut a, &mut b] {
-        client.send(&post(b"[]"));
-        assert_eq!(client.status(), 200);
+    wait_until("both admitted", || {
+        server.stats.open_connections.load(Relaxed) == 2
+    });
+    // Neither has sent a byte; `a` has been idle longest.
+    let mut c = server.connect();
+    c.send(&post(b"[c]"));
+    assert_eq!(c.status(), 200);
+    a.expect_closed();
+    b.send(&post(b"[b]"));
+    assert_eq!(b.status(), 200);
+    assert_eq!(server.bodies(), [b"[c]".to_vec(), b"[b]".to_vec()]);
+    assert_eq!(server.stats.evicted.load(Relaxed), 1);
+    assert_eq!(server.stats.refused_connections.load(Relaxed), 0);
+}
+
+#[test]
+fn connections_mid_request_are_never_evicted_the_newcomer_is_refused() {
+    let server = Server::start(limits(1000, 2, NEVER));
+    let head = b"POST / HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n";
+    let mut busy: Vec<Client> = (0..2).map(|_| server.connect()).collect();
+    for client in &mut busy {
+        client.send(head);
+        // The listener asked for the body: it is reading this request.
+        assert_eq!(client.status(), 100);
     }
     let mut over = server.connect();
     over.expect_closed();
     assert_eq!(server.stats.refused_connections.load(Relaxed), 1);
+    assert_eq!(server.stats.evicted.load(Relaxed), 0);
+    for (client, body) in busy.iter_mut().zip([b"[1]", b"[2]"]) {
+        client.send(body);
+        assert_eq!(client.status(), 200);
+    }
+    assert_eq!(server.bodies(), [b"[1]".to_vec(), b"[2]".to_vec()]);
 
-    drop(a);
-    wait_until("freed", || server.stats.open_connections.load(Relaxed) == 1);
+    // Once idle again, they give way.
     let mut c = server.connect();
     c.send(&post(b"[c]"));
     assert_eq!(c.status(), 200);
-    b.send(&post(b"[b]"));
-    assert_eq!(b.status(), 200);
-    assert_eq!(server.stats.refused_connections.load(Relaxed), 1);
+    assert_eq!(server.stats.evicted.load(Relaxed), 1);
+}
+
+#[test]
+fn the_platforms_keep_alive_connection_outlasts_silent_newcomers() {
+    let server = Server::start(limits(1000, 2, NEVER));
+    let mut platform = server.connect();
+    platform.send(&post(b"[1]"));
+    assert_eq!(platform.status(), 200);
+    // More silent connections than there are slots: each takes the slot of the previous
+    // one, not the platform's, which has carried a request to the subscribed path.
+    let silent: Vec<Client> = (0..5).map(|_| server.connect()).collect();
+    wait_until("each silent one evicted by the next", || {
+        server.stats.evicted.load(Relaxed) == 4
+    });
+    platform.send(&post(b"[2]"));
+    assert_eq!(platform.status(), 200);
+    assert_eq!(server.bodies(), [b"[1]".to_vec(), b"[2]".to_vec()]);
+    drop(silent);
+}
+
+#[test]
+fn requests_to_another_path_are_answered_404_and_never_handed_on() {
+    let path = "/0123456789abcdef0123456789abcdef";
+    let server = Server::serving(path, limits(1000, 4, NEVER), 200);
+    let wrong = [
+        "/",
+        "/0123456789abcdef0123456789abcdeF",
+        "/0123456789abcdef0123456789abcdef/",
+        "/0123456789abcdef0123456789abcde",
+        "/0123456789abcdef0123456789abcdef?x=1",
+        "http://sandbox.localdomain/0123456789abcdef0123456789abcdef",
+        "*",
+    ];
+    for (i, target) in wrong.iter().enumerate() {
+        for method in ["POST", "GET"] {
+            let mut client = server.connect();
+            client.send(
+                format!("{method} {target} HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]").as_bytes(),
+            );
+            let expected = Answer {
+                status: 404,
+                close: true,
+            };
+            assert_eq!(client.answer(), Some(expected), "{method} {target}");
+            client.expect_closed();
+        }
+        assert_eq!(server.stats.not_found.load(Relaxed), 2 * (i as u64 + 1));
+    }
+    assert!(server.bodies().is_empty());
+    let mut client = server.connect();
+    client.send(format!("POST {path} HTTP/1.1\r\nContent-Length: 2\r\n\r\n[]").as_bytes());
+    assert_eq!(client.status(), 200);
+    assert_eq!(server.bodies(), [b"[]".to_vec()]);
+}
+
+#[test]
+fn the_secret_path_is_32_hex_digits_of_its_bytes() {
+    let mut secret = [0u8; PATH_SECRET_BYTES];
+    secret[0] = 0xab;
+    secret[15] = 0x01;
+    assert_eq!(secret_path(&secret), "/ab000000000000000000000000000001");
+}
+
+#[test]
+fn the_bind_address_is_the_first_ipv4_one() {
+    let v4 = IpAddr::from([169, 254, 100, 1]);
+    let v6: IpAddr = "fe80::1".parse().unwrap();
+    assert_eq!(pick_address([]), None);
+    assert_eq!(pick_address([v6]), Some(v6));
+    assert_eq!(pick_address([v6, v4]), Some(v4));
+    assert_eq!(pick_address([v4, IpAddr::from([127, 0, 0, 1])]), Some(v4));
+}
+
+#[test]
+fn a_port_clash_names_the_setting_to_change() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let stats = Arc::new(ListenerStats::default());
+    let err = Listener::bind(
+        IpAddr::from([127, 0, 0, 1]),
+        port,
+        "/".into(),
+        Limits::default(),
+        stats,
+    )
+    .err()
+    .expect("the port is taken");
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    assert!(
+        text.contains("set KINESIS_TELEMETRY_PORT to a free port"),
+        "{text}"
+    );
+    let other = bind_hint(io::ErrorKind::AddrNotAvailable, 4243).unwrap();
+    assert!(other.contains("KINESIS_TELEMETRY_BIND_ADDRESS"), "{other}");
+    assert_eq!(bind_hint(io::ErrorKind::Other, 4243), None);
+}
+
+#[test]
+fn counters_saturate_instead_of_wrapping() {
+    let c = AtomicU64::new(u64::MAX - 1);
+    assert_eq!(bump(&c), u64::MAX);
+    assert_eq!(bump(&c), u64::MAX);
+    assert_eq!(c.load(Relaxed), u64::MAX);
 }
 
 #[test]
@@ -566,8 +707,14 @@ fn accept_errors_are_classified() {
 #[test]
 fn deep_json_fits_the_connection_stack() {
     let stats = Arc::new(ListenerStats::default());
-    let listener =
-        Listener::bind(IpAddr::from([127, 0, 0, 1]), 0, Limits::default(), stats).expect("bind");
+    let listener = Listener::bind(
+        IpAddr::from([127, 0, 0, 1]),
+        0,
+        "/".into(),
+        Limits::default(),
+        stats,
+    )
+    .expect("bind");
     let port = listener.port();
     let parse = |body: &[u8]| match crate::event::parse_batch(body) {
         Ok(_) => 200,

@@ -66,6 +66,16 @@ fn a_line_is_valid_emf_with_the_period_s_numbers() {
             lambda_dropped_events: 20,
             lambda_dropped_bytes: 2048,
             spilled: 0,
+            listener: crate::listener::Refusals {
+                refused_connections: 1,
+                evicted: 16,
+                bad_requests: 2,
+                not_found: 3,
+                method_not_allowed: 4,
+                too_large: 5,
+                aborted: 6,
+                stalled: 7,
+            },
         },
         latencies: [10, 20, 30, 40].map(Duration::from_millis).to_vec(),
         high_water_bytes: 65_536,
@@ -93,6 +103,11 @@ fn a_line_is_valid_emf_with_the_period_s_numbers() {
     assert_eq!(get("BufferHighWaterBytes"), Some(("Bytes", 65_536.0)));
     assert_eq!(get("LambdaDroppedEvents"), Some(("Count", 20.0)));
     assert_eq!(get("LambdaDroppedBytes"), Some(("Bytes", 2048.0)));
+    assert_eq!(get("ListenerConnectionsRefused"), Some(("Count", 1.0)));
+    assert_eq!(get("ListenerConnectionsEvicted"), Some(("Count", 16.0)));
+    assert_eq!(get("ListenerRequestsRefused"), Some(("Count", 14.0)));
+    assert_eq!(get("ListenerRequestsWrongPath"), Some(("Count", 3.0)));
+    assert_eq!(get("ListenerRequestsCut"), Some(("Count", 13.0)));
     assert_eq!(get("KinesisLatencyP50"), Some(("Milliseconds", 20.0)));
     assert_eq!(get("KinesisLatencyP99"), Some(("Milliseconds", 40.0)));
     assert_eq!(get("KinesisLatencyMax"), Some(("Milliseconds", 40.0)));

@@ -12,9 +12,11 @@
 //! - **Subscription**: validated like Lambda ([`super::telemetry_subscription`]),
 //!   or answered 202 / 500 on demand ([`SubscribeMode`]).
 //! - **Telemetry push**: [`super::telemetry_pusher`] POSTs queued events as JSON
-//!   arrays to `http://sandbox.localdomain:<port>` (dialled at 127.0.0.1) with the
-//!   subscription's buffering, only once subscribed; with a queue limit it drops what a
-//!   subscriber that falls behind cannot take and reports it (`platform.logsDropped`).
+//!   arrays to the subscribed `http://sandbox.localdomain:<port><path>` (dialled at
+//!   127.0.0.1, the path exactly as subscribed: a path a URI cannot carry verbatim fails
+//!   the subscription) with the subscription's buffering, only once subscribed; with a
+//!   queue limit it drops what a subscriber that falls behind cannot take and reports it
+//!   (`platform.logsDropped`).
 //! - **Lambda Managed Instances** ([`RuntimeConfig::managed_instances`]): registering for
 //!   INVOKE is refused (400 `Extension.InvalidEventType`), SHUTDOWN only is accepted, and the
 //!   subscription must use schema `2025-01-29`. Whether the environment variables say

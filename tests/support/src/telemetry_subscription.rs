@@ -99,6 +99,7 @@ pub fn validate_subscription(body: &[u8]) -> Result<Subscription, String> {
         .ok()
         .filter(|p| *p != 0)
         .ok_or_else(|| format!("Invalid destination port in {uri}"))?;
+    check_path(&path).map_err(|why| format!("Invalid destination URI path in {uri}: {why}"))?;
     if port == RESERVED_PORT {
         return Err(format!("Port {RESERVED_PORT} is reserved"));
     }
@@ -152,6 +153,24 @@ pub fn validate_subscription(body: &[u8]) -> Result<Subscription, String> {
     })
 }
 
+/// A destination path the fake can POST to verbatim: RFC 3986 path characters only, `%`
+/// only as an escape. A query or fragment is refused too: nothing documents what Lambda does
+/// with them, so an extension that relied on one would pass here and fail there.
+fn check_path(path: &str) -> Result<(), String> {
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let ok = b.is_ascii_alphanumeric()
+            || b"-._~!$&'()*+,;=:@/".contains(&b)
+            || (b == b'%'
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit));
+        if !ok {
+            return Err(format!("{:?} at byte {i}", b as char));
+        }
+    }
+    Ok(())
+}
+
 /// Whether an event's `type` belongs to a subscribed category; unparsable text is delivered.
 pub fn type_subscribed(text: &str, types: &[String]) -> bool {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
@@ -191,6 +210,18 @@ mod tests {
         ))
         .unwrap();
         assert_eq!((s.port, s.path.as_str()), (4243, "/"));
+        let with_path = |uri: &str| {
+            let body = body("{}", uri);
+            validate_subscription(&body).map(|s| s.path)
+        };
+        assert_eq!(
+            with_path("http://sandbox.localdomain:8124/lambda/logs").as_deref(),
+            Ok("/lambda/logs")
+        );
+        assert_eq!(
+            with_path("http://sandbox.localdomain:4243/0a1B%2F").as_deref(),
+            Ok("/0a1B%2F")
+        );
         assert_eq!(
             s.buffering,
             Buffering {
@@ -212,6 +243,11 @@ mod tests {
             ("{}", "https://sandbox.localdomain:4243"),
             ("{}", "http://localhost:4243"),
             ("{}", "http://sandbox.localdomain"),
+            ("{}", "http://sandbox.localdomain:4243/a b"),
+            ("{}", "http://sandbox.localdomain:4243/a?b=1"),
+            ("{}", "http://sandbox.localdomain:4243/a#b"),
+            ("{}", "http://sandbox.localdomain:4243/a%zz"),
+            ("{}", "http://sandbox.localdomain:4243/caf\u{e9}"),
         ] {
             assert!(
                 validate_subscription(&body(buf, uri)).is_err(),
