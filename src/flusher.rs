@@ -626,7 +626,7 @@ impl<S: Sink> Flusher<S> {
             struggling: self.health.struggling(),
             probe_from: self.health.probe_from(now),
             time_needed: self.health.time_needed(now),
-            failing: self.health.failing(),
+            failing: self.health.unhealthy(now, self.settings.pacing.max_added),
             run_left,
             recovery_probe: self.recovery_probe_due(now),
         }
@@ -672,7 +672,15 @@ impl<S: Sink> Flusher<S> {
         // While Kinesis is failing, a request is a probe (see `send_one`), except at SHUTDOWN:
         // the last window sends everything it can.
         probe |= self.health.struggling() && !matches!(o.w.kind, Kind::Shutdown { .. });
-        let sent = self.send_one(until, probe);
+        // After the invocation's runtimeDone a request carries what the rest of the budget
+        // can move, so that it is not cut.
+        let max_bytes = match (&o.w.kind, o.done) {
+            (Kind::Invoke { .. }, Some(_)) => self
+                .health
+                .bytes_within(now, until.saturating_duration_since(now)),
+            _ => None,
+        };
+        let sent = self.send_one(until, probe, max_bytes);
         self.count_spill_losses();
         if let Some(o) = self.open.as_mut() {
             // A fatal refusal, or a request cut at the budget: the invocation gets no more.

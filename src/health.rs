@@ -27,6 +27,11 @@ pub const MIN_REQUEST_TIME: Duration = Duration::from_millis(10);
 pub const LATENCY_MEMORY: Duration = Duration::from_secs(60);
 /// How many recent latencies the estimate looks at.
 const LATENCY_SAMPLES: usize = 5;
+/// Requests up to this size say how fast Kinesis answers; larger ones take longer by their
+/// size (transfer, signing, base64) and teach the throughput instead.
+pub const SMALL_REQUEST_BYTES: usize = 256 << 10;
+/// Large-request throughput samples remembered.
+const THROUGHPUT_SAMPLES: usize = 5;
 /// A connect may take this many times the slowest recent one ...
 const CONNECT_FACTOR: u32 = 4;
 /// ... and never less than this (a loaded host's scheduler jitter; an in-region connect
@@ -57,6 +62,9 @@ pub enum Observation {
     Retry,
     /// Kinesis refused the request for good (the records are dropped).
     Fatal,
+    /// A large request cut at the added-time budget: it says the request was long, not that
+    /// Kinesis fails (a small one cut is a [`Observation::Retry`]: Kinesis hangs).
+    Cut,
 }
 
 /// A change worth one log line.
@@ -86,8 +94,10 @@ pub struct Health {
     /// The base backoff after the last failed attempt, however far the backoff has grown:
     /// what an invocation's probe (while struggling) and SHUTDOWN's last sends wait.
     probe_from: Option<Instant>,
-    /// (when observed, how long the request took), newest last.
+    /// (when observed, how long a small request took), newest last.
     latencies: VecDeque<(Instant, Duration)>,
+    /// (when observed, bytes per second of a large request), newest last.
+    throughputs: VecDeque<(Instant, f64)>,
     /// (when observed, how long a TCP connect took), newest last.
     connects: VecDeque<(Instant, Duration)>,
 }
@@ -151,7 +161,13 @@ impl Health {
     /// Whether an invocation may be held: the last attempt did not fail and requests are
     /// expected to finish within the added-time budget.
     pub fn fit_to_hold(&self, now: Instant, budget: Duration) -> bool {
-        !self.failing() && self.time_needed(now) <= budget
+        !self.unhealthy(now, budget)
+    }
+
+    /// Failing, or answering slower than the added-time budget: an invocation's time is not
+    /// spent on Kinesis.
+    pub fn unhealthy(&self, now: Instant, budget: Duration) -> bool {
+        self.failing() || self.time_needed(now) > budget
     }
 
     /// Notes how long a TCP connect took.
@@ -196,6 +212,25 @@ impl Health {
             .max()
     }
 
+    /// Bytes per second a large request can be counted on to move: the slowest recent one;
+    /// `None` with no recent sample.
+    pub fn throughput(&self, now: Instant) -> Option<f64> {
+        self.throughputs
+            .iter()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < LATENCY_MEMORY)
+            .map(|(_, r)| *r)
+            .reduce(f64::min)
+    }
+
+    /// The most bytes a request should carry to finish within `left` (pure): all of them
+    /// with nothing known or time to spare; otherwise what half of `left` moves at the
+    /// observed throughput, at least a small request's worth.
+    pub fn bytes_within(&self, now: Instant, left: Duration) -> Option<usize> {
+        let rate = self.throughput(now)?;
+        let after_latency = left.saturating_sub(self.time_needed(now));
+        Some(((after_latency.as_secs_f64() / 2.0 * rate) as usize).max(SMALL_REQUEST_BYTES))
+    }
+
     /// The least time a window must have left for a request to be started.
     pub fn time_needed(&self, now: Instant) -> Duration {
         self.expected_latency(now)
@@ -203,7 +238,7 @@ impl Health {
             .max(MIN_REQUEST_TIME)
     }
 
-    /// Takes one request's outcome into account (pure apart from the backoff draw).
+    /// Takes one small request's outcome into account (pure apart from the backoff draw).
     pub fn observe(
         &mut self,
         now: Instant,
@@ -212,11 +247,34 @@ impl Health {
         policy: &RetryPolicy,
         rng: &mut Rng,
     ) -> Option<Change> {
-        if self.latencies.len() >= LATENCY_SAMPLES {
-            self.latencies.pop_front();
+        self.observe_sized(now, took, 0, what, policy, rng)
+    }
+
+    /// Takes one request of `bytes` into account: a small one teaches the latency, a large
+    /// one the throughput (see [`SMALL_REQUEST_BYTES`]).
+    pub fn observe_sized(
+        &mut self,
+        now: Instant,
+        took: Duration,
+        bytes: usize,
+        what: Observation,
+        policy: &RetryPolicy,
+        rng: &mut Rng,
+    ) -> Option<Change> {
+        if bytes <= SMALL_REQUEST_BYTES {
+            if self.latencies.len() >= LATENCY_SAMPLES {
+                self.latencies.pop_front();
+            }
+            self.latencies.push_back((now, took));
+        } else if what != Observation::Retry && what != Observation::Cut {
+            if self.throughputs.len() >= THROUGHPUT_SAMPLES {
+                self.throughputs.pop_front();
+            }
+            let secs = took.as_secs_f64().max(1e-3);
+            self.throughputs.push_back((now, bytes as f64 / secs));
         }
-        self.latencies.push_back((now, took));
         match what {
+            Observation::Cut => None,
             Observation::Ok => {
                 self.failures = 0;
                 self.backoff_until = None;
@@ -369,6 +427,45 @@ mod tests {
         assert!(h.fit_to_hold(t0, ms(60)), "recovered");
         h.observe(t0, ms(1_500), Observation::Ok, &policy(4), &mut rng);
         assert!(!h.fit_to_hold(t0, ms(60)), "slower than the budget");
+    }
+
+    #[test]
+    fn large_requests_teach_throughput_not_slowness() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut rng = Rng::seeded(6);
+        let mut h = Health::default();
+        assert_eq!(h.bytes_within(t0, ms(50)), None, "nothing known: no cap");
+        // A 5 MB request in 100 ms: 50 MB/s, and not a slow Kinesis.
+        h.observe_sized(
+            t0,
+            ms(100),
+            5_000_000,
+            Observation::Ok,
+            &policy(4),
+            &mut rng,
+        );
+        h.observe_sized(t0, ms(8), 10_000, Observation::Ok, &policy(4), &mut rng);
+        assert!(h.fit_to_hold(t0, ms(60)));
+        assert_eq!(h.throughput(t0), Some(50_000_000.0));
+        // 50 ms left, 10 ms latency: 40 ms / 2 at 50 MB/s.
+        assert_eq!(h.bytes_within(t0, ms(50)), Some(1_000_000));
+        assert_eq!(
+            h.bytes_within(t0, ms(5)),
+            Some(SMALL_REQUEST_BYTES),
+            "at least a small one"
+        );
+        // A large request cut at the budget changes nothing.
+        h.observe_sized(
+            t0,
+            ms(60),
+            5_000_000,
+            Observation::Cut,
+            &policy(4),
+            &mut rng,
+        );
+        assert!(!h.failing() && h.fit_to_hold(t0, ms(60)));
+        assert_eq!(h.throughput(t0), Some(50_000_000.0));
     }
 
     #[test]

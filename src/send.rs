@@ -8,7 +8,7 @@
 //! whether the request it was in may have landed after all).
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
@@ -58,11 +58,21 @@ impl<S: Sink> Flusher<S> {
     /// Sends the next request's worth from the front of the buffer (see the module docs).
     /// `probe`: Kinesis is failing and this request is there to learn whether it accepts
     /// records again: one record, not the whole buffer once per invocation.
-    pub(crate) fn send_one(&mut self, until: Instant, probe: bool) -> Sent {
+    /// `max_bytes`: what the request may carry to finish in time (after an invocation's
+    /// runtimeDone, what the rest of the budget moves).
+    pub(crate) fn send_one(
+        &mut self,
+        until: Instant,
+        probe: bool,
+        max_bytes: Option<usize>,
+    ) -> Sent {
         let r = &self.settings.records;
         let (format, target, mut limits) = (r.format, r.target_bytes, r.limits);
         if probe {
             limits.max_records = 1;
+        }
+        if let Some(cap) = max_bytes {
+            limits.max_request_bytes = limits.max_request_bytes.min(cap);
         }
         // 1. Pack: the next request's events, in buffer order.
         let (mut lease, pack) = self.buffer.take(|front| {
@@ -111,6 +121,11 @@ impl<S: Sink> Flusher<S> {
         if cut {
             Stats::add(&stats.abandoned_requests, 1);
         }
+        let bytes: usize = built
+            .iter()
+            .map(|b| b.data_len + b.partition_key.len())
+            .sum();
+        let small = bytes <= health::SMALL_REQUEST_BYTES;
         stats.add_latency(took);
         if resent > 0 {
             Stats::add(&stats.retry_requests, 1);
@@ -181,6 +196,9 @@ impl<S: Sink> Flusher<S> {
         // 6. Health.
         let what = if resend_events == 0 {
             Observation::Ok
+        } else if cut && !small {
+            // A large request cut at the budget was long, not refused.
+            Observation::Cut
         } else if records_ok > 0 {
             debug!("PutRecords: {resend_events} events to resend, the rest accepted");
             Observation::Partial
@@ -193,20 +211,27 @@ impl<S: Sink> Flusher<S> {
             Err(RequestError::Timeout(_) | RequestError::Abandoned)
         );
         let seen = health::latency_seen(took, timed_out);
-        let trouble = health::diagnose(&result, took, self.settings.pacing.max_added);
-        let change = self
-            .health
-            .observe(Instant::now(), seen, what, &policy, &mut self.rng);
+        // Only a small request's time says how Kinesis answers.
+        let budget = self.settings.pacing.max_added;
+        let trouble = match (small, cut) {
+            (true, _) => health::diagnose(&result, took, budget),
+            (false, true) => None,
+            (false, false) => health::diagnose(&result, Duration::ZERO, budget),
+        };
+        let change =
+            self.health
+                .observe_sized(Instant::now(), seen, bytes, what, &policy, &mut self.rng);
         self.stats
             .struggling
             .store(self.health.struggling(), Relaxed);
         // One line per episode: its kind of trouble when it starts, and its end.
-        let recovered = if what != Observation::Retry && trouble.is_none() {
-            !std::mem::take(&mut self.trouble_logged).is_empty()
-        } else {
-            self.log_trouble(trouble);
-            false
-        };
+        let recovered =
+            if matches!(what, Observation::Ok | Observation::Partial) && trouble.is_none() {
+                !std::mem::take(&mut self.trouble_logged).is_empty()
+            } else {
+                self.log_trouble(trouble);
+                false
+            };
         match change {
             Some(Change::StartedStruggling) if !self.trouble_logged.is_empty() => {}
             Some(Change::StartedStruggling) => {

@@ -491,6 +491,12 @@ fn the_handlers_status_is_answered_as_returned() {
 fn a_newcomer_takes_the_slot_of_the_connection_idle_longest() {
     let server = Server::start(limits(1000, 2, NEVER));
     let mut a = server.connect();
+    // `a` is admitted (and idle) before `b` connects: which thread registers first is up to
+    // the scheduler otherwise.
+    wait_until("a admitted", || {
+        server.stats.open_connections.load(Relaxed) == 1
+    });
+    std::thread::sleep(std::time::Duration::from_millis(5));
     let mut b = server.connect();
     wait_until("both admitted", || {
         server.stats.open_connections.load(Relaxed) == 2
