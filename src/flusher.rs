@@ -35,6 +35,7 @@ use log::{info, warn};
 
 use crate::buffer::{Buffer, Done};
 use crate::config::{Http, Pacing, RecordSettings};
+use crate::congestion::Congestion;
 use crate::health::{Health, RetryPolicy, Trouble};
 use crate::kinesis::{Interrupt, PutRecordsResponse, Record, RequestError};
 use crate::metrics::Metrics;
@@ -280,6 +281,10 @@ pub(crate) struct Flusher<S: Sink> {
     woken: Receiver<()>,
     pub(crate) rng: Rng,
     pub(crate) health: Health,
+    /// The stream's send rate, once Kinesis throttled.
+    pub(crate) congestion: Congestion,
+    /// The stream-at-its-limit line was logged for this episode.
+    pub(crate) limit_logged: bool,
     history: History,
     /// The last held invocation's request id (to see whether its runtimeDone came late).
     last_held: Option<Box<str>>,
@@ -310,6 +315,8 @@ impl<S: Sink> Flusher<S> {
             woken: p.woken,
             rng: Rng::new(),
             health: Health::default(),
+            congestion: Congestion::default(),
+            limit_logged: false,
             history: History::default(),
             last_held: None,
             last_invoke: None,
@@ -622,7 +629,11 @@ impl<S: Sink> Flusher<S> {
             report_seen,
             last_arrival: self.buffer.last_admission(),
             due_at: level.oldest.map(|t| t + p.freshness),
-            backoff_until: self.health.backoff_until(now),
+            backoff_until: self.health.backoff_until(now).max(
+                // A request of a record's worth waits for the stream's send rate.
+                self.congestion
+                    .wait(now, self.settings.records.target_bytes.min(level.bytes)),
+            ),
             struggling: self.health.struggling(),
             probe_from: self.health.probe_from(now),
             time_needed: self.health.time_needed(now),

@@ -17,6 +17,7 @@
 
 mod buffer;
 mod config;
+mod congestion;
 mod enrich;
 mod event;
 mod filter;

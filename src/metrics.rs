@@ -117,6 +117,8 @@ pub fn line(
         ("EventsSpilled", "Count", json!(d.spilled)),
         ("EventsResent", "Count", json!(d.resent_events)),
         ("RecordsThrottled", "Count", json!(d.throttled)),
+        // The send rate the stream's throttling left this environment (0: no limit).
+        ("SendRateLimit", "Bytes/Second", json!(d.send_rate_limit)),
         ("KinesisRequests", "Count", json!(d.requests)),
         ("KinesisRequestsFailed", "Count", json!(d.failed_requests)),
         (

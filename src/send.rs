@@ -21,6 +21,29 @@ use crate::retry;
 use crate::stats::{DropReason, Stats};
 use crate::window;
 
+/// The shards named in throttled records' messages ("Rate exceeded for shard shardId-…").
+fn throttled_shards(
+    result: &Result<crate::kinesis::PutRecordsResponse, RequestError>,
+) -> Vec<String> {
+    let mut shards: Vec<String> = Vec::new();
+    if let Ok(r) = result {
+        for outcome in &r.records {
+            if let crate::kinesis::RecordOutcome::Failed { message, .. } = outcome {
+                if let Some(at) = message.find("shardId-") {
+                    let id: String = message[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                        .collect();
+                    if !shards.contains(&id) && shards.len() < 8 {
+                        shards.push(id);
+                    }
+                }
+            }
+        }
+    }
+    shards
+}
+
 /// What one request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
@@ -45,6 +68,52 @@ impl Sent {
 }
 
 impl<S: Sink> Flusher<S> {
+    /// The stream's send rate learns from the answer (see `congestion`); the first throttle
+    /// of an episode is logged with what to do.
+    fn pace_to_the_stream(
+        &mut self,
+        result: &Result<crate::kinesis::PutRecordsResponse, RequestError>,
+        accepted_bytes: usize,
+        throttled: usize,
+        records: usize,
+    ) {
+        let jitter = self.rng.next_u64() as f64 / (u64::MAX as f64 + 1.0);
+        let answer = crate::congestion::Answer {
+            accepted_bytes,
+            throttled,
+        };
+        self.congestion.answered(Instant::now(), answer, jitter);
+        let rate = self.congestion.rate();
+        self.stats.send_rate_limit.store(
+            rate.map_or(0, |r| r as u64),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match rate {
+            Some(rate) if !self.limit_logged => {
+                self.limit_logged = true;
+                let shards = throttled_shards(result);
+                let shards = if shards.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (shards {})", shards.join(", "))
+                };
+                warn!(
+                    "the stream is at its write limit: {throttled} of {records} records throttled{shards}; \
+                     this environment now sends at about {} KB/s and raises it while records are accepted \
+                     (the rest waits in the buffer). Add shards or use on-demand capacity; a `function` or \
+                     `environment` partition key (KINESIS_TELEMETRY_PARTITION_KEY) puts a whole function's \
+                     volume on one shard, `random` spreads it",
+                    (rate / 1000.0).round()
+                );
+            }
+            None if self.limit_logged => {
+                self.limit_logged = false;
+                info!("the stream takes records as fast as they come again: no send-rate limit");
+            }
+            _ => {}
+        }
+    }
+
     /// Counts spilled events lost to a damaged spill file since the last look.
     pub(crate) fn count_spill_losses(&mut self) {
         let lost = self.buffer.spill_lost();
@@ -71,7 +140,13 @@ impl<S: Sink> Flusher<S> {
         if probe {
             limits.max_records = 1;
         }
-        if let Some(cap) = max_bytes {
+        // What the stream's send rate allows now (the window waited for at least a
+        // record's worth), and what the rest of the budget moves.
+        let allowance = self
+            .congestion
+            .allowance(Instant::now())
+            .map(|a| a.max(target));
+        for cap in [max_bytes, allowance].into_iter().flatten() {
             limits.max_request_bytes = limits.max_request_bytes.min(cap);
         }
         // 1. Pack: the next request's events, in buffer order.
@@ -103,6 +178,11 @@ impl<S: Sink> Flusher<S> {
         }
         // 3. The request, bounded by the window; a new connection by the connects seen.
         let started = Instant::now();
+        let sent_bytes: usize = built
+            .iter()
+            .map(|b| b.data_len + b.partition_key.len())
+            .sum();
+        self.congestion.sent(started, sent_bytes);
         let timeout = window::request_timeout(self.settings.http.request_timeout, started, until);
         let connect_timeout = self
             .health
@@ -193,6 +273,7 @@ impl<S: Sink> Flusher<S> {
         Stats::add(&stats.records_sent, records_ok);
         Stats::add(&stats.bytes_sent, bytes_ok);
         Stats::add(&stats.throttled, plan.throttled as u64);
+        self.pace_to_the_stream(&result, bytes_ok as usize, plan.throttled, built.len());
         // 6. Health.
         let what = if resend_events == 0 {
             Observation::Ok

@@ -77,6 +77,8 @@ pub struct Stats {
     pub failed_requests: AtomicU64,
     /// Requests cut in flight at an invocation's added-time budget (their events resent).
     pub abandoned_requests: AtomicU64,
+    /// The stream's current send-rate limit in bytes per second (0: none): a gauge.
+    pub send_rate_limit: AtomicU64,
     /// Requests that resent events an earlier request failed to deliver.
     pub retry_requests: AtomicU64,
     /// Events sent again after a failed attempt (throttled, 5xx, connection error...).
@@ -112,6 +114,8 @@ pub struct Snapshot {
     pub spilled: u64,
     /// What the telemetry listener refused or cut.
     pub listener: Refusals,
+    /// The stream's send-rate limit when taken, bytes per second (0: none): a gauge.
+    pub send_rate_limit: u64,
 }
 
 impl Snapshot {
@@ -137,6 +141,7 @@ impl Snapshot {
             lambda_dropped_bytes: d(self.lambda_dropped_bytes, earlier.lambda_dropped_bytes),
             spilled: d(self.spilled, earlier.spilled),
             listener: self.listener.since(&earlier.listener),
+            send_rate_limit: self.send_rate_limit,
         }
     }
 
@@ -204,6 +209,7 @@ impl Stats {
             lambda_dropped_bytes: get(&self.lambda_dropped_bytes),
             spilled: get(&self.spilled),
             listener: self.listener.refusals(),
+            send_rate_limit: get(&self.send_rate_limit),
         }
     }
 

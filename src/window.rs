@@ -168,9 +168,14 @@ pub fn after_done_end(until: Instant, done_at: Instant, max_added: Duration) -> 
     until.min(done_at + max_added.saturating_sub(CLOSE_SLACK))
 }
 
-/// Sends if it may and a request can finish; otherwise why not.
+/// Sends if it may and a request can finish; otherwise why not. After the invocation's
+/// runtimeDone nothing waits (a backoff, the stream's send rate): that time is the
+/// function's.
 fn try_send(w: &Window, v: &View, otherwise: Close) -> Step {
     if let Some(t) = v.backoff_until {
+        if v.done_seen && matches!(w.kind, Kind::Invoke { .. }) {
+            return Step::Close(Close::End);
+        }
         return if can_finish(t, w.until, v.time_needed) {
             Step::Wait(t)
         } else {

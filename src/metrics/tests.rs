@@ -34,7 +34,8 @@ fn parse_emf(text: &str) -> BTreeMap<String, (String, f64)> {
             assert!(v[name].is_string(), "dimension {name} has a value");
         }
     }
-    let units = ["Count", "Bytes", "Milliseconds"];
+    // CloudWatch units (Bytes/Second among them).
+    let units = ["Count", "Bytes", "Milliseconds", "Bytes/Second"];
     let mut out = BTreeMap::new();
     for m in d["Metrics"].as_array().unwrap() {
         let name = m["Name"].as_str().unwrap().to_string();
@@ -76,6 +77,7 @@ fn a_line_is_valid_emf_with_the_period_s_numbers() {
                 aborted: 6,
                 stalled: 7,
             },
+            send_rate_limit: 420_000,
         },
         latencies: [10, 20, 30, 40].map(Duration::from_millis).to_vec(),
         high_water_bytes: 65_536,
@@ -98,6 +100,7 @@ fn a_line_is_valid_emf_with_the_period_s_numbers() {
     assert_eq!(get("EventsDroppedKinesisRefused"), Some(("Count", 2.0)));
     assert_eq!(get("EventsResent"), Some(("Count", 7.0)));
     assert_eq!(get("RecordsThrottled"), Some(("Count", 4.0)));
+    assert_eq!(get("SendRateLimit"), Some(("Bytes/Second", 420_000.0)));
     assert_eq!(get("KinesisRequests"), Some(("Count", 12.0)));
     assert_eq!(get("KinesisRequestsFailed"), Some(("Count", 1.0)));
     assert_eq!(get("BufferHighWaterBytes"), Some(("Bytes", 65_536.0)));

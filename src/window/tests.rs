@@ -146,19 +146,31 @@ fn every_window_kind_decides_as_documented() {
             want: Step::Send,
         },
         Case {
-            name: "hold: struggling, the probe waits for its spacing",
+            name: "hold: struggling, the probe waits for its spacing while the function runs",
             kind: held(),
             requests: 0,
             until_ms: 2900,
             view: View {
                 struggling: true,
-                done_seen: true,
-                done_pending: true,
+                full: true,
                 backoff_until: Some(now + ms(900)),
                 probe_from: Some(now + ms(20)),
                 ..v
             },
             want: Step::Wait(now + ms(20)),
+        },
+        Case {
+            name: "hold: after runtimeDone nothing waits (the time is the function's)",
+            kind: held(),
+            requests: 0,
+            until_ms: 2900,
+            view: View {
+                done_seen: true,
+                done_pending: true,
+                backoff_until: Some(now + ms(20)),
+                ..v
+            },
+            want: Step::Close(Close::End),
         },
         Case {
             name: "bg: backoff inside the window",
@@ -328,13 +340,12 @@ fn every_window_kind_decides_as_documented() {
             want: Step::Close(Close::TooSlow),
         },
         Case {
-            name: "hold: backoff",
+            name: "hold: backoff while the function runs",
             kind: held(),
             requests: 1,
             until_ms: 900,
             view: View {
-                done_seen: true,
-                done_pending: true,
+                full: true,
                 backoff_until: Some(now + ms(30)),
                 ..v
             },

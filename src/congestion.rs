@@ -1,0 +1,269 @@
+//! Throttle-aware pacing for the stream: the rate this environment sends at, in the spirit of
+//! TCP's congestion control and the KPL's per-shard rate limiter.
+//!
+//! Many environments of one function write to the same shards, each unaware of the others.
+//! Without a limit, an environment whose records come back throttled resends whole requests
+//! into shards that are already full (the throttled bytes are paid for in CPU, signed, base64
+//! encoded and, in a VPC, in NAT-gateway traffic). So:
+//!
+//! - Not limited until Kinesis throttles a record.
+//! - Throttled: the send rate drops to a fraction ([`DECREASE`]) of what Kinesis accepted
+//!   from this environment over the last second (at least [`MIN_BYTES_PER_SEC`]), with a
+//!   random spread of ±[`JITTER`] so that environments do not move in lockstep.
+//! - Every answer with nothing throttled raises the rate gently ([`INCREASE`] of it, at least
+//!   [`MIN_INCREASE`] a second); past what nothing ever limited ([`UNLIMITED_ABOVE`]) the
+//!   limit is lifted.
+//! - A token bucket of one second's worth spaces requests: a request carries at most the
+//!   tokens there are (never less than one record), and the next waits for the bucket to
+//!   refill. Throttled records are resent no sooner than the rate allows.
+//!
+//! Pure: the caller passes the time and the random draw; nothing here does I/O.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Throttled: the new rate is this share of what Kinesis accepted over the last second.
+pub const DECREASE: f64 = 0.7;
+/// Every fully accepted answer raises the rate by this share ...
+pub const INCREASE: f64 = 0.05;
+/// ... and at least this many bytes a second.
+pub const MIN_INCREASE: f64 = 16.0 * 1024.0;
+/// Never below this: one small record a second gets through to learn that room came back.
+pub const MIN_BYTES_PER_SEC: f64 = 8.0 * 1024.0;
+/// A rate above this (10 shards' worth) is no limit at all.
+pub const UNLIMITED_ABOVE: f64 = 10.0 * 1024.0 * 1024.0;
+/// Random spread of a new rate (±).
+pub const JITTER: f64 = 0.1;
+/// The accepted rate is measured over this long.
+const ACCEPTED_WINDOW: Duration = Duration::from_secs(1);
+
+/// The stream's send rate and its token bucket.
+#[derive(Debug, Clone, Default)]
+pub struct Congestion {
+    /// Bytes per second this environment may send; `None`: no limit.
+    rate: Option<f64>,
+    /// Bytes that may be sent now (at most one second's worth).
+    tokens: f64,
+    refilled: Option<Instant>,
+    /// (when, bytes accepted), over the last [`ACCEPTED_WINDOW`].
+    accepted: VecDeque<(Instant, usize)>,
+}
+
+/// What one answer was, for the rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// Bytes of the records Kinesis accepted.
+    pub accepted_bytes: usize,
+    /// Records it throttled.
+    pub throttled: usize,
+}
+
+impl Congestion {
+    /// The current limit in bytes per second; `None` when not limited.
+    pub fn rate(&self) -> Option<f64> {
+        self.rate
+    }
+
+    /// The tokens at `now` (the bucket refills at the rate, up to one second's worth).
+    fn tokens_at(&self, now: Instant) -> f64 {
+        match self.rate {
+            Some(rate) => {
+                let since = self
+                    .refilled
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                (self.tokens + rate * since.as_secs_f64()).min(rate)
+            }
+            None => 0.0,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        self.tokens = self.tokens_at(now);
+        self.refilled = Some(now);
+    }
+
+    /// The most bytes the next request may carry now (`None`: no limit). The caller sends
+    /// it only once [`Congestion::wait`] allows, so it is never less than a record's worth.
+    pub fn allowance(&self, now: Instant) -> Option<usize> {
+        self.rate.map(|_| self.tokens_at(now).max(0.0) as usize)
+    }
+
+    /// When a request of `bytes` may go (`None`: now).
+    pub fn wait(&self, now: Instant, bytes: usize) -> Option<Instant> {
+        let rate = self.rate?;
+        // A request larger than a second's worth goes once the bucket is full.
+        let need = (bytes as f64).min(rate) - self.tokens_at(now);
+        (need > 0.0).then(|| now + Duration::from_secs_f64(need / rate))
+    }
+
+    /// A request of `bytes` was sent.
+    pub fn sent(&mut self, now: Instant, bytes: usize) {
+        self.refill(now);
+        if self.rate.is_some() {
+            self.tokens -= bytes as f64;
+        }
+    }
+
+    /// Takes an answer into account. `jitter` is a draw in `[0, 1)`. Returns true when this
+    /// answer started limiting the rate (worth a log line).
+    pub fn answered(&mut self, now: Instant, a: Answer, jitter: f64) -> bool {
+        self.accepted.push_back((now, a.accepted_bytes));
+        while self
+            .accepted
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > ACCEPTED_WINDOW)
+        {
+            self.accepted.pop_front();
+        }
+        let started = self.rate.is_none() && a.throttled > 0;
+        if a.throttled > 0 {
+            let accepted: usize = self.accepted.iter().map(|(_, b)| *b).sum();
+            let measured = accepted as f64 / ACCEPTED_WINDOW.as_secs_f64();
+            let from = match self.rate {
+                Some(r) => r.min(measured.max(MIN_BYTES_PER_SEC)),
+                None => measured,
+            };
+            let spread = 1.0 + JITTER * (2.0 * jitter - 1.0);
+            let rate = (from * DECREASE * spread).max(MIN_BYTES_PER_SEC);
+            self.refill(now);
+            self.rate = Some(rate);
+            self.tokens = self.tokens.min(0.0);
+        } else if let Some(r) = self.rate {
+            let raised = r + (r * INCREASE).max(MIN_INCREASE);
+            self.rate = (raised <= UNLIMITED_ABOVE).then_some(raised);
+        }
+        started
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn no_limit_until_a_record_is_throttled() {
+        let t0 = Instant::now();
+        let mut c = Congestion::default();
+        assert_eq!(c.allowance(t0), None);
+        assert_eq!(c.wait(t0, 5 << 20), None);
+        c.sent(t0, 5 << 20);
+        let ok = Answer {
+            accepted_bytes: 5 << 20,
+            throttled: 0,
+        };
+        assert!(!c.answered(t0, ok, 0.5));
+        assert_eq!(c.rate(), None);
+    }
+
+    #[test]
+    fn throttling_sets_the_rate_from_what_was_accepted_and_spaces_requests() {
+        let t0 = Instant::now();
+        let mut c = Congestion::default();
+        // 600 KB accepted in the last second, then a request half throttled.
+        c.answered(
+            t0,
+            Answer {
+                accepted_bytes: 400_000,
+                throttled: 0,
+            },
+            0.5,
+        );
+        let started = c.answered(
+            t0 + ms(500),
+            Answer {
+                accepted_bytes: 200_000,
+                throttled: 8,
+            },
+            0.5, // no spread
+        );
+        assert!(started, "the first throttle starts an episode");
+        let rate = c.rate().unwrap();
+        assert!((rate - 420_000.0).abs() < 1.0, "0.7 × 600 KB/s: {rate}");
+        // The bucket starts empty: the next request waits for its bytes.
+        let now = t0 + ms(500);
+        assert_eq!(c.allowance(now), Some(0));
+        let at = c.wait(now, 42_000).unwrap();
+        assert_eq!(at - now, ms(100), "42 KB at 420 KB/s");
+        // A second later the bucket holds a second's worth, no more.
+        assert_eq!(c.allowance(now + ms(1_000)), Some(420_000));
+        assert_eq!(c.allowance(now + ms(5_000)), Some(420_000));
+        c.sent(now + ms(5_000), 420_000);
+        assert_eq!(c.allowance(now + ms(5_000)), Some(0));
+    }
+
+    #[test]
+    fn the_rate_goes_down_by_a_fraction_and_up_by_a_little() {
+        let t0 = Instant::now();
+        let mut c = Congestion::default();
+        let throttled = Answer {
+            accepted_bytes: 1_000_000,
+            throttled: 1,
+        };
+        c.answered(t0, throttled, 0.5);
+        let first = c.rate().unwrap();
+        // (answer, rate after it relative to the one before: lower bound, upper bound)
+        let ok = Answer {
+            accepted_bytes: 10_000,
+            throttled: 0,
+        };
+        let mut before = first;
+        for i in 0..10 {
+            c.answered(t0 + ms(10 * i), ok, 0.5);
+            let now = c.rate().unwrap();
+            assert!(
+                now > before && now <= before * 1.06 + MIN_INCREASE,
+                "{before} -> {now}"
+            );
+            before = now;
+        }
+        // Throttled again: down to 0.7 × min(rate, accepted over the last second).
+        c.answered(t0 + ms(200), throttled, 0.5);
+        assert!(c.rate().unwrap() <= before * DECREASE + 1.0);
+    }
+
+    #[test]
+    fn the_spread_keeps_environments_apart_and_within_bounds() {
+        let t0 = Instant::now();
+        let a = Answer {
+            accepted_bytes: 1_000_000,
+            throttled: 3,
+        };
+        let rate = |jitter: f64| {
+            let mut c = Congestion::default();
+            c.answered(t0, a, jitter);
+            c.rate().unwrap()
+        };
+        assert!((rate(0.0) - 630_000.0).abs() < 1.0);
+        assert!((rate(0.999_999) - 770_000.0).abs() < 1.0);
+        assert!(rate(0.25) < rate(0.75));
+    }
+
+    #[test]
+    fn nothing_accepted_still_leaves_a_trickle_and_a_long_calm_lifts_the_limit() {
+        let t0 = Instant::now();
+        let mut c = Congestion::default();
+        c.answered(
+            t0,
+            Answer {
+                accepted_bytes: 0,
+                throttled: 500,
+            },
+            0.5,
+        );
+        assert_eq!(c.rate(), Some(MIN_BYTES_PER_SEC));
+        let ok = Answer {
+            accepted_bytes: 1,
+            throttled: 0,
+        };
+        let mut answers = 0;
+        while c.rate().is_some() {
+            c.answered(t0, ok, 0.5);
+            answers += 1;
+            assert!(answers < 1_000, "the limit is lifted in the end");
+        }
+    }
+}
