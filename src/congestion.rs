@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 /// Throttled: the new rate is this share of what Kinesis accepted over the last second.
 pub const DECREASE: f64 = 0.7;
 /// Every fully accepted answer raises the rate by this share ...
-pub const INCREASE: f64 = 0.05;
+pub const INCREASE: f64 = 0.1;
 /// ... and at least this many bytes a second.
-pub const MIN_INCREASE: f64 = 16.0 * 1024.0;
-/// Never below this: one small record a second gets through to learn that room came back.
-pub const MIN_BYTES_PER_SEC: f64 = 8.0 * 1024.0;
+pub const MIN_INCREASE: f64 = 32.0 * 1024.0;
+/// Never below this (a sixteenth of a shard): a small request waits a fraction of a second,
+/// a full record under half a second, however little got through.
+pub const MIN_BYTES_PER_SEC: f64 = 64.0 * 1024.0;
 /// A rate above this (10 shards' worth) is no limit at all.
 pub const UNLIMITED_ABOVE: f64 = 10.0 * 1024.0 * 1024.0;
 /// Random spread of a new rate (±).
@@ -188,6 +189,11 @@ mod tests {
         assert_eq!(c.allowance(now), Some(0));
         let at = c.wait(now, 42_000).unwrap();
         assert_eq!(at - now, ms(100), "42 KB at 420 KB/s");
+        assert_eq!(
+            c.wait(now, 2_000_000).unwrap() - now,
+            ms(1_000),
+            "at most a second's worth"
+        );
         // A second later the bucket holds a second's worth, no more.
         assert_eq!(c.allowance(now + ms(1_000)), Some(420_000));
         assert_eq!(c.allowance(now + ms(5_000)), Some(420_000));

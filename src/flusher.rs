@@ -715,7 +715,11 @@ impl<S: Sink> Flusher<S> {
                 self.no_done_logged = true;
                 warn!("an invocation's platform.runtimeDone did not arrive before its window ended (crash or timeout?); calling /event/next, its telemetry follows with the next invocation");
             }
-            Close::TooSlow if !self.slow_logged && self.trouble_logged.is_empty() => {
+            Close::TooSlow
+                if !self.slow_logged
+                    && self.trouble_logged.is_empty()
+                    && self.health.time_needed(Instant::now()) > self.settings.pacing.max_added =>
+            {
                 self.slow_logged = true;
                 let took = self
                     .health

@@ -142,7 +142,11 @@ pub fn diagnose<T>(
             };
             Some(Trouble::Unreachable(format!("{why}: {detail}")))
         }
-        Err(RequestError::Timeout(_)) | Err(RequestError::Abandoned) => Some(Trouble::Hanging),
+        Err(RequestError::Timeout(_)) => Some(Trouble::Hanging),
+        // Cut at the budget: hanging only if the request itself took a good part of it (the
+        // flusher may have been late for other reasons, and then the cut says nothing).
+        Err(RequestError::Abandoned) if took >= budget / 2 => Some(Trouble::Hanging),
+        Err(RequestError::Abandoned) => None,
         Ok(_) if took > budget => Some(Trouble::Slow(took)),
         _ => None,
     }

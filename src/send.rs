@@ -277,8 +277,9 @@ impl<S: Sink> Flusher<S> {
         // 6. Health.
         let what = if resend_events == 0 {
             Observation::Ok
-        } else if cut && !small {
-            // A large request cut at the budget was long, not refused.
+        } else if cut && (!small || took < self.settings.pacing.max_added / 2) {
+            // A large request cut at the budget was long, not refused; one cut right after
+            // it started says nothing of Kinesis either.
             Observation::Cut
         } else if records_ok > 0 {
             debug!("PutRecords: {resend_events} events to resend, the rest accepted");
