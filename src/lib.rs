@@ -53,6 +53,18 @@ use lifecycle::{Lifecycle, Pipeline};
 use runtime_api::{Registration, RuntimeApi, Subscribed};
 use stats::Stats;
 
+/// Entry points for the fuzz targets (`fuzz/`) and the property tests: each runs a parser
+/// over arbitrary bytes and panics only when one of its invariants breaks. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The spill file: `data` as a segment (recovery yields only frames really there, in
+    /// order) and as records (they come back whole), then as one spilled event's record.
+    pub fn spill(data: &[u8]) {
+        crate::spill::fuzz_segment(data);
+        crate::spilled::fuzz_record(data);
+    }
+}
+
 /// The name Lambda knows this extension by when the file is not renamed.
 const DEFAULT_NAME: &str = "kinesis-telemetry-extension";
 
@@ -200,7 +212,7 @@ fn start_pipeline(
     let spill = spilled::open_logged(&config.spill);
     Stats::add(
         &stats.recovered,
-        spill.as_ref().map_or(0, |s| s.reserved_tickets()),
+        spill.as_ref().map_or(0, |s| s.found_at_open()),
     );
     let (buffer, woken) = buffer::Buffer::new(config.buffer.clone(), spill);
     let buffer = Arc::new(buffer);
