@@ -221,7 +221,7 @@ mod tests {
             c.answered(t0 + ms(10 * i), ok, 0.5);
             let now = c.rate().unwrap();
             assert!(
-                now > before && now <= before * 1.06 + MIN_INCREASE,
+                now > before && now <= before * (1.0 + INCREASE) + MIN_INCREASE + 1.0,
                 "{before} -> {now}"
             );
             before = now;

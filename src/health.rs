@@ -493,15 +493,24 @@ mod tests {
             unreachable(&err(RequestError::Connect("host not found".into())))
                 .starts_with("name not resolved")
         );
-        for hanging in [
-            RequestError::Timeout(TimeoutPhase::Receive),
-            RequestError::Abandoned,
-        ] {
-            assert_eq!(
-                diagnose(&err(hanging), ms(5), budget),
-                Some(Trouble::Hanging)
-            );
-        }
+        assert_eq!(
+            diagnose(
+                &err(RequestError::Timeout(TimeoutPhase::Receive)),
+                ms(5),
+                budget
+            ),
+            Some(Trouble::Hanging)
+        );
+        assert_eq!(
+            diagnose(&err(RequestError::Abandoned), ms(55), budget),
+            Some(Trouble::Hanging),
+            "cut after most of the budget"
+        );
+        assert_eq!(
+            diagnose(&err(RequestError::Abandoned), ms(3), budget),
+            None,
+            "cut right after it started: it says nothing of Kinesis"
+        );
         assert_eq!(diagnose(&Ok::<(), RequestError>(()), ms(40), budget), None);
         assert_eq!(
             diagnose(&Ok::<(), RequestError>(()), ms(1_500), budget),

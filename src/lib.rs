@@ -44,17 +44,9 @@ mod stats;
 mod truncate;
 mod window;
 
-/// Entry points for the fuzz targets (`fuzz/`) and nothing else: not a stable API.
+/// Entry points for the fuzz targets (`fuzz/`) and the property tests: not an API.
 #[doc(hidden)]
-pub mod fuzzing {
-    /// The telemetry listener's HTTP/1.1 handling of one connection whose peer sends
-    /// `pieces` (each read returns at most one piece) and then closes: returns the POST
-    /// bodies it would hand on. Requests must go to `/`; default limits. It must never panic
-    /// nor hang, whatever the bytes.
-    pub fn listener_stream(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
-        crate::listener::serve_bytes(pieces, "/", crate::listener::Limits::default()).bodies
-    }
-}
+pub mod fuzzing;
 
 use std::sync::Arc;
 
@@ -241,7 +233,7 @@ fn start_pipeline(
     let spill = spilled::open_logged(&config.spill);
     Stats::add(
         &stats.recovered,
-        spill.as_ref().map_or(0, |s| s.reserved_tickets()),
+        spill.as_ref().map_or(0, |s| s.found_at_open()),
     );
     let (buffer, woken) = buffer::Buffer::new(config.buffer.clone(), spill);
     let buffer = Arc::new(buffer);

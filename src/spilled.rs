@@ -7,7 +7,10 @@
 //! decode is skipped and counted (the store already skips what fails its checksum).
 //!
 //! Events a previous process left in the file come first: they take the tickets below
-//! [`Spilled::reserved_tickets`], in file order.
+//! [`Spilled::reserved_tickets`], in file order. Those it left in damaged parts of the file
+//! are counted as found ([`Spilled::found_at_open`], the summary's `recovered`) and lost
+//! ([`Spilled::lost`], dropped as `spill_corrupt`), so every event still ends in exactly one
+//! of the summary's columns.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -29,8 +32,8 @@ pub struct Spilled {
     reserved: u64,
     /// Records that did not decode.
     undecodable: u64,
-    /// The store's corrupt count at open (incidents an earlier process left, not events).
-    corrupt_at_open: u64,
+    /// Events an earlier process left in damaged parts of the file.
+    lost_at_open: u64,
     failing: bool,
 }
 
@@ -78,12 +81,21 @@ fn decode(record: &[u8]) -> Option<Event> {
     }
     let (key, raw) = rest.split_at(len);
     let key = match kind {
-        0 => Key::Random,
+        0 if key.is_empty() => Key::Random,
         1 => Key::Fixed(Arc::from(std::str::from_utf8(key).ok()?)),
         _ => return None,
     };
     let raw = std::str::from_utf8(raw).ok()?;
     Some(Event::new(raw.into(), instant_of(received), key))
+}
+
+/// Fuzzing (see `crate::fuzzing`): any bytes either decode to an event or do not, without
+/// a panic; an event decoded encodes back to the same text and key.
+pub fn fuzz_record(data: &[u8]) {
+    if let Some(e) = decode(data) {
+        let again = encode(&e);
+        assert_eq!(again[9..], data[9..], "all but the time, which is rebased");
+    }
 }
 
 /// Opens the spill file when `KINESIS_TELEMETRY_SPILL_MAX_BYTES` turns it on; logs what an
@@ -95,21 +107,7 @@ pub fn open_logged(s: &SpillSettings) -> Option<Spilled> {
     }
     match Spilled::open(&s.dir, s.max_bytes) {
         Ok((spilled, recovered)) => {
-            for p in &recovered.problems {
-                warn!("spill file: {p}");
-            }
-            if recovered.records > 0 {
-                info!(
-                    "spill file: {} events ({} bytes) left by an earlier process are sent first",
-                    recovered.records, recovered.bytes
-                );
-            }
-            if recovered.corrupt_records_skipped + recovered.bad_segments > 0 {
-                warn!(
-                    "spill file: {} damaged records and {} unreadable files left by an earlier process were skipped (their events are lost)",
-                    recovered.corrupt_records_skipped, recovered.bad_segments
-                );
-            }
+            log_recovered(&s.dir, &recovered);
             Some(spilled)
         }
         Err(e) => {
@@ -119,12 +117,43 @@ pub fn open_logged(s: &SpillSettings) -> Option<Spilled> {
     }
 }
 
+/// One line per kind of thing found in the directory at start.
+fn log_recovered(dir: &Path, r: &Recovered) {
+    for p in &r.problems {
+        warn!("spill file: {p}");
+    }
+    if let Some(mode) = r.tightened_from {
+        warn!(
+            "spill directory {} was mode {mode:04o}: set to 0700 (spilled telemetry is for this extension only)",
+            dir.display()
+        );
+    }
+    if r.not_ours > 0 {
+        warn!(
+            "spill directory {}: {} entries named like spill files are not this extension's (another owner, writable by others, a link, not a file): skipped, never sent or deleted; remove them",
+            dir.display(),
+            r.not_ours
+        );
+    }
+    if r.records > 0 {
+        info!(
+            "spill file: {} events ({} bytes) left by an earlier process are sent first",
+            r.records, r.bytes
+        );
+    }
+    if r.lost + r.damaged + r.bad_segments > 0 {
+        warn!(
+            "spill file: {} events in {} damaged places, and {} unreadable files, left by an earlier process were skipped (the events are lost, counted as spill_corrupt); the intact events around them are kept",
+            r.lost, r.damaged, r.bad_segments
+        );
+    }
+}
+
 impl Spilled {
     /// Opens the spill directory; what an earlier process left is sent first.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<(Spilled, Recovered), SpillError> {
         let (store, recovered) = Spill::open(dir, max_bytes)?;
         let reserved = store.records();
-        let store_corrupt = store.corrupt_skipped();
         let mut runs = VecDeque::new();
         if reserved > 0 {
             runs.push_back((0, reserved));
@@ -135,7 +164,7 @@ impl Spilled {
                 runs,
                 reserved,
                 undecodable: 0,
-                corrupt_at_open: store_corrupt,
+                lost_at_open: recovered.lost,
                 failing: false,
             },
             recovered,
@@ -145,6 +174,12 @@ impl Spilled {
     /// Tickets taken by events an earlier process left behind.
     pub fn reserved_tickets(&self) -> u64 {
         self.reserved
+    }
+
+    /// Events an earlier process left behind: those to be sent, and those lost in damaged
+    /// parts of the file (counted in [`Spilled::lost`]).
+    pub fn found_at_open(&self) -> u64 {
+        self.reserved + self.lost_at_open
     }
 
     pub fn is_empty(&self) -> bool {
@@ -164,12 +199,17 @@ impl Spilled {
         self.runs.front().map(|(start, _)| *start)
     }
 
-    /// Spilled events lost since open: in a damaged part of the file, or undecodable.
+    /// Spilled events lost since open, those an earlier process left included: in a
+    /// damaged part of the file, or undecodable.
     pub fn lost(&self) -> u64 {
-        self.store
-            .corrupt_skipped()
-            .saturating_sub(self.corrupt_at_open)
-            + self.undecodable
+        self.store.lost() + self.undecodable
+    }
+
+    /// Logs what the store met along the way without stopping (a file given up on).
+    fn log_notices(&mut self) {
+        for notice in self.store.notices() {
+            warn!("{notice}");
+        }
     }
 
     /// Appends events in order; returns how many were stored. The rest (from the first one
@@ -178,6 +218,7 @@ impl Spilled {
         let records: Vec<Vec<u8>> = events.iter().map(encode).collect();
         let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
         let a = self.store.append(&slices);
+        self.log_notices();
         for e in events.iter().take(a.appended) {
             match self.runs.back_mut() {
                 Some((start, count)) if *start + *count == e.ticket => *count += 1,
@@ -212,6 +253,7 @@ impl Spilled {
     /// Takes up to `max_events` events and about `max_bytes`, oldest first, with their tickets.
     pub fn take(&mut self, max_events: usize, max_bytes: usize) -> Vec<Event> {
         let taken = self.store.take(max_events.max(1), max_bytes.max(1));
+        self.log_notices();
         if let Some(e) = taken.error {
             warn!("spill file: {e}");
         }
@@ -283,5 +325,63 @@ mod tests {
         let mut wrong_kind = good.clone();
         wrong_kind[9] = 7;
         assert!(decode(&wrong_kind).is_none());
+    }
+
+    /// Ten events spilled by a process that then crashed, with one byte of the file
+    /// flipped (in event 5's JSON) before the next process starts.
+    #[test]
+    fn events_lost_in_a_damaged_file_left_behind_are_found_and_counted_as_lost() {
+        let dir = std::env::temp_dir().join(format!("kte-spilled-damaged-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let events: Vec<Event> = (0..10)
+            .map(|i| {
+                let mut e =
+                    Event::new(format!("{{\"n\":{i}}}").into(), Instant::now(), Key::Random);
+                e.ticket = i;
+                e
+            })
+            .collect();
+        let (mut first, _) = Spilled::open(&dir, 1 << 20).unwrap();
+        assert_eq!(first.append(&events), 10);
+        drop(first);
+        let seg = std::fs::read_dir(&dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = bytes.windows(5).position(|w| w == b"\"n\":5").unwrap();
+        bytes[at + 1] ^= 1;
+        std::fs::write(&seg, &bytes).unwrap();
+
+        let (mut second, recovered) = Spilled::open(&dir, 1 << 20).unwrap();
+        assert_eq!((recovered.records, recovered.lost), (9, 1));
+        // Every event left behind ends in one column: sent (9) or lost (1).
+        assert_eq!(second.found_at_open(), 10);
+        assert_eq!(second.reserved_tickets(), 9);
+        assert_eq!(second.lost(), 1, "counted before anything is taken");
+        let back: Vec<String> = second
+            .take(100, usize::MAX)
+            .iter()
+            .map(|e| e.raw.to_string())
+            .collect();
+        let want: Vec<String> = (0..10)
+            .filter(|i| *i != 5)
+            .map(|i| format!("{{\"n\":{i}}}"))
+            .collect();
+        assert_eq!(back, want, "the events after the damaged one are kept");
+        assert_eq!(second.lost(), 1, "and not counted twice");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_random_key_record_carrying_key_bytes_does_not_decode() {
+        let e = Event::new("{}".into(), Instant::now(), Key::Random);
+        let mut bad = encode(&e);
+        bad[10] = 1; // key length 1, the key being the first byte of the JSON text
+        assert!(decode(&bad).is_none());
+        fuzz_record(&bad);
+        fuzz_record(&encode(&e));
     }
 }

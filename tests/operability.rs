@@ -274,6 +274,58 @@ fn a_spill_left_by_a_crashed_process_is_sent_first_by_the_next() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One flipped byte in a spill file left by a crashed process loses one event, counted as
+/// dropped (`spill_corrupt`) beside `recovered`; every event after it is still sent, in order.
+#[test]
+fn a_flipped_byte_in_a_spill_left_behind_loses_one_counted_event() {
+    let dir = spill_dir("flipped");
+    let mut first = Lambda::start(spilling(opts(), &dir));
+    three_mb_during_an_outage(&mut first);
+    let sent_before_crash = first.expected();
+    drop(first); // SIGKILL
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&segments[0], &bytes).unwrap();
+
+    let mut second = Lambda::start(spilling(opts(), &dir));
+    assert!(
+        second.wait_log("1 events in 1 damaged places", T),
+        "one line about the damage\n{}",
+        second.log_text()
+    );
+    second.invoke(2);
+    let out = second.shutdown();
+    assert!(out.exited_ok_before_deadline(), "{out:?}");
+    let own = second.expected();
+    let recovered: Vec<String> = second
+        .events_delivered()
+        .into_iter()
+        .filter(|t| !own.contains(t))
+        .collect();
+    let found = second.summary_count("recovered").unwrap();
+    assert_eq!(
+        recovered.len() as u64,
+        found - 1,
+        "{:?}",
+        second.summary_line()
+    );
+    assert_eq!(second.summary_count("spill_corrupt"), Some(1));
+    assert_eq!(second.summary_count("dropped"), Some(1));
+    // The newest `found` events of the first process, less one, in order.
+    let left = &sent_before_crash[sent_before_crash.len() - found as usize..];
+    let mut missing = left.iter().filter(|e| !recovered.contains(e));
+    assert!(missing.next().is_some() && missing.next().is_none());
+    let kept: Vec<&String> = left.iter().filter(|e| recovered.contains(e)).collect();
+    assert_eq!(kept, recovered.iter().collect::<Vec<_>>(), "in order");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A damaged file left in the spill directory is skipped with a count, never a crash.
 #[test]
 fn a_damaged_spill_file_is_skipped_not_fatal() {

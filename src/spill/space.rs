@@ -1,5 +1,6 @@
-//! How much the spill may still write: the filesystem's free space (`statvfs`, the
-//! extension's one `unsafe` call) minus the reserve left to the function.
+//! How much the spill may still write: the filesystem's free space (`statvfs`, one of the
+//! extension's two `unsafe` calls, with `geteuid` in `owner`) minus the reserve left to the
+//! function.
 
 use std::io;
 use std::path::Path;

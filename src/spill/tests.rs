@@ -32,6 +32,14 @@ impl TempDir {
             .unwrap_or(0)
     }
 
+    /// The size of the segment files (regular files with a segment's name).
+    fn segments_total(&self) -> u64 {
+        let sizes = self.segment_files().into_iter();
+        sizes
+            .map(|n| fs::metadata(self.0.join(n)).map_or(0, |m| m.len()))
+            .sum()
+    }
+
     fn segment_files(&self) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(&self.0)
             .map(|entries| {
@@ -282,11 +290,11 @@ fn low_free_space_refuses_the_write_that_would_eat_the_reserve() {
     let (mut spill, _) =
         Spill::open_with(&dir.0, 1024 * 1024, scripted(available.clone())).unwrap();
     let input: Vec<Vec<u8>> = (0..10).map(|i| fill(100, i)).collect();
-    // 400 bytes of room: a header and three 112-byte frames; the fourth would cross.
+    // 400 bytes of room: a header and three 124-byte frames; the fourth would cross.
     let done = append_all(&mut spill, &input);
     assert_eq!(done.appended, 3);
     assert!(
-        matches!(done.stopped, Some(Refused::LowSpace { room }) if room < 112),
+        matches!(done.stopped, Some(Refused::LowSpace { room }) if room < FRAME_OVERHEAD + 100),
         "{:?}",
         done.stopped
     );
@@ -380,11 +388,13 @@ fn a_new_process_adopts_old_segments_first_and_never_overwrites_them() {
     assert_eq!(rec.bytes, dir.disk_total());
     assert_eq!(
         (
-            rec.corrupt_records_skipped,
+            rec.lost,
+            rec.damaged,
             rec.bad_segments,
+            rec.not_ours,
             rec.foreign_files
         ),
-        (0, 0, 0)
+        (0, 0, 0, 0, 0)
     );
     append_all(&mut second, &input[200..]);
     let now = dir.segment_files();
@@ -420,7 +430,7 @@ const HEAD: usize = HEADER_BYTES as usize;
 
 #[test]
 fn a_torn_tail_keeps_the_records_before_it() {
-    // (bytes cut off the end, records recovered, corrupt counted)
+    // (bytes cut off the end, records recovered, records counted lost)
     let cases = [
         (0, 10, 0),
         (1, 9, 1),
@@ -430,46 +440,92 @@ fn a_torn_tail_keeps_the_records_before_it() {
         (FRAME + 3, 8, 1),
         (10 * FRAME, 0, 0), // just the header left: empty, deleted
     ];
-    for (cut, want, corrupt) in cases {
+    for (cut, want, lost) in cases {
         let dir = TempDir::new("torn");
         let bytes = ten_record_segment(&dir);
         fs::write(dir.file(0), &bytes[..bytes.len() - cut]).unwrap();
         let (mut spill, rec) = open(&dir, 1024 * 1024);
         assert_eq!(
-            (rec.records, rec.corrupt_records_skipped),
-            (want, corrupt),
+            (rec.records, rec.lost, rec.damaged),
+            (want, lost, lost),
             "cut {cut}"
         );
         let out = take_all(&mut spill);
         let expected: Vec<Vec<u8>> = (0..want as u8).map(|i| fill(20, i)).collect();
         assert_eq!(out, expected, "cut {cut}");
-        assert_eq!(spill.corrupt_skipped(), corrupt);
+        assert_eq!(spill.lost(), lost);
         assert_eq!(dir.disk_total(), 0, "cut {cut}: taken and deleted");
     }
 }
 
 #[test]
-fn a_flipped_byte_skips_the_rest_of_its_segment_and_is_counted() {
-    // (offset of the flipped byte, records recovered, corrupt, bad segments)
+fn a_flipped_byte_loses_its_frame_only_and_counts_it() {
+    let frame = |n: usize| HEAD + n * FRAME;
+    // (offset of the flipped byte, record lost, damaged places)
     let cases = [
-        (HEAD + 4 * FRAME + 15, 4, 1, 0), // in record 4's payload
-        (HEAD + 4 * FRAME, 4, 1, 0),      // in record 4's length
-        (HEAD + 4 * FRAME + 6, 4, 1, 0),  // in record 4's checksum
-        (HEAD, 0, 1, 0),                  // in the first record: nothing left, deleted
-        (2, 0, 0, 1),                     // in the magic: not a segment
-        (9, 0, 0, 1),                     // in the version
+        (frame(4) + 24 + 10, Some(4), 1), // in record 4's payload: its head says skip it whole
+        (frame(4) + 16, Some(4), 1),      // in its body sum: the same
+        (frame(4), Some(4), 1),           // in its mark: found again at record 5's
+        (frame(4) + 4, Some(4), 1),       // in its index: the head sum fails
+        (frame(4) + 9, Some(4), 1),       // in its length: the same
+        (frame(4) + 13, Some(4), 1),      // in its head sum
+        (frame(0) + 2, Some(0), 1),       // the first record
+        (frame(9) + 30, Some(9), 1),      // the last record: nothing after it to count from
+        (frame(9) + 5, Some(9), 1),       // the last record's head: a damaged tail
+        (2, None, 1),                     // in the magic: every frame is still found
+        (9, None, 1),                     // in the version
     ];
-    for (offset, want, corrupt, bad) in cases {
+    for (offset, lost, damaged) in cases {
         let dir = TempDir::new("flip");
         let mut bytes = ten_record_segment(&dir);
         bytes[offset] ^= 0x40;
         fs::write(dir.file(0), &bytes).unwrap();
         let (mut spill, rec) = open(&dir, 1024 * 1024);
-        let got = (rec.records, rec.corrupt_records_skipped, rec.bad_segments);
-        assert_eq!(got, (want, corrupt, bad), "offset {offset}");
-        let expected: Vec<Vec<u8>> = (0..want as u8).map(|i| fill(20, i)).collect();
-        assert_eq!(take_all(&mut spill), expected, "offset {offset}");
+        let survivors: Vec<Vec<u8>> = (0..10u8)
+            .filter(|i| Some(usize::from(*i)) != lost)
+            .map(|i| fill(20, i))
+            .collect();
+        let want = (
+            survivors.len() as u64,
+            u64::from(lost.is_some()),
+            damaged,
+            0,
+        );
+        let got = (rec.records, rec.lost, rec.damaged, rec.bad_segments);
+        assert_eq!(got, want, "offset {offset}");
+        assert_eq!(take_all(&mut spill), survivors, "offset {offset}");
+        assert_eq!(spill.lost(), u64::from(lost.is_some()), "offset {offset}");
         assert!(dir.segment_files().is_empty(), "offset {offset}");
+    }
+}
+
+#[test]
+fn a_damaged_stretch_counts_the_records_it_held_from_the_frame_numbers() {
+    // (first and last byte overwritten, records counted lost): the gap between the numbers
+    // of the intact frames on either side, wherever the damage starts and ends.
+    let cases = [
+        (HEAD + FRAME + 3, HEAD + 4 * FRAME + 7, 4), // records 1..=4
+        (HEAD + 2 * FRAME, HEAD + 3 * FRAME - 1, 1), // exactly record 2
+        (HEAD + 2 * FRAME, HEAD + 3 * FRAME, 2),     // and the first byte of record 3
+        (0, HEAD + 3 * FRAME + 1, 4),                // the header and records 0..=3
+        // Records 5..=9, to the end: no intact frame after it to count from, only record
+        // 5's intact head: the count is a floor.
+        (HEAD + 5 * FRAME + 30, HEAD + 10 * FRAME - 1, 1),
+    ];
+    for (from, to, lost) in cases {
+        let dir = TempDir::new("stretch");
+        let mut bytes = ten_record_segment(&dir);
+        bytes[from..=to].fill(0xA5);
+        fs::write(dir.file(0), &bytes).unwrap();
+        let (mut spill, rec) = open(&dir, 1024 * 1024);
+        let first = (from.saturating_sub(HEAD)) / FRAME;
+        let last = (to - HEAD) / FRAME;
+        let survivors: Vec<Vec<u8>> = (0..10u8)
+            .filter(|i| !(first..=last).contains(&usize::from(*i)))
+            .map(|i| fill(20, i))
+            .collect();
+        assert_eq!(take_all(&mut spill), survivors, "{from}..={to}");
+        assert_eq!((rec.lost, spill.lost()), (lost, lost), "{from}..={to}");
     }
 }
 
@@ -485,17 +541,32 @@ fn junk_in_the_directory_is_counted_and_never_parsed() {
 
     let (mut spill, rec) = open(&dir, 1024 * 1024);
     assert_eq!((rec.records, rec.segments), (20, 2));
-    assert_eq!((rec.bad_segments, rec.foreign_files), (2, 2));
+    assert_eq!(
+        (rec.bad_segments, rec.not_ours, rec.foreign_files),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        (rec.lost, rec.damaged),
+        (0, 0),
+        "not ours: no event counted"
+    );
     assert!(rec.problems.is_empty(), "{:?}", rec.problems);
     assert!(
         !dir.file(2).exists() && !dir.file(3).exists(),
         "bad segments deleted"
     );
     assert!(dir.0.join("notes.txt").exists(), "foreign files left alone");
-    assert_eq!(take_all(&mut spill).len(), 20);
-    // A new segment comes after the highest name seen.
+    assert!(dir.file(4).is_dir(), "entries not ours left alone");
+    // A new segment comes after the newest of ours.
     spill.append(&[b"new"]);
-    assert_eq!(dir.segment_files(), [segment_name(6)]);
+    assert_eq!(
+        dir.segment_files(),
+        [segment_name(0), segment_name(5), segment_name(6)]
+    );
+    assert_eq!(take_all(&mut spill).len(), 21);
+    // Nothing of ours left: names start again from the first free one.
+    spill.append(&[b"newer"]);
+    assert_eq!(dir.segment_files(), [segment_name(0)]);
 }
 
 #[test]
@@ -526,11 +597,13 @@ fn random_corruption_never_panics_loops_or_invents_records() {
         assert!(rec.records <= 10, "round {round}");
         let out = take_all(&mut spill);
         assert_eq!(out.len() as u64, rec.records, "round {round}");
-        assert_eq!(
-            out,
-            originals[..out.len()],
-            "round {round}: a prefix, in order"
-        );
+        let mut left = originals.iter();
+        for r in &out {
+            assert!(
+                left.any(|o| o == r),
+                "round {round}: {r:?} was not written, or not in this order"
+            );
+        }
         assert!(
             spill.is_empty() && dir.segment_files().is_empty(),
             "round {round}"
@@ -555,8 +628,9 @@ fn corruption_found_while_taking_counts_the_records_lost() {
     let mut bytes = fs::read(dir.file(0)).unwrap();
     bytes[HEAD + 4 * FRAME + 15] ^= 1;
     fs::write(dir.file(0), &bytes).unwrap();
-    assert_eq!(take_all(&mut spill), input[..4]);
-    assert_eq!(spill.corrupt_skipped(), 6, "records 4..10 are lost");
+    let survivors: Vec<Vec<u8>> = (0..10).filter(|i| *i != 4).map(|i| fill(20, i)).collect();
+    assert_eq!(take_all(&mut spill), survivors);
+    assert_eq!(spill.lost(), 1, "record 4 is lost, and only it");
     assert!(spill.is_empty());
     assert_eq!(dir.disk_total(), 0);
 }
@@ -584,7 +658,7 @@ fn the_first_limit_a_record_breaks_is_reported() {
 }
 
 #[test]
-fn a_segment_that_cannot_be_deleted_is_reported_counted_and_retried() {
+fn a_segment_that_cannot_be_deleted_is_retried_then_stops_counting_against_the_cap() {
     let dir = TempDir::new("undeletable");
     let cap = 1024 * 1024;
     let (mut spill, _) = open(&dir, cap);
@@ -608,12 +682,35 @@ fn a_segment_that_cannot_be_deleted_is_reported_counted_and_retried() {
         "{message}"
     );
     assert_eq!(spill.bytes(), before, "still counted against the cap");
+    assert!(spill.notices().is_empty());
 
+    // Retried at each call; after REMOVE_TRIES attempts in all it is given up, once.
+    for _ in 2..REMOVE_TRIES {
+        assert!(spill.append(&[]).stopped.is_none());
+        assert_eq!(spill.bytes(), before, "retried, still counted");
+    }
+    assert!(spill.append(&[]).stopped.is_none());
+    let notices = spill.notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let message = notices[0].to_string();
+    for part in ["cannot remove", &segment_name(0), "gave up", SETTING] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    assert!(spill.bytes() < before, "given back");
+    assert_eq!(
+        spill.bytes(),
+        dir.segments_total(),
+        "only the files still ours count"
+    );
+    spill.append(&[]);
+    assert!(spill.notices().is_empty(), "said once");
+
+    // A later file that can be deleted is, as usual; new names stay above the one given up.
     fs::remove_dir_all(dir.file(0)).unwrap();
-    let taken = spill.take(1, usize::MAX);
-    assert!(taken.error.is_none());
-    assert!(spill.bytes() < before, "given back once it is gone");
-    assert_eq!(spill.bytes(), dir.disk_total());
+    assert_eq!(take_all(&mut spill), input[per_segment + 1..]);
+    assert_eq!((spill.bytes(), dir.disk_total()), (0, 0));
+    spill.append(&[b"x"]);
+    assert_eq!(dir.segment_files(), [segment_name(1)]);
 }
 
 #[test]
@@ -646,4 +743,322 @@ fn statvfs_reads_plausible_numbers_for_tmp() {
         missing.map_err(|e| e.kind()).err(),
         Some(io::ErrorKind::NotFound)
     );
+}
+
+// ---- Planted entries (issue 16): names, links, owners, modes. ----
+
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+/// Ten 20-byte records of `base..base + 10`, as a segment file's bytes.
+fn segment_of(base: u8) -> Vec<u8> {
+    let records: Vec<Vec<u8>> = (base..base + 10).map(|i| fill(20, i)).collect();
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    frame::segment(&refs)
+}
+
+fn filled(range: std::ops::Range<u8>, len: usize) -> Vec<Vec<u8>> {
+    range.map(|i| fill(len, i)).collect()
+}
+
+#[test]
+fn a_planted_largest_name_neither_wraps_the_counter_nor_reorders_a_restart() {
+    let dir = TempDir::new("maxname");
+    fs::create_dir_all(&dir.0).unwrap();
+    fs::write(dir.file(5), segment_of(0)).unwrap();
+    fs::write(dir.file(u64::MAX), b"").unwrap(); // empty: ours, but nothing inside
+    let (mut spill, rec) = open(&dir, 1024 * 1024);
+    assert_eq!((rec.records, rec.bad_segments), (10, 1));
+    assert!(!dir.file(u64::MAX).exists(), "deleted: it held nothing");
+    let newer = filled(100..103, 30);
+    assert_eq!(append_all(&mut spill, &newer).appended, 3);
+    assert_eq!(dir.segment_files(), [segment_name(5), segment_name(6)]);
+    drop(spill); // a crash: the next process finds both, in name order
+
+    let (mut again, rec) = open(&dir, 1024 * 1024);
+    assert_eq!(rec.records, 13);
+    let mut want = filled(0..10, 20);
+    want.extend(newer);
+    assert_eq!(take_all(&mut again), want, "in write order after a restart");
+}
+
+#[test]
+fn a_segment_of_ours_with_the_largest_name_pauses_spilling_until_it_is_sent() {
+    let dir = TempDir::new("maxvalid");
+    fs::create_dir_all(&dir.0).unwrap();
+    fs::write(dir.file(u64::MAX), segment_of(0)).unwrap();
+    let (mut spill, rec) = open(&dir, 1024 * 1024);
+    assert_eq!(rec.records, 10);
+    // No name sorts after it: a new segment would be read before it after a restart.
+    let done = append_all(&mut spill, &filled(50..52, 30));
+    assert_eq!(done.appended, 0);
+    let Some(Refused::Error(e)) = done.stopped else {
+        panic!("{:?}", done.stopped)
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains("no segment name sorts after")
+            && message.contains(&segment_name(u64::MAX)),
+        "{message}"
+    );
+    assert_eq!(
+        dir.segment_files(),
+        [segment_name(u64::MAX)],
+        "nothing created"
+    );
+    // Once it has been sent, spilling resumes from the first name.
+    assert_eq!(take_all(&mut spill), filled(0..10, 20));
+    assert_eq!(append_all(&mut spill, &filled(50..52, 30)).appended, 2);
+    assert_eq!(dir.segment_files(), [segment_name(0)]);
+}
+
+#[test]
+fn a_name_taken_by_a_directory_a_link_or_a_stranger_is_stepped_over() {
+    for kind in [
+        "dir",
+        "dangling symlink",
+        "symlink to a file",
+        "fifo",
+        "foreign file",
+    ] {
+        let dir = TempDir::new("taken");
+        fs::create_dir_all(&dir.0).unwrap();
+        let elsewhere = dir.0.join("elsewhere");
+        fs::write(&elsewhere, b"not a segment").unwrap();
+        let plant = |seq: u64| {
+            let path = dir.file(seq);
+            match kind {
+                "dir" => fs::create_dir(&path).unwrap(),
+                "dangling symlink" => symlink("/nonexistent/kte", &path).unwrap(),
+                "symlink to a file" => symlink(&elsewhere, &path).unwrap(),
+                "fifo" => {
+                    let status = std::process::Command::new("mkfifo").arg(&path).status();
+                    assert!(status.unwrap().success(), "mkfifo");
+                }
+                _ => {
+                    fs::write(&path, b"someone else's").unwrap();
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+                }
+            }
+        };
+        plant(0); // the first name, before open
+        let cap = 4 * MIN_SEGMENT_BYTES; // segments of MIN_SEGMENT_BYTES
+        let (mut spill, rec) = open(&dir, cap);
+        assert_eq!(rec.not_ours, 1, "{kind}");
+        // The next name, while the store runs: the first segment fills up, and its
+        // successor's name is taken when it is needed.
+        let per_segment = (MIN_SEGMENT_BYTES - HEADER_BYTES) / (FRAME_OVERHEAD + 1000);
+        let input = filled(0..(per_segment as u8 + 3), 1000);
+        assert_eq!(append_all(&mut spill, &input[..1]).appended, 1, "{kind}");
+        plant(2);
+        let done = append_all(&mut spill, &input[1..]);
+        assert_eq!(done.appended, input.len() - 1, "{kind}: {:?}", done.stopped);
+        let planted_files = 2 * usize::from(kind == "foreign file");
+        assert_eq!(dir.segment_files().len(), 2 + planted_files, "{kind}");
+        assert!(dir.file(1).is_file() && dir.file(3).is_file(), "{kind}");
+        drop(spill);
+
+        // After a restart: ours in order, the planted ones skipped and left alone.
+        let (mut again, rec) = open(&dir, cap);
+        assert_eq!(rec.not_ours, 2, "{kind}");
+        assert_eq!(take_all(&mut again), input, "{kind}");
+        assert!(
+            fs::symlink_metadata(dir.file(0)).is_ok(),
+            "{kind}: left alone"
+        );
+        assert!(
+            fs::symlink_metadata(dir.file(2)).is_ok(),
+            "{kind}: left alone"
+        );
+        assert_eq!(fs::read(&elsewhere).unwrap(), b"not a segment", "{kind}");
+    }
+}
+
+#[test]
+fn names_taken_in_a_row_stop_the_append_with_a_count_not_a_loop() {
+    let dir = TempDir::new("manytaken");
+    fs::create_dir_all(&dir.0).unwrap();
+    let (mut spill, _) = open(&dir, 1024 * 1024);
+    for seq in 0..NAME_TRIES + 5 {
+        fs::create_dir(dir.file(seq)).unwrap(); // planted after open
+    }
+    let done = append_all(&mut spill, &[fill(10, 1)]);
+    let Some(Refused::Error(e)) = done.stopped else {
+        panic!("{:?}", done.stopped)
+    };
+    assert!(
+        e.to_string()
+            .contains(&format!("{NAME_TRIES} segment names from")),
+        "{e}"
+    );
+    // The next attempt goes on from where that one stopped.
+    assert_eq!(append_all(&mut spill, &[fill(10, 1)]).appended, 1);
+    assert_eq!(dir.segment_files(), [segment_name(NAME_TRIES + 5)]);
+}
+
+#[test]
+fn a_symlinked_directory_is_refused_and_nothing_behind_it_is_touched() {
+    let dir = TempDir::new("dirlink");
+    let target = TempDir::new("dirlink-target");
+    fs::create_dir_all(&dir.0).unwrap();
+    fs::create_dir_all(&target.0).unwrap();
+    fs::write(target.file(3), b"someone else's file").unwrap();
+    fs::write(target.file(4), segment_of(0)).unwrap();
+    let link = dir.0.join("spill");
+    symlink(&target.0, &link).unwrap();
+    let target_mode = mode_of(&target.0);
+    let Err(e) = Spill::open_with(&link, 1024 * 1024, plenty()) else {
+        panic!("a symlinked directory was opened")
+    };
+    let message = e.to_string();
+    for part in [
+        "is a symbolic link",
+        &link.display().to_string(),
+        DIR_SETTING,
+        SETTING,
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    assert!(
+        target.file(3).exists() && target.file(4).exists(),
+        "untouched"
+    );
+    assert_eq!(mode_of(&target.0), target_mode, "not even its mode");
+}
+
+#[test]
+fn the_directory_is_0700_and_segments_0600() {
+    let dir = TempDir::new("modes");
+    let nested = dir.0.join("a/b");
+    let (mut spill, rec) = Spill::open_with(&nested, 1024 * 1024, plenty()).unwrap();
+    assert_eq!(rec.tightened_from, None);
+    append_all(&mut spill, &[fill(10, 1)]);
+    assert_eq!(mode_of(&nested), 0o700);
+    assert_eq!(mode_of(&nested.join(segment_name(0))), 0o600);
+    drop(spill);
+
+    // An existing directory of ours, too open: set to 0700, and said.
+    for loose in [0o755, 0o777, 0o1777, 0o500] {
+        fs::set_permissions(&nested, fs::Permissions::from_mode(loose)).unwrap();
+        let (_, rec) = Spill::open_with(&nested, 1024 * 1024, plenty()).unwrap();
+        assert_eq!(rec.tightened_from, Some(loose));
+        assert_eq!(mode_of(&nested), 0o700, "{loose:o}");
+    }
+}
+
+#[test]
+fn a_directory_of_another_user_is_refused() {
+    // Root gives a directory away; anyone else finds one of root's.
+    let dir = TempDir::new("otheruser");
+    let (path, owner) = if owner::euid() == 0 {
+        fs::create_dir_all(&dir.0).unwrap();
+        fs::write(dir.file(1), segment_of(0)).unwrap();
+        std::os::unix::fs::chown(&dir.0, Some(65534), Some(65534)).unwrap();
+        (dir.0.clone(), 65534)
+    } else {
+        (PathBuf::from("/"), 0)
+    };
+    let mode = mode_of(&path);
+    let Err(e) = Spill::open_with(&path, 1024 * 1024, plenty()) else {
+        panic!("opened a directory of uid {owner}")
+    };
+    let message = e.to_string();
+    assert!(
+        message.contains(&format!("belongs to uid {owner}")),
+        "{message}"
+    );
+    assert_eq!(mode_of(&path), mode, "not tightened");
+    if owner != 0 {
+        assert!(dir.file(1).exists(), "left alone");
+    }
+}
+
+#[test]
+fn entries_not_ours_are_skipped_counted_and_never_sent_or_deleted() {
+    let dir = TempDir::new("notours");
+    fs::create_dir_all(&dir.0).unwrap();
+    fs::write(dir.file(1), segment_of(0)).unwrap(); // ours: sent
+                                                    // Group- or other-writable: anyone may have written it.
+    fs::write(dir.file(2), segment_of(20)).unwrap();
+    fs::set_permissions(dir.file(2), fs::Permissions::from_mode(0o664)).unwrap();
+    // A second name: another directory may hold it.
+    let outside = TempDir::new("notours-outside");
+    fs::create_dir_all(&outside.0).unwrap();
+    fs::write(outside.0.join("seg"), segment_of(40)).unwrap();
+    fs::hard_link(outside.0.join("seg"), dir.file(3)).unwrap();
+    // A link to a segment of ours elsewhere.
+    symlink(outside.0.join("seg"), dir.file(4)).unwrap();
+    // Another user's, valid and garbage (only root can plant those).
+    let root = owner::euid() == 0;
+    if root {
+        for (seq, bytes) in [(5, segment_of(60)), (6, b"garbage".to_vec())] {
+            fs::write(dir.file(seq), bytes).unwrap();
+            std::os::unix::fs::chown(dir.file(seq), Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let (mut spill, rec) = open(&dir, 1024 * 1024);
+    assert_eq!(rec.not_ours, if root { 5 } else { 3 });
+    assert_eq!((rec.records, rec.segments, rec.bad_segments), (10, 1, 0));
+    assert_eq!(take_all(&mut spill), filled(0..10, 20), "only ours is sent");
+    for seq in 2..if root { 7 } else { 5 } {
+        assert!(
+            fs::symlink_metadata(dir.file(seq)).is_ok(),
+            "{seq} left alone"
+        );
+    }
+    assert_eq!(
+        spill.bytes(),
+        0,
+        "what is not ours does not count against the cap"
+    );
+}
+
+#[test]
+fn trust_is_decided_from_the_inode() {
+    const ME: u32 = 1051;
+    // (regular file, owner, mode, links, decision)
+    let cases = [
+        (true, ME, 0o600, 1, Trust::Ours),
+        (true, ME, 0o644, 1, Trust::Ours), // readable by others: still ours (the dir is 0700)
+        (true, ME, 0o400, 1, Trust::Ours),
+        (false, ME, 0o600, 1, Trust::NotAFile),
+        (true, 0, 0o600, 1, Trust::Owner(0)),
+        (true, 65534, 0o600, 1, Trust::Owner(65534)),
+        (true, ME, 0o620, 1, Trust::Writable(0o620)),
+        (true, ME, 0o602, 1, Trust::Writable(0o602)),
+        (true, ME, 0o100666, 1, Trust::Writable(0o666)),
+        (true, ME, 0o600, 2, Trust::Linked(2)),
+        (true, ME, 0o600, 0, Trust::Linked(0)),
+        (false, 65534, 0o777, 3, Trust::NotAFile), // the first reason wins
+    ];
+    for (is_file, uid, mode, nlink, want) in cases {
+        assert_eq!(
+            Trust::judge(is_file, uid, mode, nlink, ME),
+            want,
+            "{is_file} {uid} {mode:o} {nlink}"
+        );
+    }
+}
+
+#[test]
+fn a_segment_swapped_for_a_link_after_open_is_not_followed() {
+    let dir = TempDir::new("swap");
+    let (mut spill, _) = open(&dir, 1024 * 1024);
+    append_all(&mut spill, &filled(0..10, 20));
+    let outside = dir.0.join("outside");
+    fs::write(&outside, segment_of(100)).unwrap();
+    fs::remove_file(dir.file(0)).unwrap();
+    symlink(&outside, dir.file(0)).unwrap();
+    let taken = spill.take(100, usize::MAX);
+    assert!(taken.records.is_empty(), "nothing read through the link");
+    let Some(e) = taken.error else {
+        panic!("no error")
+    };
+    assert!(e.to_string().contains("cannot read"), "{e}");
+    assert_eq!(spill.lost(), 10, "its records are counted lost");
+    assert!(spill.is_empty());
+    assert_eq!(fs::read(&outside).unwrap(), segment_of(100), "untouched");
 }
