@@ -1,7 +1,7 @@
 //! A strict in-process fake of Kinesis Data Streams `PutRecords` on `127.0.0.1:0`.
 //!
 //! It checks every request the way the real endpoint does, in the same order:
-//! transport faults (drop, stall, latency) → scripted server failures (outage, 5xx)
+//! transport faults (drop, hold unanswered, stall, latency) → scripted server failures (outage, 5xx)
 //! → routing (`POST /`, `Content-Type: application/x-amz-json-1.1`,
 //! `X-Amz-Target: Kinesis_20131202.PutRecords`) → SigV4 ([`super::sigv4`], known
 //! credentials, session token when configured, 5-minute clock skew) → a scripted
@@ -21,21 +21,27 @@
 //! answered is in `handler`.
 //!
 //! Faults are scripted through [`KinesisHandle`], a cheap clonable handle usable from
-//! any thread while requests are in flight.
+//! any thread while requests are in flight; [`KinesisFault`] names the whole-endpoint
+//! faults (connects that hang, no answer, latency, all 5xx, all throttled, all dropped)
+//! that [`KinesisHandle::apply`] sets and [`KinesisHandle::heal`] takes back.
+//! [`KinesisHandle::in_flight`] tells what a client has in flight to it right now.
 
 mod handler;
+mod presets;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::http::{self, Server};
+use super::http::{self, Server, ServerControl};
 pub use super::kinesis_api::{AwsError, KinesisLimits, CONTENT_TYPE, PUT_RECORDS_TARGET};
 use super::rng::Rng;
 use super::sigv4::{self, Credentials, HttpParts, Verifier};
+use super::tcp::{self, InFlight};
 use handler::KinesisHandler;
+pub use presets::KinesisFault;
 
 /// Upper bound of a scripted stall, so a forgotten fault cannot hang a test run.
 pub const MAX_STALL: Duration = Duration::from_secs(30);
@@ -117,6 +123,9 @@ pub enum Outcome {
     Rejected { status: u16, code: String },
     /// The connection was closed without an answer.
     Dropped,
+    /// The client closed the connection while the answer was held back (no answer, no
+    /// records stored).
+    Abandoned,
 }
 
 /// One received HTTP request. Tests assert on a few fields; the rest (size, which
@@ -129,6 +138,8 @@ pub struct RequestLog {
     pub body_bytes: usize,
     pub connection_index: u64,
     pub index_on_connection: u64,
+    /// The client's address (its port tells its connection apart in `/proc/net/tcp`).
+    pub peer: Option<SocketAddr>,
     pub stalled: bool,
     pub outcome: Outcome,
 }
@@ -147,6 +158,10 @@ pub struct KinesisStats {
     pub rejections: BTreeMap<String, u64>,
     pub dropped_connections: u64,
     pub stalled_requests: u64,
+    /// Requests held unanswered ([`KinesisFault::NoAnswer`]), and those the client gave
+    /// up on by closing the connection.
+    pub held_requests: u64,
+    pub abandoned_requests: u64,
     /// Records in 200 answers, and their fates.
     pub records_received: u64,
     pub records_accepted: u64,
@@ -173,6 +188,8 @@ struct Faults {
     throttle_next_records: u64,
     throttle_fraction: f64,
     internal_next_records: u64,
+    /// Hold every request unanswered until the client hangs up or this is cleared.
+    never_answer: bool,
 }
 
 struct State {
@@ -189,12 +206,19 @@ struct Shared {
     verifier: Verifier,
     state: Mutex<State>,
     changed: Condvar,
+    /// The server's connection controls (set once it has started).
+    server: OnceLock<Arc<ServerControl>>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock only happens on a bug in this file; keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the server was stopped (held requests let go).
+    fn stopped(&self) -> bool {
+        self.server.get().is_some_and(|c| c.is_stopped())
     }
 }
 
@@ -232,8 +256,10 @@ impl FakeKinesis {
                 next_sequence: 0,
             }),
             changed: Condvar::new(),
+            server: OnceLock::new(),
         });
         let server = Server::start(Arc::new(KinesisHandler(shared.clone())))?;
+        let _ = shared.server.set(server.control());
         Ok(FakeKinesis {
             server,
             handle: KinesisHandle(shared),
@@ -273,9 +299,65 @@ impl KinesisHandle {
         f(&mut self.0.lock().faults);
     }
 
-    /// Removes every scripted fault.
+    /// Removes every scripted fault (connects that hang too: see [`Self::heal`]).
     pub fn clear_faults(&self) {
         self.faults(|f| *f = Faults::default());
+        self.accept_connects();
+    }
+
+    /// Sets a whole-endpoint fault (on top of any other). `Err` only for
+    /// [`KinesisFault::HangConnect`] when the listen queue could not be filled.
+    pub fn apply(&self, fault: KinesisFault) -> io::Result<()> {
+        match fault {
+            KinesisFault::HangConnect => return self.hang_connects(),
+            KinesisFault::NoAnswer => self.faults(|f| f.never_answer = true),
+            KinesisFault::Slow(d) => self.set_latency(d),
+            KinesisFault::Fail5xx => self.fail_fraction_of_requests(1.0, 500, 0),
+            KinesisFault::Throttle => self.throttle_fraction(1.0, 0),
+            KinesisFault::Drop => self.drop_fraction_of_requests(1.0, 0),
+        }
+        Ok(())
+    }
+
+    /// Kinesis is healthy again: every fault cleared, connects taken, held requests let go
+    /// (closed unanswered: nothing they carried is stored).
+    pub fn heal(&self) {
+        self.clear_faults();
+        self.0.changed.notify_all();
+    }
+
+    /// From now on TCP connects to the fake hang (see [`ServerControl::hang_connects`]):
+    /// an endpoint nothing routes to. Idle keep-alive connections are closed.
+    pub fn hang_connects(&self) -> io::Result<()> {
+        match self.0.server.get() {
+            Some(c) => c.hang_connects(),
+            None => Err(io::Error::other("the fake Kinesis has not started")),
+        }
+    }
+
+    /// Connects are taken again (what waited in the listen queue is served).
+    pub fn accept_connects(&self) {
+        if let Some(c) = self.0.server.get() {
+            c.accept_connects();
+        }
+    }
+
+    /// What a client has in flight to the fake at this moment, from the kernel's sockets:
+    /// requests received and not answered on connections the client has not closed,
+    /// connects pending, request bytes not read yet. `None` when `/proc/net/tcp` cannot be
+    /// read.
+    pub fn in_flight(&self) -> Option<InFlight> {
+        let addr = self.0.server.get()?.addr();
+        let pending: Vec<SocketAddr> = self
+            .0
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.outcome == Outcome::Pending)
+            .filter_map(|r| r.peer)
+            .collect();
+        let socks = tcp::sockets().ok()?;
+        Some(InFlight::observe(&socks, addr, &pending))
     }
 
     /// Answers the next `n` records (across requests) with ProvisionedThroughputExceededException.

@@ -9,6 +9,10 @@
 //! [`IDLE_POLL`] so that dropping the server ends them; a request that has started
 //! arriving must complete within [`REQUEST_READ_TIMEOUT`].
 //!
+//! Connect faults ([`ServerControl`]): the accept thread can be held and the listen queue
+//! filled, so that new connects hang (see [`crate::tcp`]); idle keep-alive connections can be
+//! closed, so that a client's next request needs a new connect.
+//!
 //! Client: [`Client`] (one keep-alive connection) and [`request_once`] (a fresh one),
 //! thin wrappers over a ureq agent that send exactly the headers given and report
 //! failures as `io::Error`s.
@@ -18,9 +22,11 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::tcp;
 
 /// How often an idle keep-alive connection checks whether its server was stopped.
 pub const IDLE_POLL: Duration = Duration::from_millis(50);
@@ -55,6 +61,51 @@ pub struct Request {
     pub index_on_connection: u64,
     /// Zero-based index of the connection among those this server accepted.
     pub connection_index: u64,
+    /// The connection it came on (`None` for a request built by hand).
+    pub connection: Option<Connection>,
+}
+
+/// The connection a request came on, for a handler that holds its answer and wants to know
+/// whether the client is still there.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    stream: Arc<TcpStream>,
+}
+
+impl Connection {
+    /// Waits up to `wait` for the client to close the connection (or reset it); returns
+    /// whether it did. When the client sends more bytes instead (left for the server to
+    /// read), a hang-up cannot be seen behind them: this just waits out `wait`.
+    pub fn wait_for_hang_up(&self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        let mut byte = [0u8; 1];
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // The connection loop sets its own read timeout before each read, so changing
+            // it here (the same socket) is harmless: nothing else reads meanwhile.
+            let _ = self
+                .stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            match self.stream.peek(&mut byte) {
+                Ok(0) => return true,
+                Ok(_) => {
+                    thread::sleep(left);
+                    return false;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
 }
 
 impl Request {
@@ -120,10 +171,125 @@ pub trait Handler: Send + Sync + 'static {
 
 /// A listening server on `127.0.0.1:0`. Dropping it stops accepting and ends idle connections.
 pub struct Server {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    connections: Arc<AtomicU64>,
+    control: Arc<ServerControl>,
     accept: Option<JoinHandle<()>>,
+}
+
+/// What can be done to a running [`Server`]'s connections from any thread: hang new
+/// connects, take them again, close idle ones. Shared by the server and whoever scripts
+/// its faults ([`Server::control`]).
+pub struct ServerControl {
+    addr: SocketAddr,
+    /// A second handle on the listening socket, to change its backlog.
+    listener: TcpListener,
+    stop: AtomicBool,
+    connections: AtomicU64,
+    /// Idle connections accepted under an older epoch close.
+    epoch: AtomicU64,
+    gate: Mutex<Gate>,
+    /// Signals the accept thread that the gate opened, and the other way round that it
+    /// parked at the gate.
+    opened: Condvar,
+    parked: Condvar,
+}
+
+#[derive(Default)]
+struct Gate {
+    /// The accept thread waits before serving what it accepted.
+    held: bool,
+    /// It is waiting (so nothing leaves the listen queue).
+    waiting: bool,
+    /// Connections that fill the listen queue while connects hang.
+    fillers: Vec<TcpStream>,
+}
+
+impl ServerControl {
+    fn gate(&self) -> MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// From now on new TCP connects hang: the accept thread is held, the listen queue is
+    /// cut to one place and filled, and idle keep-alive connections are closed (so a
+    /// client's next request dials). Requests already being answered finish. A connection
+    /// that arrives while this is being set up may get in and wait unanswered until
+    /// [`Self::accept_connects`].
+    pub fn hang_connects(&self) -> io::Result<()> {
+        let mut g = self.gate();
+        if g.held {
+            return Ok(());
+        }
+        g.held = true;
+        drop(g);
+        self.close_idle_connections();
+        tcp::set_backlog(&self.listener, 0)?;
+        // The accept thread takes one more connection before it parks at the gate; until it
+        // has, the queue drains and filling it proves nothing.
+        let first = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+        let mut g = self.gate();
+        g.fillers.push(first);
+        let until = Instant::now() + Duration::from_secs(5);
+        while !g.waiting {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::other("the accept thread did not park"));
+            }
+            g = self
+                .parked
+                .wait_timeout(g, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        drop(g);
+        let fillers = tcp::fill_backlog(self.addr)?;
+        self.gate().fillers.extend(fillers);
+        Ok(())
+    }
+
+    /// Whether connects are being made to hang.
+    pub fn connects_hang(&self) -> bool {
+        self.gate().held
+    }
+
+    /// Takes connects again: the listen queue gets its usual size, the fillers close and
+    /// the accept thread serves what waited in the queue.
+    pub fn accept_connects(&self) {
+        let _ = tcp::set_backlog(&self.listener, tcp::DEFAULT_BACKLOG);
+        let mut g = self.gate();
+        g.held = false;
+        g.fillers.clear();
+        drop(g);
+        self.opened.notify_all();
+    }
+
+    /// Closes every keep-alive connection that is idle now (within [`IDLE_POLL`]).
+    pub fn close_idle_connections(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether the server was stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped()
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Waits while the gate is held; false when the server stopped meanwhile.
+    fn wait_for_gate(&self) -> bool {
+        let mut g = self.gate();
+        while g.held && !self.stopped() {
+            g.waiting = true;
+            self.parked.notify_all();
+            g = self.opened.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        g.waiting = false;
+        !self.stopped()
+    }
 }
 
 impl Server {
@@ -131,52 +297,68 @@ impl Server {
     pub fn start(handler: Arc<dyn Handler>) -> io::Result<Server> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(AtomicU64::new(0));
+        let control = Arc::new(ServerControl {
+            addr,
+            listener: listener.try_clone()?,
+            stop: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+            gate: Mutex::new(Gate::default()),
+            opened: Condvar::new(),
+            parked: Condvar::new(),
+        });
         let accept = {
-            let (stop, connections) = (stop.clone(), connections.clone());
+            let control = control.clone();
             thread::Builder::new()
                 .name(format!("fake-accept-{}", addr.port()))
                 .spawn(move || {
                     for stream in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
+                        if control.stopped() {
                             break;
                         }
                         let Ok(stream) = stream else { continue };
-                        let index = connections.fetch_add(1, Ordering::SeqCst);
-                        let (handler, stop) = (handler.clone(), stop.clone());
+                        if !control.wait_for_gate() {
+                            break;
+                        }
+                        let index = control.connections.fetch_add(1, Ordering::SeqCst);
+                        let (handler, control) = (handler.clone(), control.clone());
                         let _ = thread::Builder::new()
                             .name(format!("fake-conn-{}-{index}", addr.port()))
                             .spawn(move || {
-                                serve_connection(stream, index, handler.as_ref(), &stop)
+                                serve_connection(stream, index, handler.as_ref(), &control)
                             });
                     }
                 })?
         };
         Ok(Server {
-            addr,
-            stop,
-            connections,
+            control,
             accept: Some(accept),
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.control.addr
+    }
+
+    /// The handle that hangs connects or closes idle connections, from any thread.
+    pub fn control(&self) -> Arc<ServerControl> {
+        self.control.clone()
     }
 
     /// Number of TCP connections accepted so far (keep-alive reuse keeps it low).
     pub fn connections_accepted(&self) -> u64 {
-        self.connections.load(Ordering::SeqCst)
+        self.control.connections.load(Ordering::SeqCst)
     }
 
     /// Stops accepting; idle connections close within [`IDLE_POLL`].
     pub fn stop(&mut self) {
-        if self.stop.swap(true, Ordering::SeqCst) {
+        let c = &self.control;
+        if c.stop.swap(true, Ordering::SeqCst) {
             return;
         }
-        // The accept thread is blocked in accept(): one connection wakes it up.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        // A held accept thread wakes on the gate; one blocked in accept() on a connection.
+        c.accept_connects();
+        let _ = TcpStream::connect_timeout(&c.addr, Duration::from_secs(1));
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -189,23 +371,46 @@ impl Drop for Server {
     }
 }
 
+/// Serves one accepted connection until either side ends it, then shuts the socket down
+/// (a handler may still hold a [`Connection`], which must not keep the client waiting).
 fn serve_connection(
     stream: TcpStream,
     connection_index: u64,
     handler: &dyn Handler,
-    stop: &AtomicBool,
+    control: &ServerControl,
 ) {
     let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else {
+    let epoch = control.epoch.load(Ordering::SeqCst);
+    let peer = stream.peer_addr().ok();
+    let (Ok(mut writer), Ok(shared)) = (stream.try_clone(), stream.try_clone()) else {
         return;
     };
+    let connection = peer.map(|peer| Connection {
+        peer,
+        stream: Arc::new(shared),
+    });
     let mut reader = BufReader::new(stream);
+    let ids = (connection_index, epoch);
+    keep_alive(&mut reader, &mut writer, ids, connection, handler, control);
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// The keep-alive loop: read a request, call the handler, write the answer.
+fn keep_alive(
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut TcpStream,
+    (connection_index, epoch): (u64, u64),
+    connection: Option<Connection>,
+    handler: &dyn Handler,
+    control: &ServerControl,
+) {
     let mut index_on_connection = 0;
     loop {
-        // Wait for the first byte of the next request, watching the stop flag.
+        // Wait for the first byte of the next request, watching the stop flag and the
+        // epoch (idle connections of an older one close).
         let _ = reader.get_ref().set_read_timeout(Some(IDLE_POLL));
         loop {
-            if stop.load(Ordering::SeqCst) {
+            if control.stopped() || control.epoch.load(Ordering::SeqCst) != epoch {
                 return;
             }
             match reader.fill_buf() {
@@ -226,7 +431,7 @@ fn serve_connection(
         let _ = reader
             .get_ref()
             .set_read_timeout(Some(REQUEST_READ_TIMEOUT));
-        let request = match read_request(&mut reader) {
+        let request = match read_request(reader) {
             Ok((method, target, version, headers, body)) => {
                 let (path, query) = match target.split_once('?') {
                     Some((p, q)) => (p.to_owned(), q.to_owned()),
@@ -241,11 +446,12 @@ fn serve_connection(
                     body,
                     index_on_connection,
                     connection_index,
+                    connection: connection.clone(),
                 }
             }
             Err(e) => {
                 let _ = write_response(
-                    &mut writer,
+                    writer,
                     &Response::new(400, "text/plain", e.to_string()),
                     true,
                 );
@@ -256,15 +462,11 @@ fn serve_connection(
         let close = request.wants_close();
         match handler.handle(request) {
             Action::Respond(resp) => {
-                if write_response(&mut writer, &resp, close).is_err() || close {
-                    let _ = writer.shutdown(Shutdown::Both);
+                if write_response(writer, &resp, close).is_err() || close {
                     return;
                 }
             }
-            Action::Drop => {
-                let _ = writer.shutdown(Shutdown::Both);
-                return;
-            }
+            Action::Drop => return,
         }
     }
 }

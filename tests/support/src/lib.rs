@@ -19,7 +19,8 @@
 //! [`extension_binary`] in the sandbox (next to it in `target/<profile>/`); either way
 //! `KINESIS_TELEMETRY_EXTENSION_BIN` names another build instead (e.g. the musl one).
 //!
-//! `unsafe` is denied except in [`process`] (signals, `waitid`, CPU affinity).
+//! `unsafe` is denied except in [`process`] (signals, `waitid`, CPU affinity) and one
+//! `listen(2)` in [`tcp`] (a listen backlog of our choosing, for connects that hang).
 #![deny(unsafe_code)]
 
 pub mod clock;
@@ -35,6 +36,7 @@ pub mod process;
 pub mod rng;
 pub mod sandbox;
 pub mod sigv4;
+pub mod tcp;
 pub mod telemetry_pusher;
 pub mod telemetry_records;
 pub mod telemetry_subscription;
@@ -42,7 +44,7 @@ pub mod telemetry_subscription;
 use std::path::{Path, PathBuf};
 
 pub use events::EventFactory;
-pub use fake_kinesis::AfterStall;
+pub use fake_kinesis::{AfterStall, KinesisFault};
 pub use fake_runtime::{RuntimeConfig, SubscribeMode};
 pub use lambda::{multiset_diff, Lambda, LambdaOptions, ShutdownOutcome};
 

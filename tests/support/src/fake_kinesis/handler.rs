@@ -1,6 +1,7 @@
 //! How the fake Kinesis answers a request, in the real endpoint's order: transport
-//! faults (drop, stall, latency), scripted server failures, routing, SigV4, a scripted
-//! fatal error, body shape and limits, the stream, then each record's outcome.
+//! faults (drop, hold unanswered, stall, latency), scripted server failures, routing,
+//! SigV4, a scripted fatal error, body shape and limits, the stream, then each record's
+//! outcome.
 
 use std::sync::Arc;
 use std::thread;
@@ -8,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::{AfterStall, Outcome, RequestLog, Shared, State, StoredRecord};
-use crate::http::{Action, Handler, Request, Response};
+use super::{AfterStall, Outcome, RequestLog, Shared, State, StoredRecord, MAX_STALL};
+use crate::http::{Action, Connection, Handler, Request, Response};
 use crate::kinesis_api::{
     parse_put_records, shard_for, Account, AwsError, CONTENT_TYPE, PUT_RECORDS_TARGET,
 };
@@ -18,9 +19,14 @@ use crate::sigv4::HttpParts;
 
 pub(super) struct KinesisHandler(pub(super) Arc<Shared>);
 
+/// How often a held request checks whether its fault was cleared.
+const HOLD_POLL: Duration = Duration::from_millis(20);
+
 enum Transport {
     Normal,
     Drop,
+    /// No answer until the client hangs up or the fault is cleared.
+    Hold,
     Stall(Duration, AfterStall),
 }
 
@@ -39,6 +45,7 @@ impl Handler for KinesisHandler {
                 body_bytes: req.body.len(),
                 connection_index: req.connection_index,
                 index_on_connection: req.index_on_connection,
+                peer: req.connection.as_ref().map(|c| c.peer),
                 stalled: false,
                 outcome: Outcome::Pending,
             });
@@ -52,6 +59,8 @@ impl Handler for KinesisHandler {
                 Transport::Drop
             } else if drop_roll {
                 Transport::Drop
+            } else if f.never_answer {
+                Transport::Hold
             } else if f.stall_next > 0 {
                 f.stall_next -= 1;
                 Transport::Stall(f.stall_for, f.after_stall.unwrap_or(AfterStall::Answer))
@@ -63,6 +72,7 @@ impl Handler for KinesisHandler {
         };
         match transport {
             Transport::Drop => return self.finish_dropped(index),
+            Transport::Hold => return self.hold(index, req.connection.as_ref()),
             Transport::Stall(d, then) => {
                 {
                     let mut st = shared.lock();
@@ -111,6 +121,37 @@ impl Handler for KinesisHandler {
 }
 
 impl KinesisHandler {
+    /// Holds a request unanswered: until the client closes the connection (abandoned),
+    /// or the fault is cleared, the server stops or [`MAX_STALL`] passes (then the
+    /// connection is closed unanswered). Nothing it carried is stored either way.
+    fn hold(&self, index: usize, connection: Option<&Connection>) -> Action {
+        let shared = &self.0;
+        shared.lock().stats.held_requests += 1;
+        shared.changed.notify_all();
+        let until = Instant::now() + MAX_STALL;
+        loop {
+            let hung_up = match connection {
+                Some(c) => c.wait_for_hang_up(HOLD_POLL),
+                None => {
+                    thread::sleep(HOLD_POLL);
+                    false
+                }
+            };
+            if hung_up {
+                let mut st = shared.lock();
+                st.stats.abandoned_requests += 1;
+                st.requests[index].outcome = Outcome::Abandoned;
+                drop(st);
+                shared.changed.notify_all();
+                return Action::Drop;
+            }
+            let held = shared.lock().faults.never_answer;
+            if !held || shared.stopped() || Instant::now() >= until {
+                return self.finish_dropped(index);
+            }
+        }
+    }
+
     fn finish_dropped(&self, index: usize) -> Action {
         let mut st = self.0.lock();
         st.stats.dropped_connections += 1;

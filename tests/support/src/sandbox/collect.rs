@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::echo::is_problem;
 use super::report::{ms, Percentiles, Report, ShutdownReport, Startup};
 use super::session::{Invocation, Run};
-use super::{account, ExtensionCounters, KinesisReport, DEADLINE_MARGIN};
+use super::{account, ExtensionCounters, InFlightReport, KinesisReport, DEADLINE_MARGIN};
 
 /// Whether a log line is an EMF metric line: a JSON object with the `_aws` metadata key at
 /// its top level (anywhere in it: CloudWatch does not ask for it first, and the extension's
@@ -81,6 +81,7 @@ impl Run<'_> {
             registered_events: rt.registered_events(),
             runtime_done_to_next: Percentiles::of(&added),
             invoke_to_next: Percentiles::of(&to_next),
+            in_flight_at_next: InFlightReport::of(&self.invocations),
             invocations_past_deadline: past(Duration::ZERO),
             invocations_past_deadline_margin: past(DEADLINE_MARGIN),
             least_deadline_margin_ms: least_margin,
@@ -111,6 +112,8 @@ impl Run<'_> {
                 records_throttled: s.records_throttled,
                 requests_rejected: s.rejected,
                 connections_dropped: s.dropped_connections,
+                requests_held: s.held_requests,
+                requests_abandoned: s.abandoned_requests,
             };
         }
         let outage = self.faults.outage_window(Instant::now());

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::pass;
-use crate::fake_kinesis::KinesisHandle;
+use crate::fake_kinesis::{KinesisFault, KinesisHandle};
 
 /// Longer than any session: an outage ended by a condition is scripted as this long, then
 /// cut short.
@@ -49,6 +49,9 @@ pub struct Faults {
     /// Fraction of requests whose connection is closed without an answer.
     pub drop_connections: f64,
     pub outage: Option<Outage>,
+    /// A whole-endpoint fault from the start ([`KinesisFault`]: connects hang, no answer,
+    /// latency, all 5xx, all throttled, all dropped).
+    pub kinesis: Option<KinesisFault>,
     /// Seed of the fault dice.
     pub seed: u64,
 }
@@ -63,6 +66,7 @@ impl Faults {
             || !self.latency.is_zero()
             || self.drop_connections > 0.0
             || self.outage.is_some()
+            || self.kinesis.is_some()
     }
 }
 
@@ -91,10 +95,11 @@ impl FaultSwitch {
         }
     }
 
-    /// Scripts the switches that hold from the start.
-    pub(super) fn arm(&self) {
+    /// Scripts the switches that hold from the start. `Err` when a connect fault could not
+    /// be set up.
+    pub(super) fn arm(&self) -> Result<(), String> {
         let (Some(k), f) = (&self.kinesis, &self.faults) else {
-            return;
+            return Ok(());
         };
         if f.throttle > 0.0 {
             k.throttle_fraction(f.throttle, f.seed ^ 1);
@@ -114,6 +119,11 @@ impl FaultSwitch {
         if !f.latency.is_zero() {
             k.set_latency(f.latency);
         }
+        if let Some(fault) = f.kinesis {
+            k.apply(fault)
+                .map_err(|e| format!("the mock Kinesis could not be made to {fault}: {e}"))?;
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {

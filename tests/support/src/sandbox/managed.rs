@@ -129,6 +129,7 @@ impl Worker {
             ended: Instant::now(),
             runtime_done: None,
             deadline: None,
+            in_flight: None,
         }
     }
 }

@@ -46,6 +46,7 @@ mod collect;
 mod counters;
 mod echo;
 mod faults;
+mod in_flight;
 mod ledger;
 mod managed;
 mod render;
@@ -61,6 +62,7 @@ use serde::Serialize;
 pub use counters::ExtensionCounters;
 pub use echo::Echo;
 pub use faults::{Faults, Outage};
+pub use in_flight::InFlightReport;
 pub use render::{describe, render};
 pub use report::{
     Cost, KinesisReport, Order, Percentiles, Report, RunSettings, ShutdownReport, Startup,
@@ -322,7 +324,7 @@ pub fn run(cfg: &SandboxConfig) -> Result<Report, String> {
     let lambda = start(cfg)?;
     let started = Instant::now();
     let mut run = Run::new(cfg, lambda);
-    run.faults.arm();
+    run.faults.arm()?;
     let startup = run.init()?;
     run.sample();
     run.freeze()?;

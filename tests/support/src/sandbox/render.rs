@@ -71,6 +71,9 @@ pub fn describe(cfg: &SandboxConfig) -> String {
             percent(f.drop_connections)
         ));
     }
+    if let Some(k) = f.kinesis {
+        faults.push(format!("Kinesis {} ({k})", k.describe()));
+    }
     match f.outage {
         Some(Outage::Timed { start, length }) => faults.push(format!(
             "outage of {} from {} after the first invocation",
@@ -248,6 +251,13 @@ fn checks(r: &Report, line: &mut impl FnMut(String)) {
         count(k.requests_rejected, "request"),
         count(k.connections_dropped, "connection")
     ));
+    if k.requests_held > 0 {
+        line(format!(
+            "kinesis held {} unanswered; the extension closed {} of them",
+            count(k.requests_held, "request"),
+            k.requests_abandoned
+        ));
+    }
     let c = &r.cost;
     line(format!(
         "cost: {:.3} records per event; {:.2} PUT payload units per 1,000 events (25 KiB units); on demand billed {:.3}× the payload (1 KiB rounding); payload {} bytes",
@@ -299,6 +309,9 @@ fn timing(r: &Report, line: &mut impl FnMut(String)) {
             pct(p),
             count(p.count as u64, "invocation"),
         ));
+        if let Some(l) = r.in_flight_at_next.describe() {
+            line(l);
+        }
         line(format!(
             "deadlines: {} past the deadline, {} within 100 ms of it; least time left {}",
             r.invocations_past_deadline,

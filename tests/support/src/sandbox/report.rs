@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::counters::ExtensionCounters;
+use super::in_flight::InFlightReport;
 use super::FUNCTION_NAME;
 
 /// Emitted, delivered, lost and duplicated events of one type.
@@ -76,6 +77,10 @@ pub struct KinesisReport {
     pub records_throttled: u64,
     pub requests_rejected: u64,
     pub connections_dropped: u64,
+    /// Requests held unanswered (`no-answer`), and those the extension gave up on by
+    /// closing the connection.
+    pub requests_held: u64,
+    pub requests_abandoned: u64,
 }
 
 /// What the stored records cost. A record's payload is its data plus its partition key.
@@ -178,6 +183,8 @@ pub struct Report {
     pub runtime_done_to_next: Percentiles,
     /// INVOKE delivery to the extension's `/event/next`.
     pub invoke_to_next: Percentiles,
+    /// What was in flight to Kinesis at each `/event/next` (open across the freeze).
+    pub in_flight_at_next: InFlightReport,
     /// Invocations whose `/event/next` came after the INVOKE's deadline ...
     pub invocations_past_deadline: u64,
     /// ... or within the extension's 100 ms margin before it.

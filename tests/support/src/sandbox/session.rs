@@ -15,6 +15,7 @@ use super::{pass, Pace, SandboxConfig, INIT_LIMIT};
 use crate::events::MANAGED_INSTANCES_INIT_TYPE;
 use crate::process::{cpu_time_live, exit_cpu, peak_rss_kb, signal};
 use crate::rng::fresh_uuid;
+use crate::tcp::InFlight;
 use crate::{clock, Lambda};
 
 /// One invocation as the sandbox ran it.
@@ -30,6 +31,9 @@ pub(super) struct Invocation {
     pub(super) runtime_done: Option<Instant>,
     /// The deadline the INVOKE carried (default Lambda).
     pub(super) deadline: Option<Instant>,
+    /// What the extension had in flight to the mock Kinesis when it called `/event/next`
+    /// (default Lambda with the mock; `None` when it could not be read).
+    pub(super) in_flight: Option<InFlight>,
 }
 
 impl Invocation {
@@ -220,6 +224,9 @@ impl<'a> Run<'a> {
             )));
         }
         let next = rt.next_call(before).expect("waited for it").received_at;
+        // Right away, before anything else: Lambda freezes the environment once every
+        // extension has called /event/next, so whatever is open now stays open across it.
+        let in_flight = self.in_flight();
         // Lambda emits platform.report once every extension has called /event/next.
         let report = self.tel.factory.report(&id, w.runtime_duration);
         self.emitter.emit_value(&report, Some(i));
@@ -229,7 +236,16 @@ impl<'a> Run<'a> {
             ended: next,
             runtime_done: Some(done_at),
             deadline: Some(invoked + w.function_timeout),
+            in_flight,
         })
+    }
+
+    /// What the extension has in flight to the mock Kinesis now (`None` with a real endpoint).
+    fn in_flight(&self) -> Option<InFlight> {
+        if self.cfg.endpoint.is_some() {
+            return None;
+        }
+        self.lambda.kinesis.in_flight()
     }
 
     pub(super) fn progress(&self, i: usize, started: Instant) {

@@ -66,6 +66,11 @@ Kinesis faults (mock):
                          every request fails (503) from invocation START (0-based) until
                          invocation END begins: ends by a count, not a clock
   --outage START_MS:LEN_MS   every request fails (503) in this window, from the first INVOKE
+  --kinesis-fault NAME   the whole endpoint, from the start: hang-connect (connects hang,
+                         as to an endpoint nothing routes to), no-answer (connections
+                         accepted, requests never answered), slow:MS (every answer MS
+                         late), 5xx (every request 500), throttle (every record
+                         throttled), drop (every connection closed unanswered)
   --seed N               seed of the fault dice                          [1]
   --expect-loss          loss is no failure if the extension counted it: lost within
                          [dropped - in_doubt, dropped]
@@ -227,6 +232,7 @@ fn parse() -> Result<Args, String> {
                     end: e as usize,
                 });
             }
+            "--kinesis-fault" => a.cfg.faults.kinesis = Some(val()?.parse()?),
             "--seed" => a.cfg.faults.seed = count(val()?)? as u64,
             "--expect-loss" => a.expect_loss = true,
             "--endpoint" => a.cfg.endpoint = Some(val()?),
