@@ -11,26 +11,26 @@
 //! interrupt. The next request builds a fresh agent ([`Interrupt::generation`] tells the
 //! client it must).
 //!
-//! A connect runs on a short-lived thread so that it can be abandoned: the caller stops
-//! waiting for it at once and the thread closes whatever it gets (no request was written on
-//! it; the shut-down agent refuses to register it). The thread is spawned only for a new
-//! connection, which keep-alive makes rare; ureq's resolver does the same for DNS.
+//! A connect is made on a nonblocking socket that is registered with the agent before it
+//! waits, so that the cut shuts it down mid-connect too: the kernel drops the attempt (no SYN
+//! left in flight across the freeze) and the wait ends at once. That takes three small
+//! `unsafe` calls (socket, connect, poll: std has no connect that another thread can end);
+//! the transport then does the same I/O as ureq's own TCP transport.
 //!
 //! Each finished connect's duration is kept ([`ConnectTimes`]), so that the flusher can bound
 //! the next connects by what it has seen instead of a fixed second.
 
 use std::fmt;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, select, Sender};
 use ureq::unversioned::transport::{
-    ConnectionDetails, Connector, Either, ShutdownHandle, TcpConnector, Transport,
+    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, ShutdownHandle,
+    Transport,
 };
-
-/// Stack of the thread that makes one TCP connect.
-const CONNECT_STACK_BYTES: usize = 64 << 10;
 
 /// The durations of recent TCP connects, newest last (shared with the connector).
 #[derive(Debug, Default)]
@@ -106,28 +106,26 @@ impl Interrupt {
     }
 }
 
-/// The TCP step of the client's connector chain: ureq's own TCP connector, run on a thread
-/// the caller can stop waiting for (the agent's shutdown reaches the socket it makes through
-/// the handle it registers; only the connect itself needed this), noting how long each
-/// connect took.
+/// The TCP step of the client's connector chain: a connect that the agent's shutdown can cut
+/// at any point, the connect itself included, noting how long each connect took.
 #[derive(Debug)]
 pub struct AbortableTcp {
     pub times: Arc<ConnectTimes>,
 }
 
-/// A connect in progress as the agent's shutdown sees it: firing stops the wait.
-struct Pending(Sender<()>);
+/// A socket as the agent's shutdown sees it: a second handle on the same socket, shut down
+/// for both directions (which also aborts a connect in progress: the kernel drops it).
+struct Socket(TcpStream, std::sync::atomic::AtomicBool);
 
-impl ShutdownHandle for Pending {
+impl ShutdownHandle for Socket {
     fn shutdown(&self) {
-        let _ = self.0.try_send(());
+        self.1.store(true, Relaxed);
+        let _ = self.0.shutdown(Shutdown::Both);
     }
 }
 
-type Connected = Result<Option<Box<dyn Transport>>, ureq::Error>;
-
 impl<In: Transport> Connector<In> for AbortableTcp {
-    type Out = Either<In, Box<dyn Transport>>;
+    type Out = Either<In, Cuttable>;
 
     fn connect(
         &self,
@@ -139,64 +137,260 @@ impl<In: Transport> Connector<In> for AbortableTcp {
             return Ok(chained.map(Either::A));
         }
         let started = Instant::now();
-        let (abort_tx, abort) = bounded(1);
-        let pending = Arc::new(Pending(abort_tx));
-        (details.register_shutdown)(Arc::downgrade(&pending) as Weak<dyn ShutdownHandle>)?;
-        let (tx, rx) = bounded::<Connected>(1);
-        let (uri, config, addrs) = (
-            details.uri.clone(),
-            details.config.clone(),
-            details.addrs.clone(),
+        let deadline = details.timeout.not_zero().map(|t| started + *t);
+        let mut last = ureq::Error::ConnectionFailed;
+        for addr in details.addrs.iter() {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                last = ureq::Error::Timeout(ureq::Timeout::Connect);
+                break;
+            }
+            let (stream, handle) = match start_connect(*addr) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    last = ureq::Error::Io(e);
+                    continue;
+                }
+            };
+            // Registered before the wait, so that a cut ends the connect too.
+            let handle = Arc::new(handle);
+            (details.register_shutdown)(Arc::downgrade(&handle) as Weak<dyn ShutdownHandle>)?;
+            match finish_connect(&stream, left) {
+                Ok(()) => {
+                    self.times.push(started.elapsed());
+                    if details.config.no_delay() {
+                        stream.set_nodelay(true)?;
+                    }
+                    let buffers = LazyBuffers::new(
+                        details.config.input_buffer_size(),
+                        details.config.output_buffer_size(),
+                    );
+                    return Ok(Some(Either::B(Cuttable {
+                        stream,
+                        _handle: handle,
+                        buffers,
+                        timeout_read: None,
+                        timeout_write: None,
+                    })));
+                }
+                // Cut before a connection was made: nothing was sent, Kinesis was not reached.
+                Err(_) if handle.1.load(Relaxed) => {
+                    return Err(ureq::Error::Timeout(ureq::Timeout::Connect))
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+}
+
+/// A nonblocking TCP socket with a connect to `addr` under way, and a second handle on it.
+#[allow(unsafe_code)]
+fn start_connect(addr: SocketAddr) -> std::io::Result<(TcpStream, Socket)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    // SAFETY: socket(2) with constant arguments; the descriptor it returns is owned by the
+    // OwnedFd at once, and by nothing else.
+    let fd = unsafe {
+        let fd = libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
         );
-        let (now, timeout, current_time, run_connector, register_shutdown) = (
-            details.now,
-            details.timeout,
-            details.current_time.clone(),
-            details.run_connector.clone(),
-            details.register_shutdown.clone(),
-        );
-        let request_level = details.request_level;
-        std::thread::Builder::new()
-            .name("connect".into())
-            .stack_size(CONNECT_STACK_BYTES)
-            .spawn(move || {
-                let resolver = ureq::unversioned::resolver::DefaultResolver::default();
-                let details = ConnectionDetails {
-                    uri: &uri,
-                    addrs,
-                    config: &config,
-                    request_level,
-                    resolver: &resolver,
-                    now,
-                    timeout,
-                    current_time,
-                    run_connector,
-                    register_shutdown,
-                };
-                // After an abandon nobody receives this: the transport is dropped, closed.
-                let r = Connector::<()>::connect(&TcpConnector::default(), &details, None);
-                let _ = tx.send(r.map(|t| t.map(Transport::boxed)));
-            })
-            .map_err(ureq::Error::Io)?;
-        let wait = timeout
-            .not_zero()
-            .map_or(Duration::from_secs(3600), |t| *t + Duration::from_millis(5));
-        let connected = select! {
-            recv(rx) -> r => r.unwrap_or(Err(ureq::Error::ConnectionFailed)),
-            // Cut before a connection was made: to the caller, a connect that timed out
-            // (nothing was sent; it says nothing of Kinesis but that it was not reached).
-            recv(abort) -> _ => Err(ureq::Error::Timeout(ureq::Timeout::Connect)),
-            default(wait) => Err(ureq::Error::Timeout(ureq::Timeout::Connect)),
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    let stream = TcpStream::from(fd);
+    let (storage, len) = sockaddr(addr);
+    // SAFETY: `storage` holds a sockaddr_in or sockaddr_in6 of `len` bytes and outlives the
+    // call; the descriptor is the socket just made.
+    let rc = unsafe {
+        libc::connect(
+            std::os::fd::AsRawFd::as_raw_fd(&stream),
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+    }
+    let handle = Socket(stream.try_clone()?, Default::default());
+    Ok((stream, handle))
+}
+
+/// Waits for the connect under way on `stream` (nonblocking) to finish, at most `left`; the
+/// socket is blocking again when it succeeded. A cut (the socket shut down) or a refusal is
+/// an error, and so is the time running out.
+#[allow(unsafe_code)]
+fn finish_connect(stream: &TcpStream, left: Option<Duration>) -> Result<(), ureq::Error> {
+    let timeout_ms = left.map_or(-1, |l| l.as_millis().clamp(1, i32::MAX as u128) as i32);
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(stream),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the socket `stream` owns, for the length of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(ureq::Error::Io(e));
+        }
+        if n == 0 {
+            return Err(ureq::Error::Timeout(ureq::Timeout::Connect));
+        }
+        break;
+    }
+    if let Some(e) = stream.take_error()? {
+        return Err(ureq::Error::Io(e));
+    }
+    // Writable without an error, but connected only if it has a peer (a cut socket has none).
+    stream.peer_addr().map_err(ureq::Error::Io)?;
+    stream.set_nonblocking(false)?;
+    Ok(())
+}
+
+/// `addr` as a C socket address and its length.
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    let mut storage = zeroed_storage();
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            write_into(&mut storage, sin);
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            write_into(&mut storage, sin6);
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+#[allow(unsafe_code)]
+fn zeroed_storage() -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is a C struct of integers: all-zero bytes are a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Writes a sockaddr_in/in6 at the start of the storage (which is larger and aligned for
+/// either).
+#[allow(unsafe_code)]
+fn write_into<T: Copy>(storage: &mut libc::sockaddr_storage, value: T) {
+    const { assert!(std::mem::size_of::<T>() <= std::mem::size_of::<libc::sockaddr_storage>()) };
+    // SAFETY: `T` is smaller than the storage (checked above) and the storage is aligned
+    // for every socket address type (that is what sockaddr_storage is for).
+    unsafe { std::ptr::write((storage as *mut libc::sockaddr_storage).cast::<T>(), value) }
+}
+
+/// A TCP connection made by [`AbortableTcp`]: the I/O ureq's own TCP transport does, plus the
+/// handle that lets [`Interrupt::fire`] shut its socket down.
+#[derive(Debug)]
+pub struct Cuttable {
+    stream: TcpStream,
+    _handle: Arc<Socket>,
+    buffers: LazyBuffers,
+    timeout_read: Option<Duration>,
+    timeout_write: Option<Duration>,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Socket")
+    }
+}
+
+/// The timeout for one read or write: `Err` when it has run out already.
+fn io_timeout(t: NextTimeout) -> Result<Option<Duration>, ureq::Error> {
+    if t.after.is_zero() {
+        return Err(ureq::Error::Timeout(t.reason));
+    }
+    Ok(t.not_zero().map(|d| *d))
+}
+
+fn timed_out(e: std::io::Error, reason: ureq::Timeout) -> ureq::Error {
+    match e.kind() {
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            ureq::Error::Timeout(reason)
+        }
+        _ => ureq::Error::Io(e),
+    }
+}
+
+impl Transport for Cuttable {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let t = timeout.for_write();
+        let wait = io_timeout(t)?;
+        if wait != self.timeout_write {
+            self.stream.set_write_timeout(wait)?;
+            self.timeout_write = wait;
+        }
+        let output = &self.buffers.output()[..amount];
+        (&self.stream)
+            .write_all(output)
+            .map_err(|e| timed_out(e, t.reason))
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let t = timeout.for_read();
+        let wait = io_timeout(t)?;
+        if wait != self.timeout_read {
+            self.stream.set_read_timeout(wait)?;
+            self.timeout_read = wait;
+        }
+        let input = self.buffers.input_append_buf();
+        let n = loop {
+            match (&self.stream).read(input) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(|e| timed_out(e, t.reason))?,
+            }
         };
-        drop(pending);
-        // Whichever timeout ran out (the connect's own, or the request's), it ran out while
-        // connecting: Kinesis was not reached.
-        let transport = connected.map_err(|e| match e {
-            ureq::Error::Timeout(_) => ureq::Error::Timeout(ureq::Timeout::Connect),
-            e => e,
-        })?;
-        self.times.push(started.elapsed());
-        Ok(transport.map(Either::B))
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        // Open when a read would block: no bytes nobody asked for, no close.
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let open = matches!(
+            (&self.stream).read(&mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        open && self.stream.set_nonblocking(false).is_ok()
     }
 }
 

@@ -325,6 +325,103 @@ fn a_server_that_never_answers_times_out_within_the_budget() {
     holder.join().unwrap();
 }
 
+/// SYN_SENT sockets (connects under way) to `port`, from the kernel's table.
+fn connects_pending_to(port: u16) -> usize {
+    use kte_test_support::tcp::{sockets, TcpState};
+    sockets()
+        .expect("/proc/net/tcp")
+        .iter()
+        .filter(|s| s.state == TcpState::SYN_SENT && s.remote.port() == port)
+        .count()
+}
+
+/// Fires the client's interrupt after `ms` on another thread.
+fn cut_after(client: &KinesisClient, ms: u64) -> thread::JoinHandle<()> {
+    let cut = client.interrupt();
+    thread::spawn(move || {
+        thread::sleep(Duration::from_millis(ms));
+        cut.fire();
+    })
+}
+
+#[test]
+fn a_cut_ends_a_connect_that_hangs_and_leaves_no_connect_in_flight() {
+    let hang =
+        kte_test_support::tcp::HangingConnects::start().expect("a listener whose connects hang");
+    let port = hang.addr().port();
+    let client = KinesisClient::new(settings(&hang.endpoint())).unwrap();
+    let cutter = cut_after(&client, 150);
+    let start = Instant::now();
+    let e = client
+        .put_records(
+            &StreamTarget::Name("s".into()),
+            &[Record::new(b"{}", "k")],
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        )
+        .unwrap_err();
+    let took = start.elapsed();
+    cutter.join().unwrap();
+    assert!(
+        took < Duration::from_secs(3),
+        "returned {took:?} after the start, not at the 10 s timeouts"
+    );
+    assert_eq!(
+        e,
+        RequestError::Timeout(TimeoutPhase::Connect),
+        "nothing was sent: a connect that did not finish"
+    );
+    assert_eq!(
+        connects_pending_to(port),
+        0,
+        "the kernel dropped the connect"
+    );
+    // The next request builds a new agent (the old one is shut down) and works again once
+    // the endpoint does.
+    let e2 = client
+        .put_records(
+            &StreamTarget::Name("s".into()),
+            &[Record::new(b"{}", "k")],
+            Duration::from_millis(200),
+            Duration::from_millis(100),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e2,
+        RequestError::Timeout(TimeoutPhase::Connect),
+        "bounded by its own timeout"
+    );
+}
+
+#[test]
+fn a_cut_ends_a_request_that_gets_no_answer_as_abandoned() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        let conn = listener.accept();
+        let _ = stop_rx.recv();
+        drop(conn);
+    });
+    let client = KinesisClient::new(settings(&format!("http://127.0.0.1:{port}"))).unwrap();
+    let cutter = cut_after(&client, 150);
+    let start = Instant::now();
+    let e = client
+        .put_records(
+            &StreamTarget::Name("s".into()),
+            &[Record::new(b"{}", "k")],
+            Duration::from_secs(10),
+            T,
+        )
+        .unwrap_err();
+    let took = start.elapsed();
+    cutter.join().unwrap();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(e, RequestError::Abandoned, "sent: it may have landed");
+    drop(stop_tx);
+    holder.join().unwrap();
+}
+
 // ---- HTTPS with an extra CA file (certificates made by the openssl CLI) ----
 
 mod https {
