@@ -179,6 +179,28 @@ fn strategies_choose_the_subscription_timeout_and_platform_is_always_subscribed(
     assert_eq!(c.subscription.timeout_ms, 200, "an explicit value wins");
 }
 
+/// The names the start-up line prints are the values the settings accept, so a user can
+/// copy them from the log into a function's configuration.
+#[test]
+fn strategy_and_partition_key_names_read_back_as_themselves() {
+    for (name, strategy) in STRATEGIES {
+        assert_eq!(strategy.name(), name);
+        let (c, problems) = parse(&[("KINESIS_TELEMETRY_FLUSH_STRATEGY", name)]);
+        assert!(problems
+            .iter()
+            .all(|p| !p.message.contains("FLUSH_STRATEGY")));
+        assert_eq!(c.pacing.strategy, strategy);
+    }
+    for (name, mode) in PARTITION_KEYS {
+        assert_eq!(mode.name(), name);
+        let (c, problems) = parse(&[("KINESIS_TELEMETRY_PARTITION_KEY", name)]);
+        assert!(problems
+            .iter()
+            .all(|p| !p.message.contains("PARTITION_KEY")));
+        assert_eq!(c.records.partition_key, mode);
+    }
+}
+
 #[test]
 fn event_types_and_levels_filter() {
     let (c, problems) = with(&[
