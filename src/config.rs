@@ -2,8 +2,8 @@
 //!
 //! Every extension setting shares the prefix `KINESIS_TELEMETRY_` because the function's own
 //! variables are shared with the extension. Each one is listed in [`KNOWN`] with its
-//! documented default (ranges live in the [`Int`] constants below); the README's settings
-//! table lists the same names and defaults, and a test keeps the two in step.
+//! documented default (ranges live in the [`Int`] constants below); the settings reference
+//! (`docs/settings.md`) lists the same names and defaults, and a test keeps the two in step.
 //!
 //! Invariants:
 //! - Parsing never fails as a whole. An invalid value gives one [`Problem`] naming the

@@ -11,6 +11,8 @@
 //!   under pressure (the last invocation brought a large share of the cap, or it is past
 //!   its high-water mark), and for the first invocations, before there is history to judge.
 //!
+//! What this promises users, and what it costs them: `docs/design.md` ("Pacing").
+//!
 //! Why holding is cheap: the runtime is still running the function when the window opens,
 //! so sending then costs the invocation nothing; only the time from `runtimeDone` to
 //! `/event/next` is added (the subscription's 25 ms buffering plus one PutRecords).
