@@ -15,10 +15,16 @@
 #                           the local sandbox (20 invocations): every event must reach the mock;
 #                           then run the unit tests for arm64 under qemu (HTTPS tests included)
 #   ./build.sh local ARGS   run the extension in the local Lambda sandbox (mock endpoints), report
-#   ./build.sh bench ARGS   the benchmarks (sandbox --bench): cold start, per-invoke overhead,
-#                           sustained events/s, peak RSS, binary size
+#   ./build.sh bench ARGS   the benchmarks (sandbox --bench) of the shipped static musl x86_64
+#                           binary (built if needed): cold start, per-invoke overhead, sustained
+#                           events/s, peak RSS, binary size; each figure against its target
 #   ./build.sh test ARGS    every test: set up .venv (moto, cfn-lint), cargo nextest run --workspace
 #                           (or cargo test --workspace) ARGS, cfn-lint template.yml
+#   ./build.sh release [--allow-dirty]
+#                           from a clean checkout whose CHANGELOG.md dates Cargo.toml's version:
+#                           build, copy the zips to dist/release/<version>/ under versioned names,
+#                           write their SHA256SUMS, and print the `aws lambda publish-layer-version`
+#                           commands for both architectures (docs/releasing.md)
 #
 # Reproducibility: the zips use a fixed timestamp (1980-01-01 00:00:00), one entry, fixed
 # attributes; the binaries are built with build paths remapped (--remap-path-prefix for rustc,
@@ -180,9 +186,20 @@ cmd_build() {
 }
 
 build_and_package() {
+	build_binaries "${ARCHES[@]}"
+	mkdir -p "$DIST"
+	local a
+	for a in "${ARCHES[@]}"; do
+		package_zip "$(binary_path "$a")" "$(zip_path "$a")"
+	done
+	print_sizes
+}
+
+# The static musl release binaries of the architectures given (x86_64, arm64).
+build_binaries() {
 	local cprefix="-ffile-prefix-map=$ROOT=/build -ffile-prefix-map=$TARGET_DIR=/target -ffile-prefix-map=$CARGO_HOME_DIR=/cargo"
 	local args=() a
-	for a in "${ARCHES[@]}"; do args+=(--target "${TRIPLE[$a]}"); done
+	for a in "$@"; do args+=(--target "${TRIPLE[$a]}"); done
 
 	log "cargo build --release --locked ${args[*]}"
 	# One cargo invocation for both targets: the two LTO links run in parallel on two cores.
@@ -195,12 +212,6 @@ build_and_package() {
 		CFLAGS_aarch64_unknown_linux_musl="$cprefix" \
 		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
 		cargo build --release --locked "${args[@]}"
-
-	mkdir -p "$DIST"
-	for a in "${ARCHES[@]}"; do
-		package_zip "$(binary_path "$a")" "$(zip_path "$a")"
-	done
-	print_sizes
 }
 
 # Write a deterministic layer zip holding exactly extensions/$NAME (-rwxr-xr-x).
@@ -346,7 +357,102 @@ cmd_arm64_smoke() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# placeholders for the main owner
+# release
+# ---------------------------------------------------------------------------------------------
+
+# The layer names the SAM template publishes too, so a release is a new version of the same
+# layer whichever way it was published.
+layer_name() { echo "$NAME-$1"; }
+
+# The package version, from Cargo.toml's [package] table (the first `version =` line).
+package_version() { sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -n 1; }
+
+# The date CHANGELOG.md gives the release heading `## [VERSION] - DATE` (empty if none).
+changelog_date() {
+	sed -n "s/^## \[$(sed 's/\./\\./g' <<<"$1")\] - \(.*\)$/\1/p" "$ROOT/CHANGELOG.md" | head -n 1
+}
+
+cmd_release() {
+	local allow_dirty=0 arg
+	for arg in "$@"; do
+		case "$arg" in
+		--allow-dirty) allow_dirty=1 ;;
+		*) die "release: unknown option $arg (only --allow-dirty)" ;;
+		esac
+	done
+	local version date commit dirty=""
+	version="$(package_version)"
+	[[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "Cargo.toml's version '$version' is not MAJOR.MINOR.PATCH"
+	[[ "$(sed -n 's/^## \[\([^]]*\)\].*/\1/p' "$ROOT/CHANGELOG.md" | head -n 1)" == "$version" ]] ||
+		die "CHANGELOG.md's newest heading is not ## [$version]: add the release notes first"
+	date="$(changelog_date "$version")"
+	[[ "$date" =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] ||
+		die "CHANGELOG.md: date the release first: '## [$version] - $(date -u +%F)' (it says '$date')"
+	commit="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null)" || die "release: not a git checkout"
+	if [[ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ]]; then
+		((allow_dirty)) || die "release: the checkout has uncommitted changes (commit them, or --allow-dirty for a trial)"
+		dirty=" (with uncommitted changes: a trial, not a release)"
+	fi
+	local tag="v$version" tagged
+	if tagged="$(git -C "$ROOT" rev-parse -q --verify "refs/tags/$tag^{commit}")"; then
+		[[ "$tagged" == "$commit" ]] || die "tag $tag exists and names $tagged, not HEAD $commit: bump the version"
+	fi
+
+	require_deps
+	build_and_package
+	local said
+	said="$("$(binary_path x86_64)" --version)"
+	[[ "$said" == "$NAME $version" ]] || die "the x86_64 binary says '$said', not '$NAME $version'"
+
+	local out="$DIST/release/$version" a zip
+	rm -rf "$out"
+	mkdir -p "$out"
+	for a in "${ARCHES[@]}"; do
+		cp "$(zip_path "$a")" "$out/$NAME-$version-$a.zip"
+	done
+	(cd "$out" && sha256sum -- *.zip >SHA256SUMS && sha256sum --quiet -c SHA256SUMS) ||
+		die "could not write or check $out/SHA256SUMS"
+	# What a rebuild must match to give the same bytes (docs/releasing.md, "Verifying").
+	{
+		echo "$NAME $version"
+		echo "commit $commit$dirty"
+		rustc --version
+		cargo --version
+		musl-gcc --version 2>&1 | head -n 1 || true
+		aarch64-linux-gnu-gcc --version 2>&1 | head -n 1 || true
+		if command -v dpkg-query >/dev/null 2>&1; then
+			dpkg-query -W -f '${Package} ${Version}\n' musl-tools gcc-aarch64-linux-gnu libc6-dev-arm64-cross 2>/dev/null || true
+		fi
+	} >"$out/BUILD-INFO"
+
+	echo
+	echo "Release $version of $NAME, commit $commit$dirty, $date"
+	echo "Files in ${out#"$ROOT"/}/ (a rebuild of this commit with the toolchain in BUILD-INFO gives the same bytes):"
+	sed 's/^/  /' "$out/SHA256SUMS"
+	sed 's/^/  BUILD-INFO: /' "$out/BUILD-INFO"
+	echo
+	echo "Publish (each command prints the new layer version's ARN; add --region to choose a region)."
+	echo "No --compatible-runtimes: the extension is a static binary that runs beside every runtime,"
+	echo "and a runtimes list would only hide the layer from the console's filter for the others."
+	for a in "${ARCHES[@]}"; do
+		cat <<-CMD
+
+			aws lambda publish-layer-version \\
+			  --layer-name $(layer_name "$a") \\
+			  --description '$NAME $version ($a, static musl): Lambda telemetry to Kinesis Data Streams' \\
+			  --license-info Apache-2.0 \\
+			  --compatible-architectures $a \\
+			  --zip-file fileb://$out/$NAME-$version-$a.zip \\
+			  --query LayerVersionArn --output text
+		CMD
+	done
+	echo
+	echo "Then tag the commit the zips were built from:"
+	echo "  git tag -a $tag -m '$NAME $version' $commit && git push origin $tag"
+}
+
+# ---------------------------------------------------------------------------------------------
+# local, bench: the sandbox
 # ---------------------------------------------------------------------------------------------
 
 # The sandbox (binary `sandbox` of the test-support crate, tests/support/src/bin/sandbox) runs
@@ -357,7 +463,36 @@ run_sandbox() {
 	exec "$TARGET_DIR/release/sandbox" "$@"
 }
 cmd_local() { run_sandbox "$@"; }
-cmd_bench() { run_sandbox --bench "$@"; }
+
+# The benchmarks measure what ships: the static musl x86_64 binary of the layer (built here,
+# or brought up to date), unless the caller names another one with --binary PATH or
+# KINESIS_TELEMETRY_EXTENSION_BIN (e.g. target/release/kinesis-telemetry-extension, the host
+# build `./build.sh local` runs).
+cmd_bench() {
+	local a
+	for a in "$@"; do
+		[[ "$a" != --binary ]] || run_sandbox --bench "$@"
+	done
+	if [[ -z "${KINESIS_TELEMETRY_EXTENSION_BIN:-}" ]]; then
+		local missing=()
+		mapfile -t missing < <(
+			missing_targets | grep -x "${TRIPLE[x86_64]}"
+			missing_cmds musl-gcc | grep -v '^/'
+		)
+		((${#missing[@]} == 0)) ||
+			die "the shipped binary needs ${missing[*]} to build - run: ./build.sh deps (or measure another build: KINESIS_TELEMETRY_EXTENSION_BIN=PATH ./build.sh bench)"
+		build_binaries x86_64
+		KINESIS_TELEMETRY_EXTENSION_BIN="$(binary_path x86_64)"
+		export KINESIS_TELEMETRY_EXTENSION_BIN
+	fi
+	log "benchmarking $KINESIS_TELEMETRY_EXTENSION_BIN"
+	cargo build --release -p kte-test-support --bin sandbox
+	exec "$TARGET_DIR/release/sandbox" --bench "$@"
+}
+
+# ---------------------------------------------------------------------------------------------
+# test
+# ---------------------------------------------------------------------------------------------
 
 cmd_test() {
 	# Test peers: a venv in .venv with moto[server] (a real Kinesis implementation with IAM
@@ -385,6 +520,7 @@ main() {
 	local) cmd_local "$@" ;;
 	bench) cmd_bench "$@" ;;
 	test) cmd_test "$@" ;;
+	release) cmd_release "$@" ;;
 	-h | --help | help) usage ;;
 	*)
 		usage >&2

@@ -2,8 +2,8 @@
 //!
 //! Every extension setting shares the prefix `KINESIS_TELEMETRY_` because the function's own
 //! variables are shared with the extension. Each one is listed in [`KNOWN`] with its
-//! documented default (ranges live in the [`Int`] constants below); the README's settings
-//! table lists the same names and defaults, and a test keeps the two in step.
+//! documented default (ranges live in the [`Int`] constants below); the settings reference
+//! (`docs/settings.md`) lists the same names and defaults, and a test keeps the two in step.
 //!
 //! Invariants:
 //! - Parsing never fails as a whole. An invalid value gives one [`Problem`] naming the
@@ -77,6 +77,36 @@ impl RecordFormat {
     }
 }
 
+impl Strategy {
+    /// The name `KINESIS_TELEMETRY_FLUSH_STRATEGY` uses.
+    pub fn name(&self) -> &'static str {
+        name_of(&STRATEGIES, self)
+    }
+}
+
+/// `KINESIS_TELEMETRY_FLUSH_STRATEGY` values.
+const STRATEGIES: [(&str, Strategy); 3] = [
+    ("adaptive", Strategy::Adaptive),
+    ("end", Strategy::End),
+    ("background", Strategy::Background),
+];
+
+/// `KINESIS_TELEMETRY_PARTITION_KEY` values.
+const PARTITION_KEYS: [(&str, PartitionKeyMode); 4] = [
+    ("random", PartitionKeyMode::Random),
+    ("request_id", PartitionKeyMode::RequestId),
+    ("function", PartitionKeyMode::Function),
+    ("environment", PartitionKeyMode::Environment),
+];
+
+/// The name a choice table gives `value` (every variant is in its table).
+fn name_of<T: PartialEq>(table: &[(&'static str, T)], value: &T) -> &'static str {
+    table
+        .iter()
+        .find(|(_, v)| v == value)
+        .map_or("?", |(name, _)| name)
+}
+
 /// How each record's partition key is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionKeyMode {
@@ -88,6 +118,13 @@ pub enum PartitionKeyMode {
     Function,
     /// The execution environment's id: one environment's records on one shard, in order.
     Environment,
+}
+
+impl PartitionKeyMode {
+    /// The name `KINESIS_TELEMETRY_PARTITION_KEY` uses.
+    pub fn name(&self) -> &'static str {
+        name_of(&PARTITION_KEYS, self)
+    }
 }
 
 /// Pacing settings.
@@ -368,15 +405,7 @@ fn read_filter(r: &mut Reader<'_>) -> Filter {
 }
 
 fn read_pacing(r: &mut Reader<'_>) -> Pacing {
-    let strategy = r.choice(
-        "FLUSH_STRATEGY",
-        &[
-            ("adaptive", Strategy::Adaptive),
-            ("end", Strategy::End),
-            ("background", Strategy::Background),
-        ],
-        Strategy::Adaptive,
-    );
+    let strategy = r.choice("FLUSH_STRATEGY", &STRATEGIES, Strategy::Adaptive);
     let freshness = match (r.setting(FRESHNESS_MS.name), r.setting("FLUSH_MAX_AGE_MS")) {
         ((_, None), (old, Some(_))) => {
             let retired = Int {
@@ -487,16 +516,7 @@ fn read_records(r: &mut Reader<'_>) -> RecordSettings {
         ],
         RecordFormat::Ndjson,
     );
-    let partition_key = r.choice(
-        "PARTITION_KEY",
-        &[
-            ("random", PartitionKeyMode::Random),
-            ("request_id", PartitionKeyMode::RequestId),
-            ("function", PartitionKeyMode::Function),
-            ("environment", PartitionKeyMode::Environment),
-        ],
-        PartitionKeyMode::Random,
-    );
+    let partition_key = r.choice("PARTITION_KEY", &PARTITION_KEYS, PartitionKeyMode::Random);
     let limits = Limits {
         max_records: r.usize(&MAX_RECORDS_PER_REQUEST),
         max_request_bytes: r.usize(&MAX_REQUEST_BYTES),

@@ -1,11 +1,6 @@
 //! Enrichment: one object added to each event saying where it came from, so that many
-//! functions can share a stream and consumers can de-duplicate exactly.
-//!
-//! ```text
-//! {"time":"…","type":"function","record":"…","source":{"function":"orders","version":"$LATEST",
-//!  "region":"eu-west-1","account":"123456789012","arch":"x86_64","memoryMb":128,
-//!  "environment":"8f1c2a9e0b7d4e63","seq":41,"eventId":"8f1c2a9e0b7d4e63-41","requestId":"…"}}
-//! ```
+//! functions can share a stream and consumers can de-duplicate exactly. The object, field by
+//! field, as consumers see it: `docs/consumers.md` ("Enrichment").
 //!
 //! Invariants:
 //! - The original bytes are never re-serialised: the object is spliced in before the event's

@@ -144,6 +144,11 @@ pub enum Level {
 pub const LEVEL_NAMES: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
 
 impl Level {
+    /// The name `KINESIS_TELEMETRY_MIN_LEVEL` uses ([`LEVEL_NAMES`], lowest first).
+    pub fn name(self) -> &'static str {
+        LEVEL_NAMES[self as usize]
+    }
+
     /// A level as runtimes write it: `INFO`, `[WARN]`, `warning`, `CRITICAL`, ...
     pub fn parse(word: &str) -> Option<Level> {
         let w = word.trim().trim_start_matches('[').trim_end_matches(']');
@@ -205,6 +210,15 @@ impl Filter {
     /// Whether any event could be filtered out (so the receiver must look at types).
     pub fn is_noop(&self) -> bool {
         self.types.is_all() && self.min_level.is_none()
+    }
+
+    /// What is kept, as the settings say it (for the start-up line): the types, then the
+    /// minimum level when there is one.
+    pub fn describe(&self) -> String {
+        match self.min_level {
+            None => self.types.describe(),
+            Some(l) => format!("{}, min level {}", self.types.describe(), l.name()),
+        }
     }
 }
 
@@ -316,5 +330,19 @@ mod tests {
         );
         assert!(!f.is_noop());
         assert!(Filter::default().is_noop());
+    }
+
+    #[test]
+    fn level_names_parse_back_to_their_level_and_the_filter_says_what_it_keeps() {
+        for name in LEVEL_NAMES {
+            let level = Level::parse(name).unwrap();
+            assert_eq!(level.name(), name);
+        }
+        let f = Filter {
+            types: TypeSelection::parse("platform.report,function").unwrap(),
+            min_level: Some(Level::Warn),
+        };
+        assert_eq!(f.describe(), "function,platform.report, min level warn");
+        assert_eq!(Filter::default().describe(), "platform,function,extension");
     }
 }

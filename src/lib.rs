@@ -314,14 +314,25 @@ fn start_pipeline(
     if concurrent {
         subscription.schema_version = config::MANAGED_INSTANCES_SCHEMA_VERSION.to_string();
     }
+    // The settings in force, after every invalid value fell back to its default: the one
+    // place where the log says what this environment actually does (the sandbox reads it).
+    let sending = if concurrent {
+        "sending continuously".to_string()
+    } else {
+        format!("pacing {}", config.pacing.strategy.name())
+    };
     match api.subscribe(&registration.id, &subscription, &destination) {
         Ok(Subscribed::Yes) => info!(
-            "subscribed to {} telemetry on port {port} (keeping {}); delivering to {} in {} as {} records",
+            "subscribed to {} telemetry on port {port} (keeping {}); delivering to {} in {} as {} records, partition key {}, enrichment {}; {sending}, freshness budget {} ms, added-time budget {} ms",
             config.subscription.types.join(","),
-            config.filter.types.describe(),
+            config.filter.describe(),
             delivery.stream,
             delivery.region,
-            config.records.format.name()
+            config.records.format.name(),
+            config.records.partition_key.name(),
+            if config.enrich { "on" } else { "off" },
+            config.pacing.freshness.as_millis(),
+            config.pacing.max_added.as_millis()
         ),
         Ok(Subscribed::NotSupported) => {
             warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");

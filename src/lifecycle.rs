@@ -21,7 +21,7 @@ use crate::flusher::{FlusherHandle, ACK_SLACK};
 use crate::runtime_api::{ApiError, NextEvent, Registration, RuntimeApi};
 use crate::stats::{DropReason, Stats};
 
-/// The process exits at least this long before SHUTDOWN's `deadlineMs` (the README's promise).
+/// The process exits at least this long before SHUTDOWN's `deadlineMs` (docs/design.md's promise).
 pub const EXIT_MARGIN: Duration = Duration::from_millis(100);
 /// The shutdown drain ends this long before `deadlineMs`: the exit margin, the flusher's
 /// acknowledgement slack, and a little for the summary line and the exit itself.

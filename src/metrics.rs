@@ -2,12 +2,8 @@
 //! Lambda puts the extension's output in the function's log group, and CloudWatch turns each
 //! line into metrics, with no client library and no extra request.
 //!
-//! One line covers the counters' change since the previous line: events received,
-//! delivered, filtered, dropped (in all and by reason), resent, throttled records, Kinesis
-//! requests (failed, and latency p50/p99/max), the buffer's high-water bytes, events spilled,
-//! what Lambda itself reported dropping (`platform.logsDropped`), and what the telemetry
-//! listener refused (connections refused or evicted, requests refused, to a wrong path, or
-//! cut mid-way).
+//! One line covers the counters' change since the previous line; the metrics, their units and
+//! what to watch are listed for users in `docs/operating.md`.
 //!
 //! Cadence: at most one line per `METRICS_INTERVAL_MS` (60 s by default, at least 10 s)
 //! while there is activity, checked when a window closes (never a line per invocation), and

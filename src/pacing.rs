@@ -15,6 +15,8 @@
 //! unreachable (`kinesis_fit` false: see `health`): holding would only spend the function's
 //! time on a Kinesis that cannot take the data.
 //!
+//! What this promises users, and what it costs them: `docs/design.md` ("Pacing").
+//!
 //! Why holding is cheap: the runtime is still running the function when the window opens,
 //! so sending then costs the invocation nothing; only the time from `runtimeDone` to
 //! `/event/next` is added (the subscription's 25 ms buffering plus one PutRecords).

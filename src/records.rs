@@ -1,5 +1,6 @@
 //! From events to Kinesis records: partition keys, record sizes and the three record formats.
-//! This module is the one home of both concepts; nothing else computes a record's size.
+//! This module is the one home of both concepts; nothing else computes a record's size. How
+//! consumers read each format: `docs/consumers.md`.
 //!
 //! Formats (`KINESIS_TELEMETRY_RECORD_FORMAT`):
 //! - `event`: one event per record, the data being the event's JSON text.

@@ -7,7 +7,7 @@
 //! scripted by count (the first N requests or records) or last from one invocation to
 //! another, so they hit however the events happen to be batched on a loaded machine.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kte_test_support as support;
 use support::sandbox::{self, Faults, Outage, Pace, Report, SandboxConfig, Workload};
@@ -90,6 +90,11 @@ fn two_hundred_frozen_invocations_then_shutdown_lose_nothing() {
         show(&r)
     );
     assert_eq!(r.shutdown.exit_code, Some(0));
+    assert!(
+        show(&r).contains("(freshness budget 1000 ms)"),
+        "the freshness figures say what they are measured against: {}",
+        show(&r)
+    );
 }
 
 #[test]
@@ -120,6 +125,11 @@ fn throttled_records_and_failing_requests_lose_nothing() {
     assert!(
         r.kinesis.records_throttled >= 20 && r.kinesis.requests_rejected >= 3,
         "the faults must actually have hit: {}",
+        show(&r)
+    );
+    assert!(
+        show(&r).contains("event resends in") && show(&r).contains("counted per attempt"),
+        "resends are counted per attempt, and the report says so: {}",
         show(&r)
     );
 }
@@ -196,6 +206,16 @@ fn an_outage_longer_than_the_buffer_loses_a_bounded_counted_amount_and_never_sta
     );
     assert_eq!(r.invocations_past_deadline, 0, "{}", show(&r));
     assert!(r.shutdown.before_deadline, "{}", show(&r));
+    // A pass with loss says how much and whose.
+    assert!(
+        show(&r).contains(&format!(
+            "RESULT: PASS with loss: {} of {} events",
+            r.lost, r.emitted
+        )) && show(&r).contains("lost by the extension, which counted dropped=")
+            && show(&r).contains("as expected (--expect-loss)"),
+        "{}",
+        show(&r)
+    );
 }
 
 #[test]
@@ -222,6 +242,17 @@ fn managed_instances_workers_lose_nothing_and_the_extension_registers_for_shutdo
     );
     assert_eq!(r.shutdown.exit_code, Some(0), "{}", show(&r));
     assert!(r.shutdown.before_deadline && !r.shutdown.killed);
+    // No pacing strategy applies on Managed Instances: the report shows none.
+    let settings = r
+        .settings
+        .clone()
+        .expect("read back from the extension's log");
+    assert_eq!(settings.strategy, None, "{}", show(&r));
+    assert!(
+        show(&r).contains("sending continuously") && !show(&r).contains("adaptive"),
+        "{}",
+        show(&r)
+    );
 }
 
 #[test]
@@ -261,7 +292,7 @@ fn a_fixed_partition_key_keeps_emission_order_through_throttling() {
     );
     // judge fails a fixed-key run on any inversion.
     assert!(r.passed(), "{}", show(&r));
-    assert!(r.settings.fixed_partition_key);
+    assert!(r.settings.as_ref().is_some_and(|s| s.fixed_partition_key));
     assert_eq!(r.order.partition_keys, 1, "{}", show(&r));
     assert_eq!(r.order.inversions, 0, "{}", show(&r));
     assert!(r.kinesis.records_throttled >= 10, "{}", show(&r));
@@ -287,4 +318,151 @@ fn an_unreachable_endpoint_fails_on_the_extensions_own_counts() {
         show(&r)
     );
     assert!(show(&r).contains("verdict based on the extension's own counts"));
+}
+
+#[test]
+fn events_a_level_filter_leaves_out_are_filtered_not_lost() {
+    let r = run(
+        SandboxConfig {
+            workload: Workload {
+                log_format: sandbox::LogFormat::Json,
+                ..workload(30)
+            },
+            env: env(&[("KINESIS_TELEMETRY_MIN_LEVEL", "warn")]),
+            ..SandboxConfig::default()
+        },
+        false,
+    );
+    assert!(r.passed(), "{}", show(&r));
+    let c = r.extension.clone().expect("the summary line");
+    let function = &r.by_type["function"];
+    assert!(
+        function.filtered > 0 && function.delivered > 0,
+        "INFO and DEBUG lines are left out, WARN and ERROR lines kept: {}",
+        show(&r)
+    );
+    assert_eq!(r.lost, 0, "{}", show(&r));
+    assert_eq!(r.filtered, c.filtered, "{}", show(&r));
+    assert_eq!(r.delivered + r.filtered, r.emitted, "{}", show(&r));
+    assert!(show(&r).contains("filter: min level warn"), "{}", show(&r));
+}
+
+#[test]
+fn a_rejected_setting_is_never_shown_as_used() {
+    let r = run(
+        SandboxConfig {
+            workload: workload(10),
+            env: env(&[("KINESIS_TELEMETRY_FLUSH_STRATEGY", "fast")]),
+            ..SandboxConfig::default()
+        },
+        false,
+    );
+    assert!(r.passed(), "{}", show(&r));
+    let s = r
+        .settings
+        .clone()
+        .expect("read back from the extension's log");
+    assert_eq!(s.strategy.as_deref(), Some("adaptive"), "{}", show(&r));
+    assert!(
+        s.not_used
+            .iter()
+            .any(|n| n.starts_with("KINESIS_TELEMETRY_FLUSH_STRATEGY=\"fast\"")),
+        "{}",
+        show(&r)
+    );
+    let settings_line = show(&r)
+        .lines()
+        .find(|l| l.starts_with("extension settings"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        settings_line.contains("adaptive pacing") && !settings_line.contains("fast pacing"),
+        "{settings_line}"
+    );
+}
+
+#[test]
+fn an_init_error_is_reported_as_one_as_soon_as_the_extension_exits() {
+    let cfg = SandboxConfig {
+        workload: workload(5),
+        stream: Some("bad stream".to_owned()),
+        env: env(&[("KINESIS_TELEMETRY_FAIL_ON_ERROR", "true")]),
+        binary: Some(support::extension_under_test!()),
+        ..SandboxConfig::default()
+    };
+    let started = Instant::now();
+    let err = sandbox::run(&cfg).expect_err("init fails");
+    // Generous: the extension exits within milliseconds; the old sandbox waited for
+    // Lambda's whole 10 s init limit and then blamed /event/next.
+    assert!(started.elapsed() < sandbox::INIT_LIMIT, "{err}");
+    assert!(
+        err.starts_with(
+            "init failed: the extension reported Extension.ConfigInvalid through /init/error"
+        ) && err.contains("bad stream")
+            && err.contains("exited with code 1"),
+        "{err}"
+    );
+    assert!(!err.contains("did not call /event/next"), "{err}");
+}
+
+#[test]
+fn events_lambda_drops_before_the_listener_pass_with_the_loss_said() {
+    let r = run(
+        SandboxConfig {
+            workload: Workload {
+                lines_per_invoke: 400,
+                ..workload(5)
+            },
+            telemetry_queue_limit: Some(100),
+            ..SandboxConfig::default()
+        },
+        false,
+    );
+    assert!(r.passed(), "{}", show(&r));
+    assert!(r.platform_dropped > 0, "{}", show(&r));
+    assert_eq!(r.lost, 0, "{}", show(&r));
+    let result = show(&r).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        result.starts_with(&format!(
+            "RESULT: PASS with loss: {} of {} events",
+            r.platform_dropped, r.emitted
+        )) && result.contains("dropped by Lambda before they reached the extension's listener"),
+        "{result}"
+    );
+}
+
+#[test]
+fn a_failed_telemetry_post_prints_its_reason() {
+    // A function line larger than the listener takes (twice the subscription's 256 KiB plus
+    // 1 MiB): the POST that carries it fails, and the verdict must say how.
+    let r = run(
+        SandboxConfig {
+            workload: Workload {
+                lines_per_invoke: 1,
+                line_bytes: 2_000_000,
+                ..workload(2)
+            },
+            ..SandboxConfig::default()
+        },
+        false,
+    );
+    assert!(!r.passed(), "{}", show(&r));
+    assert!(!r.failed_posts.is_empty(), "{}", show(&r));
+    for p in &r.failed_posts {
+        assert!(
+            p.status.is_some_and(|s| s != 200) || p.error.as_deref().is_some_and(|e| !e.is_empty()),
+            "{p:?}"
+        );
+        assert!(
+            show(&r).contains(&format!("failed telemetry POST #{}", p.number)),
+            "{}",
+            show(&r)
+        );
+    }
+    let failure = r
+        .failures
+        .iter()
+        .find(|f| f.contains("telemetry POST"))
+        .unwrap_or_else(|| panic!("{}", show(&r)));
+    assert!(failure.contains(&r.failed_posts[0].describe()), "{failure}");
 }

@@ -1,6 +1,6 @@
 //! The registry of settings: every `KINESIS_TELEMETRY_*` variable the extension reads, with
 //! its documented default, and the ranges of the integer ones. Parsing (`config`), the
-//! warning for unknown variables and the README check all read them from here.
+//! warning for unknown variables and the docs check all read them from here.
 
 use super::reader::{Int, Known};
 use crate::limits as batch;
@@ -90,7 +90,7 @@ pub const MANAGED_INSTANCES_SCHEMA_VERSION: &str = "2025-01-29";
 /// `AWS_LAMBDA_INITIALIZATION_TYPE` on Lambda Managed Instances.
 pub const MANAGED_INSTANCES_INIT_TYPE: &str = "lambda-managed-instances";
 
-/// Every variable the extension reads, with its documented default (README settings table).
+/// Every variable the extension reads, with its documented default (the settings table, docs/settings.md).
 pub const KNOWN: &[Known] = &[
     Known::text("STREAM", "— (required)"),
     Known::text("ENDPOINT", "https://kinesis.<region>.amazonaws.com"),
@@ -138,7 +138,7 @@ pub const KNOWN: &[Known] = &[
     Known::text("LOG_LEVEL", "info"),
 ];
 
-/// Every known variable's full name and documented default (for the README check).
+/// Every known variable's full name and documented default (for the docs check).
 #[cfg(test)]
 pub fn documented() -> Vec<(String, String)> {
     KNOWN

@@ -3,7 +3,7 @@
 //! for a variable nobody reads (a typo).
 //!
 //! Invariants: a setting's name, default and range are written once, in [`KNOWN`] or in an
-//! [`Int`] constant it points to; parsing, the unknown-variable check and the README test all
+//! [`Int`] constant it points to; parsing, the unknown-variable check and the docs test all
 //! read them from there. A reader never fails: an invalid value becomes a [`Problem`] naming
 //! the variable, the value and what is allowed, and the default is used.
 
@@ -50,12 +50,12 @@ impl Int {
     }
 }
 
-/// How a setting's default is documented (read by the README check).
+/// How a setting's default is documented (read by the docs check).
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(not(test), allow(dead_code))]
 pub enum Documented {
     Int(&'static Int),
-    /// A default that is not a plain integer, as the README's table shows it.
+    /// A default that is not a plain integer, as the settings table shows it.
     Text(&'static str),
 }
 
@@ -82,7 +82,7 @@ impl Known {
         }
     }
 
-    /// The default as the README's settings table writes it.
+    /// The default as the settings table writes it.
     #[cfg(test)]
     pub fn default_text(&self) -> String {
         match self.default {

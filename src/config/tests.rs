@@ -179,6 +179,28 @@ fn strategies_choose_the_subscription_timeout_and_platform_is_always_subscribed(
     assert_eq!(c.subscription.timeout_ms, 200, "an explicit value wins");
 }
 
+/// The names the start-up line prints are the values the settings accept, so a user can
+/// copy them from the log into a function's configuration.
+#[test]
+fn strategy_and_partition_key_names_read_back_as_themselves() {
+    for (name, strategy) in STRATEGIES {
+        assert_eq!(strategy.name(), name);
+        let (c, problems) = parse(&[("KINESIS_TELEMETRY_FLUSH_STRATEGY", name)]);
+        assert!(problems
+            .iter()
+            .all(|p| !p.message.contains("FLUSH_STRATEGY")));
+        assert_eq!(c.pacing.strategy, strategy);
+    }
+    for (name, mode) in PARTITION_KEYS {
+        assert_eq!(mode.name(), name);
+        let (c, problems) = parse(&[("KINESIS_TELEMETRY_PARTITION_KEY", name)]);
+        assert!(problems
+            .iter()
+            .all(|p| !p.message.contains("PARTITION_KEY")));
+        assert_eq!(c.records.partition_key, mode);
+    }
+}
+
 #[test]
 fn event_types_and_levels_filter() {
     let (c, problems) = with(&[
@@ -274,12 +296,11 @@ fn secrets_never_appear_in_debug_or_problems() {
     assert!(!dump.contains("TOKENSECRET"));
 }
 
-/// The README's settings table and the code agree: every variable, and its default.
-#[test]
-fn the_readme_settings_table_matches_the_code() {
-    let readme = include_str!("../../README.md");
+/// The rows of a Markdown settings table: `| `KINESIS_TELEMETRY_X` | `default` | ...`, by
+/// full name, with the default as written (the quoted value, or the cell as it is).
+fn settings_rows(doc: &str, text: &str) -> HashMap<String, String> {
     let mut rows: HashMap<String, String> = HashMap::new();
-    for line in readme.lines() {
+    for line in text.lines() {
         let Some(rest) = line.strip_prefix("| `KINESIS_TELEMETRY_") else {
             continue;
         };
@@ -295,17 +316,43 @@ fn the_readme_settings_table_matches_the_code() {
         };
         assert!(
             rows.insert(name.clone(), default).is_none(),
-            "{name} twice in the README"
+            "{name} twice in {doc}"
         );
     }
+    rows
+}
+
+/// The full settings table (docs/settings.md) and the code agree: every variable, and its
+/// default, and nothing else.
+#[test]
+fn the_settings_reference_matches_the_code() {
+    let rows = settings_rows("docs/settings.md", include_str!("../../docs/settings.md"));
     let code: HashMap<String, String> = documented().into_iter().collect();
     for (name, default) in &code {
         let documented = rows
             .get(name)
-            .unwrap_or_else(|| panic!("{name} has no README row"));
-        assert_eq!(documented, default, "README default of {name}");
+            .unwrap_or_else(|| panic!("{name} has no row in docs/settings.md"));
+        assert_eq!(documented, default, "docs/settings.md default of {name}");
     }
     for name in rows.keys() {
-        assert!(code.contains_key(name), "README documents unknown {name}");
+        assert!(
+            code.contains_key(name),
+            "docs/settings.md documents unknown {name}"
+        );
+    }
+}
+
+/// The README's shorter table (the settings most users touch) names only real settings, with
+/// their real defaults.
+#[test]
+fn the_readme_settings_rows_match_the_code() {
+    let rows = settings_rows("README.md", include_str!("../../README.md"));
+    assert!(!rows.is_empty(), "the README has a settings table");
+    let code: HashMap<String, String> = documented().into_iter().collect();
+    for (name, default) in &rows {
+        let real = code
+            .get(name)
+            .unwrap_or_else(|| panic!("README documents unknown {name}"));
+        assert_eq!(default, real, "README default of {name}");
     }
 }

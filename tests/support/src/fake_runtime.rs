@@ -150,6 +150,8 @@ pub struct ErrorReport {
     pub kind: String,
     /// `Lambda-Extension-Function-Error-Type` header.
     pub error_type: Option<String>,
+    /// The body's `errorMessage`, when it has one.
+    pub message: Option<String>,
 }
 
 enum Scripted {

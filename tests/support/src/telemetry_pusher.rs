@@ -55,6 +55,9 @@ pub struct TelemetryPost {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub latency: Duration,
+    /// The events of a POST that did not get a 200, verbatim (empty for the others), so
+    /// that the sandbox can tell whether they reached the stream anyway.
+    pub failed_texts: Vec<String>,
 }
 
 enum PushMsg {
@@ -407,15 +410,21 @@ impl Pusher {
             Ok(r) => (Some(r.status), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let items = items.len();
+        let count = items.len();
+        let failed_texts = if status == Some(200) {
+            Vec::new()
+        } else {
+            items
+        };
         self.log.update(|st| {
             st.posts.push(TelemetryPost {
                 sent_at,
-                items,
+                items: count,
                 bytes: body.len(),
                 status,
                 error,
                 latency,
+                failed_texts,
             });
             st.queued -= n;
             st.in_flight = false;

@@ -265,6 +265,9 @@ impl RuntimeHandler {
                 error_type: req
                     .header("lambda-extension-function-error-type")
                     .map(str::to_owned),
+                message: serde_json::from_slice::<serde_json::Value>(&req.body)
+                    .ok()
+                    .and_then(|v| v["errorMessage"].as_str().map(str::to_owned)),
             })
         });
         Response::json(202, &json!({ "status": "OK" }))

@@ -8,12 +8,16 @@
 //!
 //! With enrichment on, every event must carry a `source` naming the function, and one
 //! `eventId` must never name two different events (a resend repeats its event's id).
+//!
+//! An event the extension's filter leaves out (the settings it reported using, see
+//! `settings`) is `filtered` when it is missing, never lost; in Kinesis it is a failure.
+//! A failed telemetry POST is looked up too: how many of its events are in Kinesis anyway.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use super::report::{Cost, Order, Percentiles, Report, TypeCount};
+use super::report::{ms, Cost, FailedPost, Order, Percentiles, Report, TypeCount};
 use super::session::Run;
 use super::FUNCTION_NAME;
 use crate::telemetry_records::{self, Enriched};
@@ -35,6 +39,7 @@ pub(super) fn check_off(run: &Run<'_>, outage: Option<(Instant, Instant)>, repor
     report.emitted = ledger.events.len() as u64;
     if run.cfg.endpoint.is_some() {
         report.by_type = by_type;
+        report.failed_posts = failed_posts(run, &ledger, &vec![0; ledger.events.len()]);
         return;
     }
     report.verified = true;
@@ -72,7 +77,7 @@ pub(super) fn check_off(run: &Run<'_>, outage: Option<(Instant, Instant)>, repor
                 report.unexpected_events += 1;
                 continue;
             };
-            if report.settings.enrich {
+            if report.settings.as_ref().is_some_and(|s| s.enrich) {
                 check_enrichment(&e, i, &mut ids, report);
             }
             copies[i] += 1;
@@ -102,9 +107,35 @@ pub(super) fn check_off(run: &Run<'_>, outage: Option<(Instant, Instant)>, repor
 
     let mut all = Vec::new();
     let mut function = Vec::new();
+    let settings = report.settings.clone();
+    let kept =
+        |e: &super::ledger::Emitted| settings.as_ref().is_none_or(|s| s.keeps(&e.kind, e.level));
+    let subscribed = run
+        .lambda
+        .runtime
+        .subscription()
+        .map(|s| s.types)
+        .unwrap_or_default();
+    let mut left_out = vec![false; n];
     for (i, e) in ledger.events.iter().enumerate() {
         let c = by_type.entry(e.kind.clone()).or_default();
         if e.platform_dropped {
+            continue;
+        }
+        if !kept(e) {
+            left_out[i] = true;
+            if copies[i] > 0 {
+                report.filtered_but_delivered += 1;
+            } else {
+                c.filtered += 1;
+                report.filtered += 1;
+                let category = if e.kind.starts_with("platform.") {
+                    "platform"
+                } else {
+                    e.kind.as_str()
+                };
+                report.filtered_received += u64::from(subscribed.iter().any(|t| t == category));
+            }
             continue;
         }
         let during = outage.is_some_and(|(s, end)| e.at >= s && e.at <= end);
@@ -138,7 +169,7 @@ pub(super) fn check_off(run: &Run<'_>, outage: Option<(Instant, Instant)>, repor
     (
         report.function_in_stream_at_end,
         report.function_in_stream_at_next_end,
-    ) = shares(run, &ledger.events, &arrival);
+    ) = shares(run, &ledger.events, &arrival, &left_out);
     let delivered = report.delivered.max(1) as f64;
     cost.records_per_event = round3(cost.records as f64 / delivered);
     cost.put_units_per_1000_events = round3(cost.put_payload_units as f64 * 1000.0 / delivered);
@@ -149,6 +180,38 @@ pub(super) fn check_off(run: &Run<'_>, outage: Option<(Instant, Instant)>, repor
     };
     report.cost = cost;
     report.order = order;
+    report.failed_posts = failed_posts(run, &ledger, &copies);
+}
+
+/// Every telemetry POST that did not get a 200, with its reason and how many of its events
+/// reached Kinesis anyway (looked up by their text in the ledger).
+fn failed_posts(run: &Run<'_>, ledger: &super::ledger::Ledger, copies: &[u64]) -> Vec<FailedPost> {
+    run.lambda
+        .runtime
+        .telemetry_posts()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| p.status != Some(200))
+        .map(|(i, p)| {
+            let ours: Vec<usize> = p
+                .failed_texts
+                .iter()
+                .filter_map(|t| ledger.index.get(&run.emitter.as_delivered(t)).copied())
+                .collect();
+            FailedPost {
+                number: i + 1,
+                after_shutdown_ms: run
+                    .shutdown_at
+                    .filter(|s| p.sent_at >= *s)
+                    .map(|s| ms(p.sent_at - s)),
+                items: p.items,
+                status: p.status,
+                error: p.error,
+                events: ours.len() as u64,
+                events_delivered: ours.iter().filter(|&&k| copies[k] > 0).count() as u64,
+            }
+        })
+        .collect()
 }
 
 fn check_enrichment(e: &Enriched, i: usize, ids: &mut HashMap<String, usize>, report: &mut Report) {
@@ -173,19 +236,21 @@ fn check_enrichment(e: &Enriched, i: usize, ids: &mut HashMap<String, usize>, re
 }
 
 /// The share of function lines in the stream by their invocation's end, and by the next
-/// invocation's end (over invocations that have a next one).
+/// invocation's end (over invocations that have a next one); lines the filter leaves out
+/// do not count.
 fn shares(
     run: &Run<'_>,
     events: &[super::ledger::Emitted],
     arrival: &[Option<Instant>],
+    left_out: &[bool],
 ) -> (Option<f64>, Option<f64>) {
     let ends: HashMap<usize, Instant> =
         run.invocations.iter().map(|i| (i.index, i.ended)).collect();
     let (mut own, mut own_total, mut next, mut next_total) = (0u64, 0u64, 0u64, 0u64);
-    for (e, a) in events.iter().zip(arrival) {
+    for ((e, a), out) in events.iter().zip(arrival).zip(left_out) {
         let Some(inv) = e
             .invocation
-            .filter(|_| e.is_function() && !e.platform_dropped)
+            .filter(|_| e.is_function() && !e.platform_dropped && !out)
         else {
             continue;
         };

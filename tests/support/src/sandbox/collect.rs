@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use super::echo::is_problem;
 use super::report::{ms, Percentiles, Report, ShutdownReport, Startup};
 use super::session::{Invocation, Run};
-use super::{account, ExtensionCounters, InFlightReport, KinesisReport, DEADLINE_MARGIN};
+use super::{
+    account, ExtensionCounters, InFlightReport, KinesisReport, RunSettings, DEADLINE_MARGIN,
+};
 
 /// Whether a log line is an EMF metric line: a JSON object with the `_aws` metadata key at
 /// its top level (anywhere in it: CloudWatch does not ask for it first, and the extension's
@@ -70,7 +72,7 @@ impl Run<'_> {
                 .unwrap_or_else(crate::extension_binary)
                 .display()
                 .to_string(),
-            settings: self.cfg.run_settings(),
+            settings: RunSettings::from_log(&self.lambda.log()),
             managed_instances: w.managed_instances,
             concurrency: w.managed_instances.then_some(w.concurrency),
             invocations: w.invocations,
@@ -92,6 +94,7 @@ impl Run<'_> {
             telemetry_posts: posts.len() as u64,
             telemetry_posts_failed: posts.iter().filter(|p| p.status != Some(200)).count() as u64,
             platform_dropped: rt.telemetry_dropped().0,
+            platform_queue_limit: self.cfg.telemetry_queue_limit,
             ..Report::default()
         };
         report.extension = report

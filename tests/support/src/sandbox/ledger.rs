@@ -30,6 +30,9 @@ pub(super) struct Emitted {
     pub(super) invocation: Option<usize>,
     /// The platform dropped it (queue limit) before the extension could see it.
     pub(super) platform_dropped: bool,
+    /// The log level a `function` line carries where the extension can read it (the JSON
+    /// format's `level`, the Text format's level column); `None` otherwise.
+    pub(super) level: Option<&'static str>,
 }
 
 impl Emitted {
@@ -88,6 +91,21 @@ impl Emitter {
 
     /// Emits `text` (of type `kind`) as part of `invocation`.
     pub(super) fn emit(&self, kind: &str, text: String, invocation: Option<usize>) {
+        self.emit_at_level(kind, text, None, invocation);
+    }
+
+    /// Emits a `function` line made by [`Telemetry::function`].
+    pub(super) fn emit_line(&self, line: Line, invocation: Option<usize>) {
+        self.emit_at_level("function", line.text, line.level, invocation);
+    }
+
+    fn emit_at_level(
+        &self,
+        kind: &str,
+        text: String,
+        level: Option<&'static str>,
+        invocation: Option<usize>,
+    ) {
         let key = self.as_delivered(&text);
         let mut ledger = self.lock();
         let seq = ledger.events.len() as u64;
@@ -98,6 +116,7 @@ impl Emitter {
             seq,
             invocation,
             platform_dropped: !kept,
+            level,
         };
         ledger.insert(key, e);
     }
@@ -123,53 +142,73 @@ impl Emitter {
                 seq: ledger.events.len() as u64,
                 invocation: None,
                 platform_dropped: false,
+                level: None,
             };
             ledger.insert(key, e);
         }
     }
 }
 
+/// The levels `function` lines take in turn, so that a `KINESIS_TELEMETRY_MIN_LEVEL` run has
+/// lines on both sides of its threshold (two in five at `warn` or above).
+const LINE_LEVELS: [&str; 5] = ["INFO", "DEBUG", "INFO", "WARN", "ERROR"];
+
+/// A `function` line and the level the extension can read in it.
+pub(super) struct Line {
+    pub(super) text: String,
+    pub(super) level: Option<&'static str>,
+}
+
 /// Makes the events of one emitting thread; platform shapes come from [`EventFactory`].
 pub(super) struct Telemetry {
     pub(super) factory: EventFactory,
+    lines: usize,
 }
 
 impl Default for Telemetry {
     fn default() -> Self {
         Telemetry {
             factory: EventFactory::new(FUNCTION_NAME),
+            lines: 0,
         }
     }
 }
 
 impl Telemetry {
-    /// A `function` event of about `bytes` bytes of JSON text, in the given log format. A
-    /// Text line names its request in the runtime's tab layout when `request_id` is given
-    /// (on Managed Instances it is not: a plain printed line); a JSON line always carries
-    /// its `requestId`.
+    /// A `function` event of about `bytes` bytes of JSON text, in the given log format, at
+    /// the next of [`LINE_LEVELS`]. A Text line names its request and level in the runtime's
+    /// tab layout when `text_names_request` (on Managed Instances it does not: a plain
+    /// printed line, with no level); a JSON line always carries its `requestId` and `level`.
     pub(super) fn function(
         &mut self,
         request_id: &str,
         text_names_request: bool,
         format: LogFormat,
         bytes: usize,
-    ) -> String {
+    ) -> Line {
+        let level = LINE_LEVELS[self.lines % LINE_LEVELS.len()];
+        self.lines += 1;
         let m = self.factory.marker();
         let now = clock::iso8601_ms(SystemTime::now());
         let build = |pad: &str| -> String {
             match format {
                 LogFormat::Text if text_names_request => json!({"time": now, "type": "function",
-                    "record": format!("{now}\t{request_id}\tINFO\t{m} {pad}\n")}),
+                    "record": format!("{now}\t{request_id}\t{level}\t{m} {pad}\n")}),
                 LogFormat::Text => json!({"time": now, "type": "function",
                     "record": format!("{m} {pad}\n")}),
                 LogFormat::Json => json!({"time": now, "type": "function",
-                    "record": {"timestamp": now, "level": "INFO", "requestId": request_id,
+                    "record": {"timestamp": now, "level": level, "requestId": request_id,
                                "message": format!("{m} {pad}")}}),
             }
             .to_string()
         };
         let short = build("");
-        build(&"x".repeat(bytes.saturating_sub(short.len())))
+        let text = build(&"x".repeat(bytes.saturating_sub(short.len())));
+        let readable = text_names_request || format == LogFormat::Json;
+        Line {
+            text,
+            level: readable.then_some(level),
+        }
     }
 
     pub(super) fn init_runtime_done(&mut self, initialization_type: &str, took: Duration) -> Value {

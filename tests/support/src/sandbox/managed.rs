@@ -118,7 +118,7 @@ impl Worker {
         self.emitter.emit_value(&start, Some(i));
         for _ in 0..w.lines_per_invoke {
             let t = tel.function(&id, false, w.log_format, w.line_bytes);
-            self.emitter.emit("function", t, Some(i));
+            self.emitter.emit_line(t, Some(i));
         }
         pass(w.runtime_duration);
         let report = tel.factory.report_managed(&id, w.runtime_duration);

@@ -34,9 +34,10 @@
 //! Here: the settings and [`run`], which strings the steps together; the ledger of emitted
 //! events in `ledger`; the steps and the session's state in `session` (and `managed` for
 //! Managed Instances workers); the fault switches in `faults`; gathering the measurements in
-//! `collect` and the checking off in `account`; the extension's own counts in `counters`; the [`Report`] and its pass/fail
-//! rules in `report`; the text form in `render`; the extension's log lines in `echo`;
-//! signals and CPU readings in [`crate::process`].
+//! `collect` and the checking off in `account`; the extension's own counts in `counters`;
+//! the settings it reported using (never those asked for) in `settings`; the [`Report`] and
+//! its pass/fail rules in `report`; the text form in `render`; the extension's log lines in
+//! `echo`; signals and CPU readings in [`crate::process`].
 //!
 //! Used by the `sandbox` binary (the README's `./build.sh local`, and the benchmarks)
 //! and by `tests/sandbox.rs`. Linux only (signals, `/proc`).
@@ -52,6 +53,7 @@ mod managed;
 mod render;
 mod report;
 mod session;
+mod settings;
 
 use std::path::PathBuf;
 use std::thread;
@@ -65,9 +67,9 @@ pub use faults::{Faults, Outage};
 pub use in_flight::InFlightReport;
 pub use render::{describe, render};
 pub use report::{
-    Cost, KinesisReport, Order, Percentiles, Report, RunSettings, ShutdownReport, Startup,
-    TypeCount,
+    Cost, FailedPost, KinesisReport, Order, Percentiles, Report, ShutdownReport, Startup, TypeCount,
 };
+pub use settings::RunSettings;
 
 use crate::events::MANAGED_INSTANCES_INIT_TYPE;
 use crate::process::{pin_own_threads, pin_thread};
@@ -230,24 +232,13 @@ impl SandboxConfig {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The extension settings that shape what the sandbox checks, as the extension will
-    /// read them (defaults when unset).
-    pub fn run_settings(&self) -> RunSettings {
-        let get = |k: &str, default: &str| {
-            self.setting(&format!("KINESIS_TELEMETRY_{k}"))
-                .map_or(default.to_owned(), |v| v.trim().to_ascii_lowercase())
-        };
-        let partition_key = get("PARTITION_KEY", "random");
-        RunSettings {
-            strategy: get("FLUSH_STRATEGY", "adaptive"),
-            record_format: get("RECORD_FORMAT", "ndjson"),
-            fixed_partition_key: matches!(
-                partition_key.as_str(),
-                "request_id" | "function" | "environment"
-            ),
-            partition_key,
-            enrich: !matches!(get("ENRICH", "true").as_str(), "false" | "0" | "no" | "off"),
-        }
+    /// Whether the extension is asked for NDJSON records (the default). Only used to key
+    /// the ledger before the extension has said what it uses (events the sandbox makes hold
+    /// no raw line breaks, so the keys are the same either way); the report shows the
+    /// settings the extension reported using ([`RunSettings`]).
+    fn asks_for_ndjson(&self) -> bool {
+        self.setting("KINESIS_TELEMETRY_RECORD_FORMAT")
+            .is_none_or(|v| v.trim().eq_ignore_ascii_case("ndjson"))
     }
 
     /// Variables the sandbox sets for the mode (before [`SandboxConfig::env`], which may

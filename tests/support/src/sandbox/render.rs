@@ -1,11 +1,12 @@
-//! The sandbox report for people: what ran, the per-type table, one line per aspect, what
-//! the verdict rests on, then `RESULT: PASS` or what failed. Plain words and numbers: no
+//! The sandbox report for people: what ran, the settings the extension reported using, the
+//! per-type table, one line per aspect, what the verdict rests on, then `RESULT: PASS` (with
+//! how much was lost and whose, if anything was) or what failed. Plain words and numbers: no
 //! debug formatting, counts with their plurals.
 
 use std::time::Duration;
 
 use super::report::count;
-use super::{Outage, Pace, Percentiles, Report, SandboxConfig};
+use super::{Outage, Pace, Percentiles, Report, RunSettings, SandboxConfig};
 
 fn pct(p: &Percentiles) -> String {
     format!(
@@ -29,7 +30,6 @@ fn percent(f: f64) -> String {
 /// One line saying what a session will run (the sandbox prints it first).
 pub fn describe(cfg: &SandboxConfig) -> String {
     let w = &cfg.workload;
-    let s = cfg.run_settings();
     let mode = if w.managed_instances {
         format!(
             "Lambda Managed Instances, {}, no freeze",
@@ -90,18 +90,77 @@ pub fn describe(cfg: &SandboxConfig) -> String {
         None if faults.is_empty() => "mock Kinesis, no faults".to_owned(),
         None => format!("mock Kinesis with {}", faults.join(", ")),
     };
+    // What was asked for; the report shows what the extension used.
+    let asked = if cfg.env.is_empty() {
+        "extension with default settings".to_owned()
+    } else {
+        let vars: Vec<String> = cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("extension asked for {}", vars.join(", "))
+    };
     format!(
-        "[sandbox] {} ({mode}), {pace}, {} {} of {} B each, handler {}; extension: {} strategy, {} records, partition key {}, enrichment {}; {target}",
+        "[sandbox] {} ({mode}), {pace}, {} {} of {} B each, handler {}; {asked}; {target}",
         count(w.invocations as u64, "invocation"),
         w.lines_per_invoke,
-        if w.lines_per_invoke == 1 { format!("{} function line", w.log_format.name()) } else { format!("{} function lines", w.log_format.name()) },
+        if w.lines_per_invoke == 1 {
+            format!("{} function line", w.log_format.name())
+        } else {
+            format!("{} function lines", w.log_format.name())
+        },
         w.line_bytes,
         millis(w.runtime_duration),
-        s.strategy,
+    )
+}
+
+/// The settings line: what the extension reported using (its start-up line), and what it
+/// refused.
+fn settings(r: &Report) -> String {
+    let registered = if r.registered_events.is_empty() {
+        "nothing".to_owned()
+    } else {
+        r.registered_events.join(" and ")
+    };
+    let Some(s) = &r.settings else {
+        return format!(
+            "extension settings: not reported (the extension never said it subscribed; see its log); registered for {registered}"
+        );
+    };
+    let sending = match &s.strategy {
+        Some(strategy) => format!("{strategy} pacing"),
+        None => "sending continuously (Managed Instances: no pacing strategy)".to_owned(),
+    };
+    let filter = s
+        .filter()
+        .map_or(String::new(), |f| format!(", filter: {f}"));
+    let refused = if s.not_used.is_empty() {
+        String::new()
+    } else {
+        format!("; not used: {}", s.not_used.join(", "))
+    };
+    format!(
+        "extension settings (from its log): {sending}, freshness budget {} ms, {} records, partition key {}, enrichment {}{filter}; registered for {registered}{refused}",
+        s.freshness_ms,
         s.record_format,
         s.partition_key,
         if s.enrich { "on" } else { "off" },
     )
+}
+
+/// What the freshness figures are measured against.
+fn freshness(s: Option<&RunSettings>) -> String {
+    match s {
+        None => String::new(),
+        Some(s) => match s.strategy.as_deref() {
+            Some("end") => format!(
+                " (end pacing: each invocation held until its lines are in; freshness budget {} ms)",
+                s.freshness_ms
+            ),
+            Some(p) => format!(
+                " ({p} pacing: lines are due within the freshness budget of {} ms, not by their invocation's end; --strategy end holds each invocation until they are in)",
+                s.freshness_ms
+            ),
+            None => format!(" (freshness budget {} ms)", s.freshness_ms),
+        },
+    }
 }
 
 /// The report for people.
@@ -124,34 +183,23 @@ pub fn render(r: &Report) -> String {
         count(r.invocations as u64, "invocation"),
         r.wall_ms / 1000.0
     ));
-    let s = &r.settings;
-    line(format!(
-        "extension settings: {} strategy, {} records, partition key {}, enrichment {}; registered for {}",
-        s.strategy,
-        s.record_format,
-        s.partition_key,
-        if s.enrich { "on" } else { "off" },
-        if r.registered_events.is_empty() {
-            "nothing".to_owned()
-        } else {
-            r.registered_events.join(" and ")
-        }
-    ));
+    line(settings(r));
     table(r, &mut line);
     checks(r, &mut line);
     timing(r, &mut line);
     extension(r, &mut line);
     line(format!("verdict based on {}", r.verdict_basis));
-    if r.failures.is_empty() {
-        line("RESULT: PASS".into());
-    } else {
-        line(format!("RESULT: FAIL: {}", r.failures.join("; ")));
+    match (r.failures.is_empty(), r.loss.is_empty()) {
+        (true, true) => line("RESULT: PASS".into()),
+        (true, false) => line(format!("RESULT: PASS with loss: {}", r.loss.join("; "))),
+        (false, _) => line(format!("RESULT: FAIL: {}", r.failures.join("; "))),
     }
     o
 }
 
 fn table(r: &Report, line: &mut impl FnMut(String)) {
     let platform = r.platform_dropped > 0;
+    let filtered = r.filtered > 0;
     if !r.verified {
         line(format!("{:<26} {:>9}", "event type", "emitted"));
         for (t, c) in &r.by_type {
@@ -161,12 +209,16 @@ fn table(r: &Report, line: &mut impl FnMut(String)) {
         line("(real endpoint: events are not checked off; see what the extension counted)".into());
         return;
     }
-    let extra = |v: String| {
-        if platform {
-            format!(" {v:>16}")
-        } else {
-            String::new()
+    // Columns shown only when they hold something: filtered, and dropped by Lambda.
+    let extra = |f: String, p: String| {
+        let mut s = String::new();
+        if filtered {
+            s.push_str(&format!(" {f:>9}"));
         }
+        if platform {
+            s.push_str(&format!(" {p:>16}"));
+        }
+        s
     };
     line(format!(
         "{:<26} {:>9} {:>10} {:>6} {:>11}{}",
@@ -175,7 +227,7 @@ fn table(r: &Report, line: &mut impl FnMut(String)) {
         "delivered",
         "lost",
         "duplicated",
-        extra("platform dropped".into())
+        extra("filtered".into(), "Lambda dropped".into())
     ));
     for (t, c) in &r.by_type {
         line(format!(
@@ -184,7 +236,7 @@ fn table(r: &Report, line: &mut impl FnMut(String)) {
             c.delivered,
             c.lost,
             c.duplicated,
-            extra(c.platform_dropped.to_string())
+            extra(c.filtered.to_string(), c.platform_dropped.to_string())
         ));
     }
     line(format!(
@@ -194,7 +246,7 @@ fn table(r: &Report, line: &mut impl FnMut(String)) {
         r.delivered,
         r.lost,
         r.duplicated,
-        extra(r.platform_dropped.to_string())
+        extra(r.filtered.to_string(), r.platform_dropped.to_string())
     ));
 }
 
@@ -216,8 +268,16 @@ fn checks(r: &Report, line: &mut impl FnMut(String)) {
     }
     if r.platform_dropped > 0 {
         line(format!(
-            "the platform dropped {} the extension did not take in time (platform.logsDropped); not counted as lost",
+            "Lambda dropped {} before they reached the extension (platform.logsDropped); not lost by the extension",
             count(r.platform_dropped, "event")
+        ));
+    }
+    if r.filtered > 0 {
+        let filter = r.settings.as_ref().and_then(RunSettings::filter);
+        line(format!(
+            "filtered: {} left out by the extension's filter ({}), as asked; not lost",
+            count(r.filtered, "event"),
+            filter.as_deref().unwrap_or("none")
         ));
     }
     for (n, noun, what) in [
@@ -267,7 +327,7 @@ fn checks(r: &Report, line: &mut impl FnMut(String)) {
         "order: {} over {} ({})",
         count(r.order.inversions, "inversion"),
         count(r.order.partition_keys, "partition key"),
-        if r.settings.fixed_partition_key {
+        if r.settings.as_ref().is_some_and(|s| s.fixed_partition_key) {
             "order per key promised"
         } else {
             "random keys: order not promised"
@@ -281,6 +341,14 @@ fn timing(r: &Report, line: &mut impl FnMut(String)) {
         count(r.telemetry_posts, "POST"),
         r.telemetry_posts_failed
     ));
+    for p in &r.failed_posts {
+        let verdict = if p.unanswered_at_exit() {
+            " -> not a failure: the extension exited before answering, after its events were in Kinesis"
+        } else {
+            ""
+        };
+        line(format!("  failed telemetry POST {}{verdict}", p.describe()));
+    }
     let s = &r.startup;
     line(format!(
         "startup: register {:.2} ms, subscribed {}, first /event/next {:.2} ms (from process start)",
@@ -290,15 +358,19 @@ fn timing(r: &Report, line: &mut impl FnMut(String)) {
         s.first_next_ms
     ));
     if r.verified {
+        let budget = r.settings.as_ref().map_or(String::new(), |s| {
+            format!(" (freshness budget {} ms)", s.freshness_ms)
+        });
         line(format!(
-            "emit -> in Kinesis: all events {}; function lines {}",
+            "emit -> in Kinesis: all events {}; function lines {}{budget}",
             pct(&r.emit_to_stream),
             pct(&r.emit_to_stream_function)
         ));
         line(format!(
-            "function lines in Kinesis when their invocation ended: {}; when the next one ended: {}",
+            "function lines in Kinesis when their invocation ended: {}; when the next one ended: {}{}",
             share(r.function_in_stream_at_end),
-            share(r.function_in_stream_at_next_end)
+            share(r.function_in_stream_at_next_end),
+            freshness(r.settings.as_ref())
         ));
     }
     let p = &r.runtime_done_to_next;
@@ -387,19 +459,26 @@ fn extension(r: &Report, line: &mut impl FnMut(String)) {
                 String::new()
             };
             line(format!(
-                "extension counted: received {}{recovered}, delivered {}, filtered {}, dropped {}{reasons}{doubt}, still buffered {}; resent {} ({} unconfirmed) in {}; {} throttled, {} spilled; Lambda dropped {}",
+                "extension counted: received {}{recovered}, delivered {}, filtered {}, dropped {}{reasons}{doubt}, still buffered {}; {} throttled, {} spilled; Lambda dropped {}",
                 c.received,
                 c.delivered,
                 c.filtered,
                 c.dropped,
                 c.still_buffered,
-                count(c.resent_events, "event"),
-                c.unconfirmed,
-                count(c.retry_requests, "retry request"),
                 count(c.throttled, "record"),
                 count(c.spilled, "event"),
                 count(c.lambda_dropped, "event"),
             ));
+            if c.resent_events == 0 && c.retry_requests == 0 {
+                line("extension retries: none".into());
+            } else {
+                line(format!(
+                    "extension retries: {} in {} (counted per attempt: an event sent three times counts twice), {} of them unconfirmed (their earlier attempt may have landed)",
+                    count(c.resent_events, "event resend"),
+                    count(c.retry_requests, "retry request"),
+                    c.unconfirmed,
+                ));
+            }
         }
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! The verdict rests on the checked-off records when the mock Kinesis held them; with a
 //! real endpoint it rests on the extension's own counts (its summary line), and says so.
+//! Events the extension's filter leaves out are `filtered`, never lost. A run that passes
+//! with loss says how much and whose ([`Report::loss`]): lost by the extension (expected with
+//! `--expect-loss`, and counted), or dropped by Lambda before the listener saw them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use serde::Serialize;
 
 use super::counters::ExtensionCounters;
 use super::in_flight::InFlightReport;
+use super::settings::RunSettings;
 use super::FUNCTION_NAME;
 
 /// Emitted, delivered, lost and duplicated events of one type.
@@ -22,6 +26,8 @@ pub struct TypeCount {
     pub duplicated: u64,
     /// Dropped by the platform (its queue limit) before the extension saw them.
     pub platform_dropped: u64,
+    /// Left out by the extension's filter (not delivered, as asked; not lost).
+    pub filtered: u64,
 }
 
 /// Nearest-rank percentiles and the mean of a set of durations, in milliseconds.
@@ -109,15 +115,51 @@ pub struct Order {
     pub inversions: u64,
 }
 
-/// The extension settings this run used, as the extension reads them.
+/// A telemetry POST from the platform to the extension that did not get a 200.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct RunSettings {
-    pub strategy: String,
-    pub record_format: String,
-    pub partition_key: String,
-    /// `request_id`, `function` or `environment`: order per key is promised.
-    pub fixed_partition_key: bool,
-    pub enrich: bool,
+pub struct FailedPost {
+    /// Its place among the run's POSTs (1-based).
+    pub number: usize,
+    /// Milliseconds after SHUTDOWN was delivered when it was sent (`None`: before it).
+    pub after_shutdown_ms: Option<f64>,
+    pub items: usize,
+    /// The status the extension answered, or `None` when the connection failed.
+    pub status: Option<u16>,
+    /// Why it failed, as the platform's HTTP client said.
+    pub error: Option<String>,
+    /// Of its events that the sandbox emitted, how many are in Kinesis anyway.
+    pub events: u64,
+    pub events_delivered: u64,
+}
+
+impl FailedPost {
+    /// A connection that failed at SHUTDOWN although every event of the POST was delivered:
+    /// the extension read the batch and exited before its answer went out. Lambda does not
+    /// resend at that point either, so nothing is lost and the function is not affected.
+    pub fn unanswered_at_exit(&self) -> bool {
+        self.status.is_none()
+            && self.after_shutdown_ms.is_some()
+            && self.events_delivered == self.events
+    }
+
+    /// `#12 (40 items, sent 3 ms after SHUTDOWN): connection reset by peer`
+    pub fn describe(&self) -> String {
+        let when = self.after_shutdown_ms.map_or(String::new(), |m| {
+            format!(", sent {m:.0} ms after SHUTDOWN")
+        });
+        let why = match (self.status, &self.error) {
+            (Some(code), _) => format!("answered {code}"),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "no answer".to_owned(),
+        };
+        format!(
+            "#{} ({}{when}): {why}; {} of its {} in Kinesis",
+            self.number,
+            count(self.items as u64, "item"),
+            self.events_delivered,
+            count(self.events, "event")
+        )
+    }
 }
 
 /// How SHUTDOWN went.
@@ -140,7 +182,8 @@ pub struct ShutdownReport {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub binary: String,
-    pub settings: RunSettings,
+    /// The settings the extension used, read back from its log (`None`: it never said).
+    pub settings: Option<RunSettings>,
     pub managed_instances: bool,
     /// Runtime workers (Managed Instances).
     pub concurrency: Option<usize>,
@@ -165,6 +208,14 @@ pub struct Report {
     /// Events the platform dropped (queue limit) before the extension saw them; not lost by
     /// the extension, and not counted in `lost`.
     pub platform_dropped: u64,
+    /// The platform's queue limit (`--platform-queue`), when there is one.
+    pub platform_queue_limit: Option<usize>,
+    /// Events the extension's filter leaves out, and did (not in Kinesis; not lost) ...
+    pub filtered: u64,
+    /// ... of them, those the platform sent it (the others were never subscribed) ...
+    pub filtered_received: u64,
+    /// ... and events in Kinesis that the filter should have left out.
+    pub filtered_but_delivered: u64,
     /// Events in Kinesis that match no emitted event byte for byte.
     pub unexpected_events: u64,
     /// Records that are not an event, NDJSON lines or a KPL aggregate.
@@ -175,6 +226,8 @@ pub struct Report {
     pub event_id_collisions: u64,
     pub telemetry_posts: u64,
     pub telemetry_posts_failed: u64,
+    /// Each failed telemetry POST, with its reason.
+    pub failed_posts: Vec<FailedPost>,
     pub kinesis: KinesisReport,
     pub startup: Startup,
     /// The events the extension registered for.
@@ -221,6 +274,8 @@ pub struct Report {
     pub verdict_basis: String,
     /// Why this run failed (empty: it passed).
     pub failures: Vec<String>,
+    /// How much was lost and whose loss it was, when anything was (also in a passing run).
+    pub loss: Vec<String>,
 }
 
 /// `n event(s)`, `n extra cop(y|ies)`, … with the right plural (of the last word).
@@ -251,10 +306,17 @@ impl Report {
                     .to_owned();
             self.judge_counts(expect_loss, &mut f);
         }
-        if self.telemetry_posts_failed > 0 {
+        let failed: Vec<String> = self
+            .failed_posts
+            .iter()
+            .filter(|p| !p.unanswered_at_exit())
+            .map(FailedPost::describe)
+            .collect();
+        if !failed.is_empty() {
             f.push(format!(
-                "{} to the extension failed",
-                count(self.telemetry_posts_failed, "telemetry POST")
+                "{} to the extension failed: {}",
+                count(failed.len() as u64, "telemetry POST"),
+                failed.join("; ")
             ));
         }
         if self.invocations_past_deadline > 0 {
@@ -273,6 +335,50 @@ impl Report {
             Some(c) => f.push(format!("exit code {c}")),
         }
         self.failures = f;
+        self.loss = self.whose_loss(expect_loss);
+    }
+
+    /// How much was lost and whose loss it was: the extension's (counted, and expected or
+    /// not), or Lambda's (dropped before the listener, `platform.logsDropped`).
+    fn whose_loss(&self, expect_loss: bool) -> Vec<String> {
+        let share = |n: u64| {
+            let pct = n as f64 * 100.0 / self.emitted.max(1) as f64;
+            format!("{n} of {} events ({pct:.1} %)", self.emitted)
+        };
+        let expected = if expect_loss {
+            ", as expected (--expect-loss)"
+        } else {
+            ""
+        };
+        let mut out = Vec::new();
+        let c = self.extension.as_ref();
+        let reasons = c
+            .filter(|c| !c.dropped_by_reason.is_empty())
+            .map_or(String::new(), |c| format!(" ({})", c.reasons()));
+        if self.verified && self.lost > 0 {
+            out.push(format!(
+                "{} lost by the extension, which counted dropped={}{reasons}{expected}",
+                share(self.lost),
+                c.map_or(0, |c| c.dropped)
+            ));
+        } else if !self.verified {
+            if let Some(c) = c.filter(|c| c.dropped > 0) {
+                out.push(format!(
+                    "{} dropped by the extension{reasons}{expected}",
+                    share(c.dropped)
+                ));
+            }
+        }
+        if self.platform_dropped > 0 {
+            let queue = self.platform_queue_limit.map_or(String::new(), |q| {
+                format!(": more than the {q} events its queue holds were waiting")
+            });
+            out.push(format!(
+                "{} dropped by Lambda before they reached the extension's listener (platform.logsDropped{queue})",
+                share(self.platform_dropped)
+            ));
+        }
+        out
     }
 
     fn judge_records(&self, expect_loss: bool, f: &mut Vec<String>) {
@@ -329,11 +435,27 @@ impl Report {
                 count(self.event_id_collisions, "eventId")
             ));
         }
-        if self.settings.fixed_partition_key && self.order.inversions > 0 {
+        if let Some(s) = self.settings.as_ref().filter(|s| s.fixed_partition_key) {
+            if self.order.inversions > 0 {
+                f.push(format!(
+                    "{} reached the stream out of emission order for partition key {}",
+                    count(self.order.inversions, "event"),
+                    s.partition_key
+                ));
+            }
+        }
+        let filter = self.settings.as_ref().and_then(RunSettings::filter);
+        let filter = filter.as_deref().unwrap_or("none");
+        if self.filtered_but_delivered > 0 {
             f.push(format!(
-                "{} reached the stream out of emission order for partition key {}",
-                count(self.order.inversions, "event"),
-                self.settings.partition_key
+                "{} in Kinesis that the extension's filter ({filter}) leaves out",
+                count(self.filtered_but_delivered, "event")
+            ));
+        }
+        if let Some(c) = c.filter(|c| c.filtered != self.filtered_received) {
+            f.push(format!(
+                "the extension counted filtered={}, but its filter ({filter}) leaves out {} of the events it received",
+                c.filtered, self.filtered_received
             ));
         }
     }
@@ -498,12 +620,125 @@ mod tests {
         r.order.inversions = 2;
         r.judge(false);
         assert!(r.passed());
-        r.settings.fixed_partition_key = true;
-        r.settings.partition_key = "environment".into();
+        r.settings = Some(RunSettings {
+            fixed_partition_key: true,
+            partition_key: "environment".into(),
+            ..RunSettings::default()
+        });
         r.judge(false);
         assert_eq!(
             r.failures,
             ["2 events reached the stream out of emission order for partition key environment"]
+        );
+    }
+
+    #[test]
+    fn a_failed_post_is_forgiven_only_when_unanswered_at_exit_with_its_events_delivered() {
+        let at_exit = FailedPost {
+            number: 12,
+            after_shutdown_ms: Some(0.9),
+            items: 2,
+            status: None,
+            error: Some("Peer disconnected".into()),
+            events: 2,
+            events_delivered: 2,
+        };
+        // (post, forgiven)
+        let cases = [
+            (at_exit.clone(), true),
+            (
+                FailedPost {
+                    events_delivered: 1,
+                    ..at_exit.clone()
+                },
+                false,
+            ),
+            (
+                FailedPost {
+                    after_shutdown_ms: None,
+                    ..at_exit.clone()
+                },
+                false,
+            ),
+            (
+                FailedPost {
+                    status: Some(413),
+                    error: None,
+                    ..at_exit.clone()
+                },
+                false,
+            ),
+        ];
+        for (post, forgiven) in cases {
+            let mut r = verified(0, counted(0, 0));
+            r.telemetry_posts_failed = 1;
+            r.failed_posts = vec![post.clone()];
+            r.judge(false);
+            assert_eq!(r.passed(), forgiven, "{post:?}: {:?}", r.failures);
+            let text = super::super::render(&r);
+            assert!(
+                text.contains(&format!("failed telemetry POST {}", post.describe())),
+                "the reason is always printed:\n{text}"
+            );
+        }
+        assert_eq!(
+            at_exit.describe(),
+            "#12 (2 items, sent 1 ms after SHUTDOWN): Peer disconnected; 2 of its 2 events in Kinesis"
+        );
+    }
+
+    #[test]
+    fn a_pass_with_loss_says_how_much_and_whose() {
+        let mut r = verified(3, counted(3, 0));
+        r.emitted = 10;
+        r.extension
+            .as_mut()
+            .unwrap()
+            .dropped_by_reason
+            .insert("buffer_full".into(), 3);
+        r.platform_dropped = 5;
+        r.platform_queue_limit = Some(100);
+        r.judge(true);
+        assert!(r.passed(), "{:?}", r.failures);
+        assert_eq!(
+            r.loss,
+            [
+                "3 of 10 events (30.0 %) lost by the extension, which counted dropped=3 (buffer_full=3), as expected (--expect-loss)",
+                "5 of 10 events (50.0 %) dropped by Lambda before they reached the extension's listener (platform.logsDropped: more than the 100 events its queue holds were waiting)",
+            ]
+        );
+        let text = super::super::render(&r);
+        assert!(
+            text.ends_with(&format!("RESULT: PASS with loss: {}\n", r.loss.join("; "))),
+            "{text}"
+        );
+        let mut clean = verified(0, counted(0, 0));
+        clean.judge(false);
+        assert!(clean.loss.is_empty());
+        assert!(super::super::render(&clean).ends_with("RESULT: PASS\n"));
+    }
+
+    #[test]
+    fn filtered_events_are_not_lost_but_a_wrong_count_or_a_leak_fails() {
+        let mut c = counted(0, 0).unwrap();
+        c.filtered = 4;
+        let mut r = verified(0, Some(c));
+        r.filtered = 4;
+        r.filtered_received = 4;
+        r.judge(false);
+        assert!(r.passed(), "{:?}", r.failures);
+        r.filtered_received = 3;
+        r.judge(false);
+        assert_eq!(
+            r.failures,
+            ["the extension counted filtered=4, but its filter (none) leaves out 3 of the events it received"]
+        );
+        r.filtered_received = 4;
+        r.filtered_but_delivered = 2;
+        r.judge(false);
+        assert_eq!(
+            r.failures,
+            ["2 events in Kinesis that the extension's filter (none) leaves out"]
         );
     }
 

@@ -13,7 +13,7 @@ use super::ledger::{Emitter, Telemetry};
 use super::report::{ms, ShutdownReport, Startup};
 use super::{pass, Pace, SandboxConfig, INIT_LIMIT};
 use crate::events::MANAGED_INSTANCES_INIT_TYPE;
-use crate::process::{cpu_time_live, exit_cpu, peak_rss_kb, signal};
+use crate::process::{cpu_time_live, exit_cpu, exited_unreaped, peak_rss_kb, signal};
 use crate::rng::fresh_uuid;
 use crate::tcp::InFlight;
 use crate::{clock, Lambda};
@@ -56,11 +56,13 @@ pub(super) struct Run<'a> {
     pub(super) freezes: u64,
     pub(super) peak_rss_kb: Option<u64>,
     pub(super) idle_cpu: Option<Duration>,
+    /// When SHUTDOWN was delivered.
+    pub(super) shutdown_at: Option<Instant>,
 }
 
 impl<'a> Run<'a> {
     pub(super) fn new(cfg: &'a SandboxConfig, lambda: Lambda) -> Self {
-        let ndjson = cfg.run_settings().record_format == "ndjson";
+        let ndjson = cfg.asks_for_ndjson();
         let emitter = Emitter::new(lambda.runtime.handle(), ndjson);
         let kinesis = cfg.endpoint.is_none().then(|| lambda.kinesis.handle());
         Run {
@@ -75,6 +77,7 @@ impl<'a> Run<'a> {
             freezes: 0,
             peak_rss_kb: None,
             idle_cpu: None,
+            shutdown_at: None,
         }
     }
 
@@ -138,11 +141,7 @@ impl<'a> Run<'a> {
         pass(w.init_duration);
         let done = self.tel.init_runtime_done(kind, w.init_duration);
         self.emitter.emit_value(&done, None);
-        let ok = self.lambda.runtime.wait_for_next_calls(1, INIT_LIMIT);
-        self.tail.poll(&self.lambda);
-        if !ok {
-            return Err(self.fail("init: the extension did not call /event/next within 10 s"));
-        }
+        self.wait_for_init()?;
         let took = self.lambda.spawned_at.elapsed().max(w.init_duration);
         let report = self.tel.init_report(kind, took);
         self.emitter.emit_value(&report, None);
@@ -158,6 +157,53 @@ impl<'a> Run<'a> {
             subscribed_ms: at("/telemetry").map(ms),
             first_next_ms: ms(first_next),
         })
+    }
+
+    /// Waits for the extension's first `/event/next`, or for it to exit: an extension that
+    /// reports `/init/error` and exits is an init failure, said as such once it has exited
+    /// (not after the 10 s limit).
+    fn wait_for_init(&mut self) -> Result<(), String> {
+        let started = self.lambda.spawned_at;
+        let limit = started + INIT_LIMIT;
+        let rt = self.lambda.runtime.handle();
+        let step = Duration::from_millis(5);
+        loop {
+            if rt.wait_for_next_calls(1, step) {
+                self.tail.poll(&self.lambda);
+                return Ok(());
+            }
+            if exited_unreaped(self.lambda.pid()) {
+                break;
+            }
+            if Instant::now() >= limit {
+                self.tail.poll(&self.lambda);
+                return Err(self.fail(&format!(
+                    "init: the extension did not call /event/next within {} s (Lambda's init limit)",
+                    INIT_LIMIT.as_secs()
+                )));
+            }
+        }
+        let exited_after = started.elapsed();
+        let status = self.lambda.wait_exit(Duration::from_secs(1));
+        self.tail.poll(&self.lambda);
+        let code = status
+            .and_then(|s| s.code())
+            .map_or("by a signal".to_owned(), |c| format!("with code {c}"));
+        let exited = format!(
+            "exited {code} {:.0} ms after it started",
+            exited_after.as_secs_f64() * 1000.0
+        );
+        let what = match rt.errors().into_iter().find(|e| e.kind == "init") {
+            Some(e) => format!(
+                "init failed: the extension reported {} through /init/error ({}) and {exited}; on Lambda the function's init fails and it cannot run",
+                e.error_type.as_deref().unwrap_or("no error type"),
+                e.message.as_deref().unwrap_or("no message"),
+            ),
+            None => format!(
+                "init failed: the extension {exited} before calling /event/next, without reporting /init/error; on Lambda the environment's init fails"
+            ),
+        };
+        Err(self.fail(&what))
     }
 
     /// Default Lambda: the invocations one after another, frozen in between.
@@ -208,7 +254,7 @@ impl<'a> Run<'a> {
         self.emitter.emit_value(&start, Some(i));
         for _ in 0..w.lines_per_invoke {
             let t = self.tel.function(&id, true, w.log_format, w.line_bytes);
-            self.emitter.emit("function", t, Some(i));
+            self.emitter.emit_line(t, Some(i));
         }
         // At the deadline Lambda stops the runtime: the invocation times out.
         let timed_out = w.runtime_duration >= w.function_timeout;
@@ -270,7 +316,7 @@ impl<'a> Run<'a> {
             let names = !w.managed_instances;
             for _ in 0..w.burst_before_shutdown {
                 let t = self.tel.function(&id, names, w.log_format, w.line_bytes);
-                self.emitter.emit("function", t, None);
+                self.emitter.emit_line(t, None);
             }
         }
         if !w.idle_before_shutdown.is_zero() {
@@ -296,6 +342,7 @@ impl<'a> Run<'a> {
         }
         let call = rt.next_call(before - 1).expect("delivered");
         let delivered_at = call.answered_at.unwrap_or_else(Instant::now);
+        self.shutdown_at = Some(delivered_at);
         let deadline_ms = call
             .event
             .as_ref()

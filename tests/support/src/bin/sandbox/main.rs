@@ -92,7 +92,10 @@ Output:
 Exit code: 0 when every event was delivered (at least once, duplicates only within what the
 extension resent unconfirmed; or the loss was expected and counted), in emission order per
 partition key when the key is fixed, no invocation was held past its deadline and the
-extension exited 0 before the SHUTDOWN deadline; 1 otherwise; 2 on a usage error.
+extension exited 0 before the SHUTDOWN deadline; 1 otherwise (an init failure included); 2 on
+a usage error. Events the extension's filter leaves out are filtered, not lost; events Lambda
+drops before the listener (--platform-queue) are no failure of the extension. A run that
+passes with loss says how much and whose: RESULT: PASS with loss: ...
 ";
 
 struct Args {
