@@ -1,7 +1,8 @@
 //! `sandbox --bench`: numbers, not timed tests. Each measurement is a sandbox session
 //! (or a series of them) against the mock endpoints, with the release binary, and becomes
 //! rows of one Markdown table. `--only NAME[,NAME]` runs a subset ([`SECTIONS`]; `--only
-//! list` names them). The whole set takes about three minutes.
+//! list` names them). The whole set takes about three minutes, and four more for the fault
+//! table (`faults`, its own table after the main one).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 
 use kte_test_support::sandbox::{self, Faults, Pace, Percentiles, Report, SandboxConfig, Workload};
 
+mod faults;
 mod rows;
 
 /// Process starts for the cold-start figures.
@@ -51,6 +53,10 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "20 s Kinesis outage past the memory cap, spill on and off",
     ),
     ("metrics", "EMF lines for 1,000 invocations"),
+    (
+        "faults",
+        "time added per invocation under each Kinesis fault, sparse and busy (its own table)",
+    ),
 ];
 
 #[derive(Serialize)]
@@ -248,10 +254,12 @@ pub fn main(
     }
 }
 
-/// The table's rows and the JSON of every figure, filled section by section.
+/// The table's rows and the JSON of every figure, filled section by section; sections
+/// with a table of their own add it to `tables` (printed after the main one).
 #[derive(Default)]
 struct Out {
     rows: Vec<String>,
+    tables: Vec<String>,
     json: BTreeMap<String, Value>,
 }
 
@@ -295,6 +303,7 @@ fn run(
             "idle" => rows::idle(base, &mut out)?,
             "outage" => rows::outage(base, &mut out)?,
             "metrics" => rows::metrics(base, &mut out)?,
+            "faults" => faults::faults(base, &mut out)?,
             _ => unreachable!("every section is listed"),
         }
     }
@@ -312,6 +321,10 @@ fn run(
     for r in &out.rows {
         table.push_str(r);
         table.push('\n');
+    }
+    for t in &out.tables {
+        table.push('\n');
+        table.push_str(t);
     }
     table.push_str(&format!(
         "\nMachine: {} ({} cores, {} GB RAM), Linux {}\n",
