@@ -56,6 +56,9 @@ pub(super) struct Run<'a> {
     pub(super) freezes: u64,
     pub(super) peak_rss_kb: Option<u64>,
     pub(super) idle_cpu: Option<Duration>,
+    /// In a fleet: the access key this environment signs with; its requests and records
+    /// are told apart from the other environments' by it.
+    pub(super) access_key: Option<String>,
 }
 
 impl<'a> Run<'a> {
@@ -75,6 +78,7 @@ impl<'a> Run<'a> {
             freezes: 0,
             peak_rss_kb: None,
             idle_cpu: None,
+            access_key: None,
         }
     }
 
@@ -245,7 +249,7 @@ impl<'a> Run<'a> {
         if self.cfg.endpoint.is_some() {
             return None;
         }
-        self.lambda.kinesis.in_flight()
+        self.lambda.kinesis.in_flight_of_process(self.lambda.pid())
     }
 
     pub(super) fn progress(&self, i: usize, started: Instant) {

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use kte_test_support::sandbox::{self, Faults, Pace, Percentiles, Report, SandboxConfig, Workload};
 
 mod faults;
+mod fleet;
 mod rows;
 
 /// Process starts for the cold-start figures.
@@ -56,6 +57,10 @@ pub const SECTIONS: &[(&str, &str)] = &[
     (
         "faults",
         "time added per invocation under each Kinesis fault, sparse and busy (its own table)",
+    ),
+    (
+        "fleet",
+        "4 environments into one shard with its limits, over and under capacity (its own table)",
     ),
 ];
 
@@ -304,6 +309,7 @@ fn run(
             "outage" => rows::outage(base, &mut out)?,
             "metrics" => rows::metrics(base, &mut out)?,
             "faults" => faults::faults(base, &mut out)?,
+            "fleet" => fleet::fleet_rows(base, &mut out)?,
             _ => unreachable!("every section is listed"),
         }
     }
