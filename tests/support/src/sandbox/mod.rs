@@ -33,11 +33,12 @@
 //!
 //! Here: the settings and [`run`], which strings the steps together; the ledger of emitted
 //! events in `ledger`; the steps and the session's state in `session` (and `managed` for
-//! Managed Instances workers); the fault switches in `faults`; what was in flight to Kinesis at
-//! each `/event/next` in `in_flight`; fleets of environments sharing one stream in `fleet`; gathering the measurements in
-//! `collect` and the checking off in `account`; the extension's own counts in `counters`; the [`Report`] and its pass/fail
-//! rules in `report`; the text form in `render`; the extension's log lines in `echo`;
-//! signals and CPU readings in [`crate::process`].
+//! Managed Instances workers); the fault switches in `faults`; what was in flight to Kinesis
+//! at each `/event/next` in `in_flight`; fleets of environments sharing one stream in
+//! `fleet`; gathering the measurements in `collect` and the checking off in `account`; the
+//! extension's own counts in `counters`; the [`Report`] and its pass/fail rules in `report`;
+//! the text form in `render`; the extension's log lines in `echo`; signals and CPU readings
+//! in [`crate::process`].
 //!
 //! Used by the `sandbox` binary (the README's `./build.sh local`, and the benchmarks)
 //! and by `tests/sandbox.rs`. Linux only (signals, `/proc`).
