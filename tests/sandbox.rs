@@ -475,3 +475,37 @@ fn a_failed_telemetry_post_prints_its_reason() {
         .unwrap_or_else(|| panic!("{}", show(&r)));
     assert!(failure.contains(&r.failed_posts[0].describe()), "{failure}");
 }
+
+#[test]
+fn a_fleet_checks_off_each_environments_events_in_the_one_stream_they_share() {
+    let cfg = SandboxConfig {
+        binary: Some(support::extension_under_test!()),
+        workload: Workload {
+            pace: Pace::Rate(50.0),
+            ..workload(10)
+        },
+        environments: 3,
+        shards: Some(2),
+        ..SandboxConfig::default()
+    };
+    let mut f = sandbox::run_fleet(&cfg).unwrap_or_else(|e| panic!("fleet failed: {e}"));
+    f.judge(false);
+    let text = sandbox::render_fleet(&f);
+    eprintln!("{text}");
+    assert!(f.passed(), "{text}");
+    assert_eq!(f.reports.len(), 3);
+    for (r, line) in f.reports.iter().zip(&f.per_environment) {
+        // Each environment's own events, all of them, and nothing of the others' (an event
+        // of another environment would be "unexpected" in its ledger).
+        assert!(r.verified && r.emitted > 0, "{text}");
+        assert_eq!((r.delivered, r.unexpected_events), (r.emitted, 0), "{text}");
+        assert!(
+            line.put_records_calls > 0 && line.accepted_bytes > 0,
+            "{text}"
+        );
+    }
+    let calls: u64 = f.per_environment.iter().map(|l| l.put_records_calls).sum();
+    assert_eq!(f.total.put_records_calls, calls);
+    assert_eq!(f.shard_load.len(), 2, "{text}");
+    assert!(f.total.clean_exit, "{text}");
+}

@@ -28,8 +28,9 @@
 
 mod handler;
 mod presets;
+mod shards;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -42,6 +43,7 @@ use super::sigv4::{self, Credentials, HttpParts, Verifier};
 use super::tcp::{self, InFlight};
 use handler::KinesisHandler;
 pub use presets::KinesisFault;
+pub use shards::{ShardLimits, ShardMeter, ShardUse, TokenBucket};
 
 /// Upper bound of a scripted stall, so a forgotten fault cannot hang a test run.
 pub const MAX_STALL: Duration = Duration::from_secs(30);
@@ -57,6 +59,9 @@ pub struct KinesisConfig {
     pub streams: Vec<String>,
     /// Shards per stream; records are spread over them by hash key.
     pub shard_count: u32,
+    /// Each shard's write limits, enforced per record when set (off by default: a test of
+    /// something else should not be throttled by its own speed).
+    pub shard_limits: Option<ShardLimits>,
     pub limits: KinesisLimits,
     /// Clock skew allowed on `X-Amz-Date`; `None` disables the check.
     pub max_clock_skew: Option<Duration>,
@@ -79,6 +84,7 @@ impl Default for KinesisConfig {
             credentials: vec![test_credentials()],
             streams: vec!["telemetry-stream".to_owned()],
             shard_count: 4,
+            shard_limits: None,
             limits: KinesisLimits::default(),
             max_clock_skew: Some(sigv4::MAX_CLOCK_SKEW),
         }
@@ -140,8 +146,23 @@ pub struct RequestLog {
     pub index_on_connection: u64,
     /// The client's address (its port tells its connection apart in `/proc/net/tcp`).
     pub peer: Option<SocketAddr>,
+    /// The access key id the request was signed with (as claimed: tells the environments
+    /// of a fleet apart; whether the signature holds is the outcome's business).
+    pub access_key: Option<String>,
     pub stalled: bool,
+    /// Held unanswered ([`KinesisFault::NoAnswer`]).
+    pub held: bool,
     pub outcome: Outcome,
+    /// Of a 200: records throttled, and data + partition key bytes stored.
+    pub records_throttled: usize,
+    pub bytes_accepted: u64,
+}
+
+/// The access key id in a SigV4 `Authorization` header (`… Credential=AKID/date/…`).
+pub fn access_key_of(authorization: &str) -> Option<String> {
+    let rest = authorization.split("Credential=").nth(1)?;
+    let key = rest.split('/').next()?.trim();
+    (!key.is_empty()).then(|| key.to_owned())
 }
 
 /// Counters over the fake's lifetime.
@@ -194,6 +215,8 @@ struct Faults {
 
 struct State {
     faults: Faults,
+    /// Per (stream, shard): its limits' meter (when limits are enforced).
+    shards: BTreeMap<(String, u32), ShardMeter>,
     rng: Rng,
     records: Vec<StoredRecord>,
     requests: Vec<RequestLog>,
@@ -226,10 +249,18 @@ impl Shared {
 #[derive(Clone)]
 pub struct KinesisHandle(Arc<Shared>);
 
-/// The running fake. Dereferences to its [`KinesisHandle`].
+/// The running fake. Dereferences to its [`KinesisHandle`]. A clone is the same fake (one
+/// stream written by many environments); it stops when the last clone is dropped.
+#[derive(Clone)]
 pub struct FakeKinesis {
-    server: Server,
+    server: Arc<Server>,
     handle: KinesisHandle,
+}
+
+impl std::fmt::Debug for FakeKinesis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FakeKinesis({})", self.endpoint())
+    }
 }
 
 impl std::ops::Deref for FakeKinesis {
@@ -249,6 +280,7 @@ impl FakeKinesis {
             verifier,
             state: Mutex::new(State {
                 faults: Faults::default(),
+                shards: BTreeMap::new(),
                 rng: Rng::new(0x004b_494e_4553_4953),
                 records: Vec::new(),
                 requests: Vec::new(),
@@ -261,7 +293,7 @@ impl FakeKinesis {
         let server = Server::start(Arc::new(KinesisHandler(shared.clone())))?;
         let _ = shared.server.set(server.control());
         Ok(FakeKinesis {
-            server,
+            server: Arc::new(server),
             handle: KinesisHandle(shared),
         })
     }
@@ -342,11 +374,22 @@ impl KinesisHandle {
         }
     }
 
-    /// What a client has in flight to the fake at this moment, from the kernel's sockets:
+    /// What clients have in flight to the fake at this moment, from the kernel's sockets:
     /// requests received and not answered on connections the client has not closed,
     /// connects pending, request bytes not read yet. `None` when `/proc/net/tcp` cannot be
     /// read.
     pub fn in_flight(&self) -> Option<InFlight> {
+        self.in_flight_of(None)
+    }
+
+    /// [`Self::in_flight`] of one client process (its sockets only: one environment of a
+    /// fleet). `None` also when its `/proc/<pid>/fd` cannot be read.
+    pub fn in_flight_of_process(&self, pid: u32) -> Option<InFlight> {
+        let owner = tcp::socket_inodes(pid).ok()?;
+        self.in_flight_of(Some(&owner))
+    }
+
+    fn in_flight_of(&self, owner: Option<&HashSet<u64>>) -> Option<InFlight> {
         let addr = self.0.server.get()?.addr();
         let pending: Vec<SocketAddr> = self
             .0
@@ -357,7 +400,7 @@ impl KinesisHandle {
             .filter_map(|r| r.peer)
             .collect();
         let socks = tcp::sockets().ok()?;
-        Some(InFlight::observe(&socks, addr, &pending))
+        Some(InFlight::observe(&socks, addr, &pending, owner))
     }
 
     /// Answers the next `n` records (across requests) with ProvisionedThroughputExceededException.
@@ -429,6 +472,27 @@ impl KinesisHandle {
         self.faults(|f| f.outage = Some((Instant::now() + duration, status)));
     }
 
+    /// What each shard of `stream` took and refused under its limits (empty when limits
+    /// are not enforced), by shard.
+    pub fn shard_use(&self, stream: &str) -> Vec<ShardUse> {
+        let st = self.0.lock();
+        st.shards
+            .iter()
+            .filter(|((s, _), _)| s == stream)
+            .map(|((_, shard), m)| ShardUse {
+                shard_id: format!("shardId-{shard:012}"),
+                accepted_records: m.accepted_records,
+                accepted_bytes: m.accepted_bytes,
+                throttled_records: m.throttled_records,
+            })
+            .collect()
+    }
+
+    /// The fake's configuration.
+    pub fn config(&self) -> &KinesisConfig {
+        &self.0.config
+    }
+
     /// Every accepted record, in arrival order.
     pub fn records(&self) -> Vec<StoredRecord> {
         self.0.lock().records.clone()
@@ -451,6 +515,42 @@ impl KinesisHandle {
 
     pub fn stats(&self) -> KinesisStats {
         self.0.lock().stats.clone()
+    }
+
+    /// [`Self::stats`] of the requests signed with `access_key` (one environment of a fleet),
+    /// counted from the request log; `None`: every request.
+    pub fn stats_of(&self, access_key: Option<&str>) -> KinesisStats {
+        let Some(key) = access_key else {
+            return self.stats();
+        };
+        let st = self.0.lock();
+        let mut s = KinesisStats::default();
+        let mine = |i: usize| st.requests[i].access_key.as_deref() == Some(key);
+        for r in st.requests.iter().filter(|r| mine(r.index)) {
+            s.requests += 1;
+            s.request_bytes += r.body_bytes as u64;
+            s.stalled_requests += u64::from(r.stalled);
+            s.held_requests += u64::from(r.held);
+            s.records_throttled += r.records_throttled as u64;
+            match &r.outcome {
+                Outcome::Answered200 { records, .. } => {
+                    s.answered_200 += 1;
+                    s.records_received += *records as u64;
+                }
+                Outcome::Rejected { code, .. } => {
+                    s.rejected += 1;
+                    *s.rejections.entry(code.clone()).or_default() += 1;
+                }
+                Outcome::Dropped => s.dropped_connections += 1,
+                Outcome::Abandoned => s.abandoned_requests += 1,
+                Outcome::Pending => {}
+            }
+        }
+        for rec in st.records.iter().filter(|r| mine(r.request_index)) {
+            s.records_accepted += 1;
+            s.data_bytes_accepted += rec.data.len() as u64;
+        }
+        s
     }
 
     /// Waits until `pred` holds on the stats, or `timeout` passes; returns whether it held.

@@ -13,9 +13,8 @@
 //! widely quoted wording and use a descriptive message.
 
 use base64::Engine as _;
+use md5::{Digest, Md5};
 use serde_json::{json, Value};
-
-use super::sigv4;
 
 /// `X-Amz-Target` of PutRecords (Kinesis API version 2013-12-02).
 pub const PUT_RECORDS_TARGET: &str = "Kinesis_20131202.PutRecords";
@@ -395,23 +394,87 @@ fn stream_name_from_arn(arn: &str, account: &Account<'_>) -> Result<String, AwsE
     Ok(name.to_owned())
 }
 
-/// Shard owning the record's hash key; hash ranges are split evenly like a fresh stream.
-/// (Kinesis hashes the key with MD5; SHA-256 truncated to 128 bits spreads the same way.)
+/// A partition key's hash key, as Kinesis computes it: the MD5 digest of its UTF-8 bytes
+/// read as a 128-bit big-endian unsigned integer.
+pub fn hash_key(partition_key: &str) -> u128 {
+    u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
+}
+
+/// The first hash key of shard `i` of `shards` in a stream created with that many shards:
+/// the 2^128 hash keys split evenly, shard `i` starting at floor(i × 2^128 / shards) (for 2
+/// shards: 0 and 2^127 = 170141183460469231731687303715884105728).
+pub fn shard_start(i: u32, shards: u32) -> u128 {
+    let n = u128::from(shards.max(1));
+    let i = u128::from(i);
+    if i == 0 || n == 1 {
+        return 0;
+    }
+    // 2^128 = q·n + r with q = floor(2^128 / n): i·2^128/n = i·q + i·r/n, no overflow.
+    let q = u128::MAX / n + u128::from(u128::MAX % n == n - 1);
+    let r = (u128::MAX % n + 1) % n;
+    i * q + i * r / n
+}
+
+/// Shard owning a record: its explicit hash key when given, else its partition key's
+/// [`hash_key`], in the even split of [`shard_start`].
 pub fn shard_for(partition_key: &str, explicit_hash_key: Option<&str>, shard_count: u32) -> u32 {
-    let hash: u128 = match explicit_hash_key.and_then(|k| k.parse::<u128>().ok()) {
+    let hash = match explicit_hash_key.and_then(|k| k.parse::<u128>().ok()) {
         Some(h) => h,
-        None => {
-            let digest = sigv4::sha256_hex(partition_key.as_bytes());
-            u128::from_str_radix(&digest[..32], 16).unwrap_or(0)
-        }
+        None => hash_key(partition_key),
     };
-    let shards = u128::from(shard_count.max(1));
-    (hash / (u128::MAX / shards + 1)) as u32
+    let n = shard_count.max(1);
+    // The last shard whose range starts at or below the hash (n is small: a linear scan).
+    (1..n)
+        .take_while(|&i| shard_start(i, n) <= hash)
+        .last()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Known answers: RFC 1321's MD5 test suite ("a", "abc", "message digest") read as
+    /// big-endian integers, and the split of a 2-shard stream at 2^127.
+    #[test]
+    fn partition_keys_hash_with_md5_to_the_shard_kinesis_would_pick() {
+        assert_eq!(hash_key("a"), 0x0cc175b9c0f1b6a831c399e269772661);
+        assert_eq!(hash_key("abc"), 0x900150983cd24fb0d6963f7d28e17f72);
+        assert_eq!(
+            hash_key("message digest"),
+            0xf96b697d7cb7938d525a2f31aaf161d0
+        );
+        assert_eq!(shard_start(1, 2), 170141183460469231731687303715884105728);
+        let cases = [
+            ("a", 2, 0),              // 0x0cc1… < 2^127
+            ("abc", 2, 1),            // 0x9001… ≥ 2^127
+            ("message digest", 2, 1), // 0xf96b…
+            ("a", 1, 0),
+            ("message digest", 16, 15), // top nibble f
+            ("abc", 16, 9),             // top nibble 9
+            ("a", 16, 0),
+        ];
+        for (key, shards, shard) in cases {
+            assert_eq!(shard_for(key, None, shards), shard, "{key:?} of {shards}");
+        }
+    }
+
+    #[test]
+    fn shard_ranges_start_where_create_stream_puts_them() {
+        // Three shards: 2^128 / 3 = 113427455640312821154458202477256070485.33…
+        assert_eq!(shard_start(0, 3), 0);
+        assert_eq!(shard_start(1, 3), 113427455640312821154458202477256070485);
+        assert_eq!(shard_start(2, 3), 226854911280625642308916404954512140970);
+        assert_eq!(shard_start(1, 4), 1 << 126);
+        assert_eq!(shard_start(3, 4), 3 << 126);
+        assert_eq!(shard_start(1, 1 << 20), 1 << 108);
+        let last = u128::MAX.to_string();
+        assert_eq!(shard_for("x", Some(&last), 3), 2);
+        let at = shard_start(2, 3).to_string();
+        let before = (shard_start(2, 3) - 1).to_string();
+        assert_eq!(shard_for("x", Some(&at), 3), 2);
+        assert_eq!(shard_for("x", Some(&before), 3), 1);
+    }
 
     #[test]
     fn shards_cover_the_hash_space() {

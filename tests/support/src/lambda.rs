@@ -28,7 +28,12 @@ use crate::{clock, extension_binary};
 /// How to start a [`Lambda`].
 #[derive(Clone, Debug)]
 pub struct LambdaOptions {
+    /// The fake Kinesis to start; its first credentials are the extension's.
     pub kinesis: KinesisConfig,
+    /// A fake Kinesis already running (shared by several environments) instead of a new
+    /// one from `kinesis` (which still gives the extension its region, stream and
+    /// credentials).
+    pub shared_kinesis: Option<FakeKinesis>,
     pub runtime: RuntimeConfig,
     /// Variables set after the defaults (override them).
     pub env: Vec<(String, String)>,
@@ -48,6 +53,7 @@ impl Default for LambdaOptions {
     fn default() -> Self {
         LambdaOptions {
             kinesis: KinesisConfig::default(),
+            shared_kinesis: None,
             runtime: RuntimeConfig::default(),
             env: Vec::new(),
             unset: Vec::new(),
@@ -140,8 +146,11 @@ impl Lambda {
 
     /// Like [`Lambda::start`] but returns an error with the captured log.
     pub fn try_start(opts: LambdaOptions) -> Result<Lambda, String> {
-        let kinesis =
-            FakeKinesis::start(opts.kinesis.clone()).map_err(|e| format!("fake kinesis: {e}"))?;
+        let kinesis = match &opts.shared_kinesis {
+            Some(k) => k.clone(),
+            None => FakeKinesis::start(opts.kinesis.clone())
+                .map_err(|e| format!("fake kinesis: {e}"))?,
+        };
         let runtime =
             FakeRuntime::start(opts.runtime.clone()).map_err(|e| format!("fake runtime: {e}"))?;
         let creds = opts

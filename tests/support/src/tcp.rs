@@ -11,14 +11,16 @@
 //!   the fake Kinesis does the same to its own listener and can take it back
 //!   ([`crate::http::ServerControl`]).
 //! - **What is in flight**: `/proc/net/tcp` lists every IPv4 socket of the network namespace
-//!   with its state and queues ([`sockets`]): a client socket in `SYN_SENT` is a connect in
-//!   flight, a server-side socket still `ESTABLISHED` (not `CLOSE_WAIT`) means the client has
-//!   not closed that connection, and unread bytes in its receive queue are a request on its
-//!   way. Kernel state rather than timestamps taken by woken threads, so a loaded machine
-//!   does not blur "closed just before" into "still open".
+//!   with its state, queues and inode ([`sockets`]); `/proc/<pid>/fd` tells which are a
+//!   process's ([`socket_inodes`]). A client socket in `SYN_SENT` is a connect in flight, one
+//!   still `ESTABLISHED` has not been closed by its owner (a request the server has not
+//!   answered on it is in flight), and bytes waiting in the server side's receive queue are a
+//!   request on its way. Kernel state rather than timestamps taken by woken threads, so a
+//!   loaded machine does not blur "closed just before" into "still open".
 //!
 //! The only `unsafe` here is [`set_backlog`]'s `listen(2)` (std has no way to choose a backlog).
 
+use std::collections::HashSet;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -127,6 +129,8 @@ pub struct TcpSocket {
     pub tx_queue: u32,
     /// Bytes received and not yet read by the owner (for a listener: queued connections).
     pub rx_queue: u32,
+    /// The socket's inode (`socket:[inode]` in its owner's `/proc/<pid>/fd`).
+    pub inode: u64,
 }
 
 /// Every IPv4 TCP socket of this network namespace.
@@ -150,13 +154,36 @@ fn parse_line(line: &str) -> Option<TcpSocket> {
     let remote = parse_addr(f.next()?)?;
     let state = TcpState(u8::from_str_radix(f.next()?, 16).ok()?);
     let (tx, rx) = f.next()?.split_once(':')?;
+    let _timer = f.next()?;
+    let _retransmits = f.next()?;
+    let _uid = f.next()?;
+    let _timeout = f.next()?;
     Some(TcpSocket {
         local,
         remote,
         state,
         tx_queue: u32::from_str_radix(tx, 16).ok()?,
         rx_queue: u32::from_str_radix(rx, 16).ok()?,
+        inode: f.next()?.parse().ok()?,
     })
+}
+
+/// The inodes of the sockets process `pid` has open (from the `socket:[inode]` links in
+/// `/proc/<pid>/fd`; readable for one's own children).
+pub fn socket_inodes(pid: u32) -> io::Result<HashSet<u64>> {
+    let mut inodes = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue; // closed meanwhile
+        };
+        let inode = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+            .and_then(|t| t.parse::<u64>().ok());
+        inodes.extend(inode);
+    }
+    Ok(inodes)
 }
 
 fn parse_addr(s: &str) -> Option<SocketAddrV4> {
@@ -185,24 +212,37 @@ impl InFlight {
     }
 
     /// Judges `socks` for the server at `server`: `pending` are the client addresses of
-    /// the requests it has received and not answered.
-    pub fn observe(socks: &[TcpSocket], server: SocketAddr, pending: &[SocketAddr]) -> InFlight {
+    /// the requests it has received and not answered; `owner`, the socket inodes of the
+    /// client process to count (`None`: every client of the server).
+    pub fn observe(
+        socks: &[TcpSocket],
+        server: SocketAddr,
+        pending: &[SocketAddr],
+        owner: Option<&HashSet<u64>>,
+    ) -> InFlight {
         let port = server.port();
+        let server_side = |client_port: u16| {
+            socks
+                .iter()
+                .find(|s| s.local.port() == port && s.remote.port() == client_port)
+        };
         let mut f = InFlight::default();
-        for s in socks {
-            if s.state == TcpState::SYN_SENT && s.remote.port() == port {
+        let clients = socks.iter().filter(|s| {
+            s.remote.port() == port
+                && s.state != TcpState::LISTEN
+                && owner.is_none_or(|o| o.contains(&s.inode))
+        });
+        for c in clients {
+            if c.state == TcpState::SYN_SENT {
                 f.connects += 1;
             }
-            if s.local.port() != port || s.state == TcpState::LISTEN {
-                continue;
+            if c.state != TcpState::ESTABLISHED {
+                continue; // closed by its owner (or not connected yet)
             }
-            let open = s.state == TcpState::ESTABLISHED;
-            if open && pending.iter().any(|p| p.port() == s.remote.port()) {
+            if pending.iter().any(|p| p.port() == c.local.port()) {
                 f.requests += 1;
             }
-            if open {
-                f.unread_bytes += u64::from(s.rx_queue);
-            }
+            f.unread_bytes += server_side(c.local.port()).map_or(0, |s| u64::from(s.rx_queue));
         }
         f
     }
@@ -224,13 +264,18 @@ mod tests {
     use std::thread;
     use std::time::Instant;
 
+    // A listener on 8080; a client connecting (SYN_SENT); one with 300 request bytes the
+    // server has not read; one that closed its side (FIN_WAIT1 / CLOSE_WAIT); one open.
     const SAMPLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 253 1 0000000071d538bf 100 0 0 10 0
-   1: 0100007F:93FF 0100007F:1F90 02 00000001:00000000 01:00000A9D 00000000     0        0 0 3 000000009d06864b
-   2: 0100007F:1F90 0100007F:A000 01 00000000:0000012C 00:00000000 00000000     0        0 1 1 0000000000000000
-   3: 0100007F:1F90 0100007F:A001 08 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000
-   4: 0100007F:1F90 0100007F:A002 01 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000
-   5: garbage
+   1: 0100007F:93FF 0100007F:1F90 02 00000001:00000000 01:00000A9D 00000000     0        0 101 3 000000009d06864b
+   2: 0100007F:A000 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 102 1 0000000000000000
+   3: 0100007F:1F90 0100007F:A000 01 00000000:0000012C 00:00000000 00000000     0        0 202 1 0000000000000000
+   4: 0100007F:A001 0100007F:1F90 04 00000000:00000000 00:00000000 00000000     0        0 103 1 0000000000000000
+   5: 0100007F:1F90 0100007F:A001 08 00000000:00000000 00:00000000 00000000     0        0 203 1 0000000000000000
+   6: 0100007F:A002 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 104 1 0000000000000000
+   7: 0100007F:1F90 0100007F:A002 01 00000000:00000000 00:00000000 00000000     0        0 204 1 0000000000000000
+   8: garbage
 ";
 
     #[test]
@@ -238,16 +283,17 @@ mod tests {
         let socks = parse_proc_net_tcp(SAMPLE);
         assert_eq!(
             socks.len(),
-            5,
+            8,
             "the header and the garbage line are skipped"
         );
         let lo = Ipv4Addr::LOCALHOST;
         assert_eq!(socks[0].local, SocketAddrV4::new(lo, 8080));
-        assert_eq!(socks[0].state, TcpState::LISTEN);
-        assert_eq!(socks[0].rx_queue, 2);
+        assert_eq!((socks[0].state, socks[0].rx_queue), (TcpState::LISTEN, 2));
+        assert_eq!(socks[0].inode, 253);
         assert_eq!(socks[1].remote, SocketAddrV4::new(lo, 8080));
         assert_eq!((socks[1].state, socks[1].tx_queue), (TcpState::SYN_SENT, 1));
-        assert_eq!((socks[2].remote.port(), socks[2].rx_queue), (0xA000, 300));
+        assert_eq!((socks[3].remote.port(), socks[3].rx_queue), (0xA000, 300));
+        assert_eq!(socks[5].state, TcpState::CLOSE_WAIT);
     }
 
     #[test]
@@ -255,18 +301,41 @@ mod tests {
         let socks = parse_proc_net_tcp(SAMPLE);
         let server: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let peer = |p: u16| SocketAddr::from((Ipv4Addr::LOCALHOST, p));
-        // 0xA001 closed its side (CLOSE_WAIT): its pending request is no longer in flight.
-        let f = InFlight::observe(&socks, server, &[peer(0xA001), peer(0xA002)]);
+        // 0xA001 closed its side: its pending request is no longer in flight.
+        let pending = [peer(0xA001), peer(0xA002)];
+        let of = |owner: Option<&[u64]>| {
+            let owner: Option<HashSet<u64>> = owner.map(|o| o.iter().copied().collect());
+            InFlight::observe(&socks, server, &pending, owner.as_ref())
+        };
+        let f = |requests, connects, unread_bytes| InFlight {
+            requests,
+            connects,
+            unread_bytes,
+        };
+        assert_eq!(of(None), f(1, 1, 300));
         assert_eq!(
-            f,
-            InFlight {
-                requests: 1,
-                connects: 1,
-                unread_bytes: 300
-            }
+            of(Some(&[101, 104])),
+            f(1, 1, 0),
+            "another process sent the bytes"
         );
+        assert_eq!(of(Some(&[102, 103])), f(0, 0, 300));
+        assert_eq!(of(Some(&[])), f(0, 0, 0));
         let other: SocketAddr = "127.0.0.1:9090".parse().unwrap();
-        assert!(!InFlight::observe(&socks, other, &[]).any());
+        assert!(!InFlight::observe(&socks, other, &pending, None).any());
+    }
+
+    #[test]
+    fn a_process_socket_inodes_include_its_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mine = socket_inodes(std::process::id()).unwrap();
+        let local = s.local_addr().unwrap().port();
+        let row = sockets()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.local.port() == local)
+            .expect("the connection is listed");
+        assert!(mine.contains(&row.inode));
     }
 
     #[test]
@@ -283,7 +352,7 @@ mod tests {
         let until = Instant::now() + Duration::from_millis(1500);
         let mut seen = InFlight::default();
         while Instant::now() < until && seen.connects == 0 {
-            seen = InFlight::observe(&sockets().unwrap(), addr, &[]);
+            seen = InFlight::observe(&sockets().unwrap(), addr, &[], None);
             thread::sleep(Duration::from_millis(10));
         }
         assert!(seen.connects >= 1, "no SYN_SENT socket to {addr} seen");

@@ -9,10 +9,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::{AfterStall, Outcome, RequestLog, Shared, State, StoredRecord, MAX_STALL};
+use super::shards::ShardMeter;
+use super::{
+    access_key_of, AfterStall, Outcome, RequestLog, Shared, State, StoredRecord, MAX_STALL,
+};
 use crate::http::{Action, Connection, Handler, Request, Response};
 use crate::kinesis_api::{
-    parse_put_records, shard_for, Account, AwsError, CONTENT_TYPE, PUT_RECORDS_TARGET,
+    parse_put_records, shard_for, Account, AwsError, ParsedRequest, CONTENT_TYPE,
+    PUT_RECORDS_TARGET,
 };
 use crate::rng::uuid_like;
 use crate::sigv4::HttpParts;
@@ -46,8 +50,12 @@ impl Handler for KinesisHandler {
                 connection_index: req.connection_index,
                 index_on_connection: req.index_on_connection,
                 peer: req.connection.as_ref().map(|c| c.peer),
+                access_key: req.header("authorization").and_then(access_key_of),
                 stalled: false,
+                held: false,
                 outcome: Outcome::Pending,
+                records_throttled: 0,
+                bytes_accepted: 0,
             });
             let drop_roll = st.faults.drop_fraction > 0.0 && {
                 let roll = st.rng.next_f64();
@@ -89,8 +97,9 @@ impl Handler for KinesisHandler {
         if !latency.is_zero() {
             thread::sleep(latency);
         }
+        let result = self.process(&req, index);
         let mut st = shared.lock();
-        let (resp, outcome) = match self.process(&mut st, &req, index) {
+        let (resp, outcome) = match result {
             Ok((body, records, failed)) => {
                 st.stats.answered_200 += 1;
                 (
@@ -126,7 +135,11 @@ impl KinesisHandler {
     /// connection is closed unanswered). Nothing it carried is stored either way.
     fn hold(&self, index: usize, connection: Option<&Connection>) -> Action {
         let shared = &self.0;
-        shared.lock().stats.held_requests += 1;
+        {
+            let mut st = shared.lock();
+            st.stats.held_requests += 1;
+            st.requests[index].held = true;
+        }
         shared.changed.notify_all();
         let until = Instant::now() + MAX_STALL;
         loop {
@@ -162,28 +175,13 @@ impl KinesisHandler {
         Action::Drop
     }
 
-    /// Returns (body, records, failed records) for a 200, or the whole-request error.
-    fn process(
-        &self,
-        st: &mut State,
-        req: &Request,
-        index: usize,
-    ) -> Result<(Value, usize, usize), AwsError> {
+    /// Returns (body, records, failed records) for a 200, or the whole-request error. The
+    /// state is locked only to read or change it: verifying the signature and parsing the
+    /// body (the costly parts) run unlocked, so connections are served in parallel.
+    fn process(&self, req: &Request, index: usize) -> Result<(Value, usize, usize), AwsError> {
         let cfg = &self.0.config;
         // Server-side failures come before anything is looked at.
-        if let Some((until, status)) = st.faults.outage {
-            if Instant::now() < until {
-                return Err(AwsError::server(status));
-            }
-            st.faults.outage = None;
-        }
-        if st.faults.fail_next > 0 {
-            st.faults.fail_next -= 1;
-            return Err(AwsError::server(st.faults.fail_next_status));
-        }
-        if st.faults.fail_fraction > 0.0 && st.rng.next_f64() < st.faults.fail_fraction {
-            return Err(AwsError::server(st.faults.fail_fraction_status));
-        }
+        self.server_failure()?;
         // Routing: the JSON protocol dispatches on method, content type and target.
         let unknown_op = || AwsError::new(400, "UnknownOperationException", "");
         if req.method != "POST" || req.path != "/" {
@@ -206,7 +204,7 @@ impl KinesisHandler {
         if let Err(e) = self.0.verifier.verify(parts, SystemTime::now()) {
             return Err(AwsError::new(400, e.aws_code(), e.aws_message()));
         }
-        if let Some(fatal) = &st.faults.fatal {
+        if let Some(fatal) = &self.0.lock().faults.fatal {
             return Err(fatal.clone());
         }
         let account = Account {
@@ -225,8 +223,37 @@ impl KinesisHandler {
                 ),
             ));
         }
+        let mut st = self.0.lock();
+        Ok(self.store(&mut st, parsed, index))
+    }
+
+    /// A scripted outage or failing request.
+    fn server_failure(&self) -> Result<(), AwsError> {
+        let mut st = self.0.lock();
+        let st = &mut *st;
+        if let Some((until, status)) = st.faults.outage {
+            if Instant::now() < until {
+                return Err(AwsError::server(status));
+            }
+            st.faults.outage = None;
+        }
+        if st.faults.fail_next > 0 {
+            st.faults.fail_next -= 1;
+            return Err(AwsError::server(st.faults.fail_next_status));
+        }
+        if st.faults.fail_fraction > 0.0 && st.rng.next_f64() < st.faults.fail_fraction {
+            return Err(AwsError::server(st.faults.fail_fraction_status));
+        }
+        Ok(())
+    }
+
+    /// Each record's outcome: a scripted throttle or InternalFailure, then the shard's
+    /// limits when enforced, else stored. Returns the 200's body, records and failed ones.
+    fn store(&self, st: &mut State, parsed: ParsedRequest, index: usize) -> (Value, usize, usize) {
+        let cfg = &self.0.config;
+        let now = Instant::now();
         let mut results = Vec::with_capacity(parsed.records.len());
-        let mut failed = 0;
+        let (mut failed, mut throttled, mut accepted_bytes) = (0, 0, 0u64);
         for (i, rec) in parsed.records.into_iter().enumerate() {
             let shard = shard_for(
                 &rec.partition_key,
@@ -234,16 +261,27 @@ impl KinesisHandler {
                 cfg.shard_count,
             );
             let shard_id = format!("shardId-{shard:012}");
+            let size = rec.data.len() + rec.partition_key.len();
             let f = &mut st.faults;
-            let throttle = if f.throttle_next_records > 0 {
+            let scripted = if f.throttle_next_records > 0 {
                 f.throttle_next_records -= 1;
                 true
             } else {
                 f.throttle_fraction > 0.0 && st.rng.next_f64() < f.throttle_fraction
             };
-            let f = &mut st.faults;
-            if throttle {
+            let internal = !scripted && st.faults.internal_next_records > 0;
+            let over_limit = !scripted
+                && !internal
+                && cfg.shard_limits.is_some_and(|limits| {
+                    let meter = st
+                        .shards
+                        .entry((parsed.stream.clone(), shard))
+                        .or_insert_with(|| ShardMeter::new(limits));
+                    !meter.admit(size, now)
+                });
+            if scripted || over_limit {
                 failed += 1;
+                throttled += 1;
                 st.stats.records_throttled += 1;
                 results.push(json!({
                     "ErrorCode": "ProvisionedThroughputExceededException",
@@ -252,8 +290,8 @@ impl KinesisHandler {
                         parsed.stream, cfg.account_id
                     ),
                 }));
-            } else if f.internal_next_records > 0 {
-                f.internal_next_records -= 1;
+            } else if internal {
+                st.faults.internal_next_records -= 1;
                 failed += 1;
                 st.stats.records_internal_failure += 1;
                 results.push(json!({ "ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure." }));
@@ -262,6 +300,7 @@ impl KinesisHandler {
                 st.next_sequence += 1;
                 st.stats.records_accepted += 1;
                 st.stats.data_bytes_accepted += rec.data.len() as u64;
+                accepted_bytes += size as u64;
                 results.push(json!({ "SequenceNumber": sequence_number, "ShardId": shard_id }));
                 let order = st.records.len() as u64;
                 st.records.push(StoredRecord {
@@ -279,10 +318,13 @@ impl KinesisHandler {
         }
         let n = results.len();
         st.stats.records_received += n as u64;
-        Ok((
+        let log = &mut st.requests[index];
+        log.records_throttled = throttled;
+        log.bytes_accepted = accepted_bytes;
+        (
             json!({ "FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE" }),
             n,
             failed,
-        ))
+        )
     }
 }

@@ -43,14 +43,13 @@ pub(super) fn check_off(run: &Run<'_>, outage: Option<(Instant, Instant)>, repor
         return;
     }
     report.verified = true;
-    let records = run.lambda.kinesis.records();
-    let answered: Vec<Option<Instant>> = run
-        .lambda
-        .kinesis
-        .requests()
-        .iter()
-        .map(|r| r.answered_at)
-        .collect();
+    let requests = run.lambda.kinesis.requests();
+    let mut records = run.lambda.kinesis.records();
+    if let Some(key) = &run.access_key {
+        // A fleet's stream: this environment's records only.
+        records.retain(|r| requests[r.request_index].access_key.as_ref() == Some(key));
+    }
+    let answered: Vec<Option<Instant>> = requests.iter().map(|r| r.answered_at).collect();
 
     let n = ledger.events.len();
     let mut copies = vec![0u64; n];

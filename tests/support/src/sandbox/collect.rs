@@ -107,7 +107,8 @@ impl Run<'_> {
         self.emitter
             .note_platform_reports(&rt.logs_dropped_events());
         if self.cfg.endpoint.is_none() {
-            let s = self.lambda.kinesis.stats();
+            let k = &self.lambda.kinesis;
+            let s = k.stats_of(self.access_key.as_deref());
             report.kinesis = KinesisReport {
                 requests: s.requests,
                 records_accepted: s.records_accepted,
@@ -117,6 +118,11 @@ impl Run<'_> {
                 connections_dropped: s.dropped_connections,
                 requests_held: s.held_requests,
                 requests_abandoned: s.abandoned_requests,
+                // A fleet's shards are the fleet's business.
+                shards: match self.access_key {
+                    None => k.shard_use(&self.cfg.stream_name()),
+                    Some(_) => Vec::new(),
+                },
             };
         }
         let outage = self.faults.outage_window(Instant::now());

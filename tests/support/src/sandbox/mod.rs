@@ -33,11 +33,13 @@
 //!
 //! Here: the settings and [`run`], which strings the steps together; the ledger of emitted
 //! events in `ledger`; the steps and the session's state in `session` (and `managed` for
-//! Managed Instances workers); the fault switches in `faults`; gathering the measurements in
-//! `collect` and the checking off in `account`; the extension's own counts in `counters`;
-//! the settings it reported using (never those asked for) in `settings`; the [`Report`] and
-//! its pass/fail rules in `report`; the text form in `render`; the extension's log lines in
-//! `echo`; signals and CPU readings in [`crate::process`].
+//! Managed Instances workers); the fault switches in `faults`; what was in flight to Kinesis
+//! at each `/event/next` in `in_flight`; fleets of environments sharing one stream in
+//! `fleet`; gathering the measurements in `collect` and the checking off in `account`; the
+//! extension's own counts in `counters`; the settings it reported using (never those asked
+//! for) in `settings`; the [`Report`] and its pass/fail rules in `report`; the text form in
+//! `render`; the extension's log lines in `echo`; signals and CPU readings in
+//! [`crate::process`].
 //!
 //! Used by the `sandbox` binary (the README's `./build.sh local`, and the benchmarks)
 //! and by `tests/sandbox.rs`. Linux only (signals, `/proc`).
@@ -47,6 +49,7 @@ mod collect;
 mod counters;
 mod echo;
 mod faults;
+mod fleet;
 mod in_flight;
 mod ledger;
 mod managed;
@@ -64,6 +67,7 @@ use serde::Serialize;
 pub use counters::ExtensionCounters;
 pub use echo::Echo;
 pub use faults::{Faults, Outage};
+pub use fleet::{render_fleet, run_fleet, FleetLine, FleetReport, ShardLoad};
 pub use in_flight::InFlightReport;
 pub use render::{describe, render};
 pub use report::{
@@ -72,8 +76,10 @@ pub use report::{
 pub use settings::RunSettings;
 
 use crate::events::MANAGED_INSTANCES_INIT_TYPE;
+use crate::fake_kinesis::{KinesisConfig, ShardLimits};
 use crate::process::{pin_own_threads, pin_thread};
 use crate::{Lambda, LambdaOptions, RuntimeConfig};
+use fleet::Seat;
 use session::Run;
 
 /// Lambda's whole SHUTDOWN phase with external extensions.
@@ -200,6 +206,12 @@ pub struct SandboxConfig {
     pub echo: Echo,
     /// (extension's core, sandbox's core): pin both (benchmarks).
     pub pin: Option<(usize, usize)>,
+    /// Shards of the mock's stream, with Kinesis's per-shard write limits enforced
+    /// (`None`: 4 shards without limits).
+    pub shards: Option<u32>,
+    /// Execution environments of the function, each its own extension process, Runtime
+    /// API and freeze, writing to one mock Kinesis ([`run_fleet`]; 1: a plain [`run`]).
+    pub environments: usize,
 }
 
 impl Default for SandboxConfig {
@@ -217,6 +229,8 @@ impl Default for SandboxConfig {
             progress_every: 0,
             echo: Echo::Nothing,
             pin: None,
+            shards: None,
+            environments: 1,
         }
     }
 }
@@ -241,6 +255,23 @@ impl SandboxConfig {
             .is_none_or(|v| v.trim().eq_ignore_ascii_case("ndjson"))
     }
 
+    /// The mock Kinesis this configuration asks for.
+    pub fn kinesis_config(&self) -> KinesisConfig {
+        let mut k = KinesisConfig::default();
+        if let Some(n) = self.shards {
+            k.shard_count = n.max(1);
+            k.shard_limits = Some(ShardLimits::default());
+        }
+        k
+    }
+
+    /// The stream the extension writes to.
+    pub fn stream_name(&self) -> String {
+        self.stream
+            .clone()
+            .unwrap_or_else(|| KinesisConfig::default().streams[0].clone())
+    }
+
     /// Variables the sandbox sets for the mode (before [`SandboxConfig::env`], which may
     /// override them: e.g. `AWS_LAMBDA_INITIALIZATION_TYPE=on-demand` on Managed Instances
     /// tests the extension's fallback).
@@ -262,7 +293,7 @@ impl SandboxConfig {
     }
 }
 
-fn start(cfg: &SandboxConfig) -> Result<Lambda, String> {
+fn start(cfg: &SandboxConfig, seat: Option<&Seat>) -> Result<Lambda, String> {
     let w = &cfg.workload;
     let runtime = RuntimeConfig {
         function_name: FUNCTION_NAME.to_owned(),
@@ -275,10 +306,15 @@ fn start(cfg: &SandboxConfig) -> Result<Lambda, String> {
     };
     let mut opts = LambdaOptions {
         runtime,
+        kinesis: cfg.kinesis_config(),
         binary: cfg.binary.clone(),
         wait_for_init: false,
         ..LambdaOptions::default()
     };
+    if let Some(seat) = seat {
+        opts.kinesis.credentials = vec![seat.credentials.clone()];
+        opts.shared_kinesis = Some(seat.kinesis.clone());
+    }
     if let Some(e) = &cfg.endpoint {
         opts = opts.env("KINESIS_TELEMETRY_ENDPOINT", e);
         for k in [
@@ -312,11 +348,29 @@ fn start(cfg: &SandboxConfig) -> Result<Lambda, String> {
 /// judged: see [`Report::judge`]). `Err` when the session could not be carried out (the
 /// extension never came back, …), with the extension's log.
 pub fn run(cfg: &SandboxConfig) -> Result<Report, String> {
-    let lambda = start(cfg)?;
+    session(cfg, None).map(|(report, _)| report)
+}
+
+/// One session, alone or in a fleet (`seat`: the shared Kinesis, this environment's
+/// credentials, the start line every environment waits at after its init). Returns the
+/// report and when the invocations ran (the first one's start, the last one's end).
+fn session(
+    cfg: &SandboxConfig,
+    seat: Option<&Seat>,
+) -> Result<(Report, Option<(Instant, Instant)>), String> {
+    let lambda = start(cfg, seat)?;
     let started = Instant::now();
     let mut run = Run::new(cfg, lambda);
-    run.faults.arm()?;
-    let startup = run.init()?;
+    match seat {
+        // The fleet scripts its shared Kinesis once.
+        Some(seat) => run.access_key = Some(seat.credentials.access_key_id.clone()),
+        None => run.faults.arm()?,
+    }
+    let startup = run.init();
+    if let Some(seat) = seat {
+        seat.line_up();
+    }
+    let startup = startup?;
     run.sample();
     run.freeze()?;
     let cpu_before = run.cpu_now();
@@ -334,7 +388,9 @@ pub fn run(cfg: &SandboxConfig) -> Result<Report, String> {
         let n = cfg.workload.invocations.max(1) as u32;
         report.cpu_per_invocation_ms = Some(report::ms(b.saturating_sub(a) / n));
     }
-    Ok(report)
+    let first = run.invocations.iter().map(|i| i.started).min();
+    let last = run.invocations.iter().map(|i| i.ended).max();
+    Ok((report, first.zip(last)))
 }
 
 /// The simulated function is busy (or the sandbox is frozen) for `d`.

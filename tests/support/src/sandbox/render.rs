@@ -85,6 +85,12 @@ pub fn describe(cfg: &SandboxConfig) -> String {
         )),
         None => {}
     }
+    if let Some(n) = cfg.shards {
+        faults.push(format!(
+            "{}, Kinesis's per-shard limits enforced",
+            count(u64::from(n), "shard")
+        ));
+    }
     let target = match &cfg.endpoint {
         Some(e) => format!("endpoint {e} (not checked off)"),
         None if faults.is_empty() => "mock Kinesis, no faults".to_owned(),
@@ -97,8 +103,13 @@ pub fn describe(cfg: &SandboxConfig) -> String {
         let vars: Vec<String> = cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!("extension asked for {}", vars.join(", "))
     };
+    let fleet = if cfg.environments > 1 {
+        format!("{} × ", count(cfg.environments as u64, "environment"))
+    } else {
+        String::new()
+    };
     format!(
-        "[sandbox] {} ({mode}), {pace}, {} {} of {} B each, handler {}; {asked}; {target}",
+        "[sandbox] {fleet}{} ({mode}), {pace}, {} {} of {} B each, handler {}; {asked}; {target}",
         count(w.invocations as u64, "invocation"),
         w.lines_per_invoke,
         if w.lines_per_invoke == 1 {
@@ -311,6 +322,15 @@ fn checks(r: &Report, line: &mut impl FnMut(String)) {
         count(k.requests_rejected, "request"),
         count(k.connections_dropped, "connection")
     ));
+    for s in &k.shards {
+        line(format!(
+            "{} (1 MiB/s, 1,000 records/s): took {} ({} bytes), throttled {}",
+            s.shard_id,
+            count(s.accepted_records, "record"),
+            s.accepted_bytes,
+            count(s.throttled_records, "record")
+        ));
+    }
     if k.requests_held > 0 {
         line(format!(
             "kinesis held {} unanswered; the extension closed {} of them",

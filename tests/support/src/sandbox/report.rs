@@ -16,6 +16,7 @@ use super::counters::ExtensionCounters;
 use super::in_flight::InFlightReport;
 use super::settings::RunSettings;
 use super::FUNCTION_NAME;
+use crate::fake_kinesis::ShardUse;
 
 /// Emitted, delivered, lost and duplicated events of one type.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -87,6 +88,8 @@ pub struct KinesisReport {
     /// closing the connection.
     pub requests_held: u64,
     pub requests_abandoned: u64,
+    /// Per shard, when the mock enforced Kinesis's per-shard limits (`--shards`).
+    pub shards: Vec<ShardUse>,
 }
 
 /// What the stored records cost. A record's payload is its data plus its partition key.

@@ -58,6 +58,9 @@ pub(super) struct Run<'a> {
     pub(super) idle_cpu: Option<Duration>,
     /// When SHUTDOWN was delivered.
     pub(super) shutdown_at: Option<Instant>,
+    /// In a fleet: the access key this environment signs with; its requests and records
+    /// are told apart from the other environments' by it.
+    pub(super) access_key: Option<String>,
 }
 
 impl<'a> Run<'a> {
@@ -78,6 +81,7 @@ impl<'a> Run<'a> {
             peak_rss_kb: None,
             idle_cpu: None,
             shutdown_at: None,
+            access_key: None,
         }
     }
 
@@ -291,7 +295,7 @@ impl<'a> Run<'a> {
         if self.cfg.endpoint.is_some() {
             return None;
         }
-        self.lambda.kinesis.in_flight()
+        self.lambda.kinesis.in_flight_of_process(self.lambda.pid())
     }
 
     pub(super) fn progress(&self, i: usize, started: Instant) {

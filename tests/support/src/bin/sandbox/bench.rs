@@ -4,7 +4,8 @@
 //! are listed after the table; the run still succeeds (this machine is shared and noisy).
 //! `./build.sh bench` measures the shipped static musl binary; `sandbox --bench` alone, the
 //! binary beside it or `--binary`. `--only NAME[,NAME]` runs a subset ([`SECTIONS`]; `--only
-//! list` names them). The whole set takes about three minutes.
+//! list` names them). The whole set takes about three minutes, and four more for the fault
+//! table (`faults`, its own table after the main one).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -15,6 +16,8 @@ use serde_json::{json, Value};
 
 use kte_test_support::sandbox::{self, Faults, Pace, Percentiles, Report, SandboxConfig, Workload};
 
+mod faults;
+mod fleet;
 mod rows;
 
 /// Process starts for the cold-start figures.
@@ -54,6 +57,14 @@ pub const SECTIONS: &[(&str, &str)] = &[
         "20 s Kinesis outage past the memory cap, spill on and off",
     ),
     ("metrics", "EMF lines for 1,000 invocations"),
+    (
+        "faults",
+        "time added per invocation under each Kinesis fault, sparse and busy (its own table)",
+    ),
+    (
+        "fleet",
+        "4 environments into one shard with its limits, over and under capacity (its own table)",
+    ),
 ];
 
 #[derive(Serialize)]
@@ -251,10 +262,12 @@ pub fn main(
     }
 }
 
-/// The table's rows and the JSON of every figure, filled section by section.
+/// The table's rows and the JSON of every figure, filled section by section; sections
+/// with a table of their own add it to `tables` (printed after the main one).
 #[derive(Default)]
 struct Out {
     rows: Vec<String>,
+    tables: Vec<String>,
     json: BTreeMap<String, Value>,
     /// The measures that missed their target.
     misses: Vec<String>,
@@ -312,6 +325,8 @@ fn run(
             "idle" => rows::idle(base, &mut out)?,
             "outage" => rows::outage(base, &mut out)?,
             "metrics" => rows::metrics(base, &mut out)?,
+            "faults" => faults::faults(base, &mut out)?,
+            "fleet" => fleet::fleet_rows(base, &mut out)?,
             _ => unreachable!("every section is listed"),
         }
     }
@@ -330,6 +345,10 @@ fn run(
     for r in &out.rows {
         table.push_str(r);
         table.push('\n');
+    }
+    for t in &out.tables {
+        table.push('\n');
+        table.push_str(t);
     }
     table.push_str(&format!(
         "\nBinary: {}\nMachine: {} ({} cores, {} GB RAM), Linux {}\n",

@@ -72,6 +72,17 @@ Kinesis faults (mock):
                          late), 5xx (every request 500), throttle (every record
                          throttled), drop (every connection closed unanswered)
   --seed N               seed of the fault dice                          [1]
+  --shards N             the stream has N shards with Kinesis's per-shard write limits
+                         enforced: partition key -> MD5 -> shard, 1 MiB/s and 1,000
+                         records/s per shard, ProvisionedThroughputExceededException per
+                         record over them                                 [4, no limits]
+Fleet:
+  --environments N       N execution environments of the function (N extension processes,
+                         each its own Runtime API and freeze) writing to one mock stream, all
+                         running the workload at once; the report gives each environment's
+                         and the total loss, time added, request bytes sent / bytes the
+                         shards accepted, PutRecords calls, throttled records, exits, and
+                         each shard's busy share                          [1]
   --expect-loss          loss is no failure if the extension counted it: lost within
                          [dropped - in_doubt, dropped]
 Endpoint:
@@ -236,6 +247,20 @@ fn parse() -> Result<Args, String> {
                 });
             }
             "--kinesis-fault" => a.cfg.faults.kinesis = Some(val()?.parse()?),
+            "--shards" => {
+                let n = count(val()?)?;
+                if n == 0 || n > 1024 {
+                    return Err(format!("--shards needs 1..1024, got {n}"));
+                }
+                a.cfg.shards = Some(n as u32);
+            }
+            "--environments" => {
+                let n = count(val()?)?;
+                if n == 0 || n > 64 {
+                    return Err(format!("--environments needs 1..64, got {n}"));
+                }
+                a.cfg.environments = n;
+            }
             "--seed" => a.cfg.faults.seed = count(val()?)? as u64,
             "--expect-loss" => a.expect_loss = true,
             "--endpoint" => a.cfg.endpoint = Some(val()?),
@@ -330,6 +355,9 @@ fn main() -> ExitCode {
         );
     }
     eprintln!("{}", sandbox::describe(&args.cfg));
+    if args.cfg.environments > 1 {
+        return fleet(&args);
+    }
     match sandbox::run(&args.cfg) {
         Ok(mut report) => {
             report.judge(args.expect_loss);
@@ -349,6 +377,31 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("sandbox: the run could not complete: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn fleet(args: &Args) -> ExitCode {
+    match sandbox::run_fleet(&args.cfg) {
+        Ok(mut report) => {
+            report.judge(args.expect_loss);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("serializable")
+                );
+            } else {
+                print!("{}", sandbox::render_fleet(&report));
+            }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("sandbox: the fleet could not complete: {e}");
             ExitCode::from(1)
         }
     }
