@@ -131,6 +131,8 @@ pub struct FlusherHandle {
     /// The added-time budget.
     max_added: Duration,
     interrupt: Option<Interrupt>,
+    /// The start-up connect probe is still waiting: cut before an invocation's `/event/next`.
+    probe_pending: Arc<std::sync::atomic::AtomicBool>,
     window: u64,
     late_logged: bool,
 }
@@ -156,7 +158,7 @@ impl FlusherHandle {
             let by = budget_end.map_or(hard_end, |b| b.min(hard_end));
             select! {
                 recv(self.acks) -> ack => match ack {
-                    Ok(Ack(w)) if w == self.window => return,
+                    Ok(Ack(w)) if w == self.window => return self.cut_a_pending_probe(),
                     Ok(_) => {}
                     Err(_) => return,
                 },
@@ -176,6 +178,20 @@ impl FlusherHandle {
             cut.fire();
         }
         self.wait_ack(Instant::now() + ACK_SLACK);
+    }
+
+    /// A start-up connect probe still waiting (Kinesis unreachable) is not left pending
+    /// across the freeze that follows `/event/next`: it is cut, and counts as a connect
+    /// that did not finish.
+    fn cut_a_pending_probe(&self) {
+        if self
+            .probe_pending
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            if let Some(cut) = &self.interrupt {
+                cut.fire();
+            }
+        }
     }
 
     /// Managed Instances: the flusher sends on its own clock from now on.
@@ -234,18 +250,24 @@ pub fn spawn<S: Sink>(parts: Parts<S>) -> std::io::Result<FlusherHandle> {
     let interrupt = parts.sink.interrupt();
     let max_added = parts.settings.pacing.max_added;
     let (probe_tx, probe_rx) = crossbeam_channel::bounded(1);
-    if let Some(probe) = parts.sink.connect_probe() {
-        // Off the path to the first /event/next; a connect still waiting at a freeze sends
-        // nothing and ends by its own timeout.
+    let probe_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flusher = Flusher::new(parts);
+    if let Some(probe) = flusher.sink.connect_probe() {
+        // Off the path to the first /event/next (a connect still waiting at the freeze after
+        // init sends nothing; the first invocation's /event/next cuts it).
+        probe_pending.store(true, std::sync::atomic::Ordering::Relaxed);
+        let pending = probe_pending.clone();
         std::thread::Builder::new()
             .name("connect-probe".into())
             .stack_size(64 << 10)
             .spawn(move || {
                 let started = Instant::now();
-                let _ = probe_tx.send((probe(), started.elapsed()));
+                let result = probe();
+                pending.store(false, std::sync::atomic::Ordering::Relaxed);
+                let _ = probe_tx.send((result, started.elapsed()));
             })?;
+        flusher.probe_pending = true;
     }
-    let flusher = Flusher::new(parts);
     std::thread::Builder::new()
         .name("flusher".into())
         .stack_size(1024 * 1024)
@@ -256,6 +278,7 @@ pub fn spawn<S: Sink>(parts: Parts<S>) -> std::io::Result<FlusherHandle> {
         dones,
         max_added,
         interrupt,
+        probe_pending,
         window: 0,
         late_logged: false,
     })
@@ -292,6 +315,9 @@ pub(crate) struct Flusher<S: Sink> {
     last_invoke: Option<(Box<str>, Instant)>,
     /// The last request: when, and how many invocations had been seen then.
     pub(crate) last_attempt: Option<(Instant, usize)>,
+    /// The start-up connect probe has not answered yet: no invocation is held until it has
+    /// (an unreachable Kinesis must not cost the first invocations their budget).
+    probe_pending: bool,
     received_bytes_at_invoke: u64,
     last_hold: Option<Hold>,
     open: Option<Open>,
@@ -321,6 +347,7 @@ impl<S: Sink> Flusher<S> {
             last_held: None,
             last_invoke: None,
             last_attempt: None,
+            probe_pending: false,
             received_bytes_at_invoke: 0,
             last_hold: None,
             open: None,
@@ -385,12 +412,21 @@ impl<S: Sink> Flusher<S> {
             let never = crossbeam_channel::never();
             select! {
                 recv(control_rx) -> msg => match msg {
-                    Ok(c) => self.open_window(c, &ack_tx),
+                    Ok(c) => {
+                        // The probe's answer first, if it is in: the hold decision needs it.
+                        if let Some(Ok((result, took))) = probe.as_ref().map(Receiver::try_recv) {
+                            probe = None;
+                            self.probe_pending = false;
+                            self.probed(result, took);
+                        }
+                        self.open_window(c, &ack_tx)
+                    }
                     Err(_) => return,
                 },
                 recv(self.woken) -> _ => {},
                 recv(probe.as_ref().unwrap_or(&never)) -> r => {
                     probe = None;
+                    self.probe_pending = false;
                     if let Ok((result, took)) = r {
                         self.probed(result, took);
                     }
@@ -772,6 +808,10 @@ impl<S: Sink> Flusher<S> {
 /// drain's deadline, leaving time to send what that batch brought.
 pub const SHUTDOWN_FLUSH_RESERVE: Duration = Duration::from_millis(300);
 
+/// The start-up connect probe waits at most this long (or the connect timeout, if shorter): a
+/// TCP connect that takes longer, even across regions, means Kinesis cannot be reached.
+pub const START_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The real [`Sink`]: PutRecords to one stream.
 pub struct KinesisSink {
     client: crate::kinesis::KinesisClient,
@@ -823,9 +863,10 @@ impl Sink for KinesisSink {
 
     fn connect_probe(&self) -> Option<ConnectProbe> {
         let url = self.client.url().to_owned();
-        let timeout = self.connect_timeout;
+        let timeout = self.connect_timeout.min(START_PROBE_TIMEOUT);
+        let interrupt = self.client.interrupt();
         Some(Box::new(move || {
-            crate::kinesis::probe_connect(&url, timeout)
+            crate::kinesis::probe_connect(&url, timeout, &interrupt)
         }))
     }
 }

@@ -287,8 +287,12 @@ impl KinesisClient {
 
 /// Opens one connection to the endpoint at `url` and closes it, to learn before the first
 /// invocation whether Kinesis can be reached and how long a connect takes (TCP only: no
-/// request is sent). Blocks up to `timeout`.
-pub fn probe_connect(url: &str, timeout: Duration) -> Result<Duration, RequestError> {
+/// request is sent). Blocks up to `timeout`, or until `interrupt` fires.
+pub fn probe_connect(
+    url: &str,
+    timeout: Duration,
+    interrupt: &Interrupt,
+) -> Result<Duration, RequestError> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|e: ureq::http::uri::InvalidUri| RequestError::Local(e.to_string()))?;
@@ -305,12 +309,9 @@ pub fn probe_connect(url: &str, timeout: Duration) -> Result<Duration, RequestEr
         if left.is_zero() {
             return Err(RequestError::Timeout(TimeoutPhase::Connect));
         }
-        match std::net::TcpStream::connect_timeout(&addr, left) {
-            Ok(_) => return Ok(started.elapsed()),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                last = RequestError::Timeout(TimeoutPhase::Connect)
-            }
-            Err(e) => last = RequestError::Connect(e.to_string()),
+        match interrupt.connect_once(addr, left) {
+            Ok(()) => return Ok(started.elapsed()),
+            Err(e) => last = map_ureq_error(e),
         }
     }
     Err(last)

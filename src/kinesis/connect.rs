@@ -59,6 +59,8 @@ impl ConnectTimes {
 pub struct Interrupt {
     agent: Arc<Mutex<ureq::Agent>>,
     generation: Arc<AtomicU64>,
+    /// Sockets outside the agent that a fire shuts down too (the start-up connect probe).
+    others: Arc<Mutex<Vec<Weak<Socket>>>>,
 }
 
 impl fmt::Debug for Interrupt {
@@ -74,6 +76,7 @@ impl Interrupt {
         Interrupt {
             agent: Arc::new(Mutex::new(agent)),
             generation: Arc::new(AtomicU64::new(0)),
+            others: Arc::default(),
         }
     }
 
@@ -83,6 +86,30 @@ impl Interrupt {
         let agent = self.agent.lock().unwrap_or_else(|e| e.into_inner()).clone();
         self.generation.fetch_add(1, Relaxed);
         agent.shutdown();
+        let others = std::mem::take(&mut *self.others.lock().unwrap_or_else(|e| e.into_inner()));
+        for s in others.iter().filter_map(Weak::upgrade) {
+            s.shutdown();
+        }
+    }
+
+    /// One TCP connect to `addr` (nothing is sent) that [`Interrupt::fire`] can cut; its
+    /// result within `timeout`. A cut or a timeout is a connect that did not finish.
+    pub(crate) fn connect_once(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<(), ureq::Error> {
+        let (stream, handle) = start_connect(addr).map_err(ureq::Error::Io)?;
+        let handle = Arc::new(handle);
+        {
+            let mut others = self.others.lock().unwrap_or_else(|e| e.into_inner());
+            others.retain(|w| w.strong_count() > 0);
+            others.push(Arc::downgrade(&handle));
+        }
+        match finish_connect(&stream, Some(timeout)) {
+            Err(_) if handle.1.load(Relaxed) => Err(ureq::Error::Timeout(ureq::Timeout::Connect)),
+            r => r,
+        }
     }
 
     /// How many times [`fire`](Self::fire) was called: a request that saw it change was cut.
