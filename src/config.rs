@@ -88,6 +88,9 @@ pub enum PartitionKeyMode {
     Function,
     /// The execution environment's id: one environment's records on one shard, in order.
     Environment,
+    /// The invocation's tenant (tenant isolation mode): one tenant's records on one shard,
+    /// in order. Events of no tenant are keyed by the environment id.
+    Tenant,
 }
 
 /// Pacing settings.
@@ -168,6 +171,9 @@ pub struct SpillSettings {
 pub struct LambdaEnv {
     /// `AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`.
     pub managed_instances: bool,
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`: this process will be snapshotted after
+    /// init and resumed, maybe many times over (see `snapstart`).
+    pub snap_start: bool,
     pub max_concurrency: Option<u32>,
     pub function_name: String,
     pub function_version: String,
@@ -312,6 +318,9 @@ fn read_lambda_env(r: &Reader<'_>) -> LambdaEnv {
         managed_instances: r
             .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
             .is_some_and(|v| v.eq_ignore_ascii_case(MANAGED_INSTANCES_INIT_TYPE)),
+        snap_start: r
+            .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
+            .is_some_and(|v| v.eq_ignore_ascii_case(crate::snapstart::SNAP_START_INIT_TYPE)),
         max_concurrency: r
             .raw("AWS_LAMBDA_MAX_CONCURRENCY")
             .and_then(|v| v.parse().ok()),
@@ -477,6 +486,7 @@ fn read_records(r: &mut Reader<'_>) -> RecordSettings {
             ("request_id", PartitionKeyMode::RequestId),
             ("function", PartitionKeyMode::Function),
             ("environment", PartitionKeyMode::Environment),
+            ("tenant", PartitionKeyMode::Tenant),
         ],
         PartitionKeyMode::Random,
     );

@@ -7,8 +7,8 @@
 //! object (see `enrich`), or the truncation of an event too big for a Kinesis record.
 //!
 //! [`parse_batch`] splits a POST body into [`Item`]s that borrow from it and carry what the
-//! extension looks at: the `type`, the record's own `requestId`, and the counts of a
-//! `platform.logsDropped`.
+//! extension looks at: the `type`, the record's own `requestId` and `tenantId`, and the counts
+//! of a `platform.logsDropped`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -85,6 +85,8 @@ pub enum Kind {
     Report,
     /// `platform.logsDropped`: Lambda dropped telemetry because the listener fell behind.
     LogsDropped { records: u64, bytes: u64 },
+    /// `platform.restoreStart`: this environment was resumed from a SnapStart snapshot.
+    RestoreStart,
     /// A `function` or `extension` log line.
     Log,
     /// Any other type, known or not.
@@ -103,6 +105,9 @@ pub struct Item<'a> {
     pub record: Option<&'a RawValue>,
     /// The record's own `requestId` (platform events, JSON log lines).
     pub request_id: Option<std::borrow::Cow<'a, str>>,
+    /// The record's own `tenantId` (tenant isolation mode: `platform.start`,
+    /// `platform.report`, JSON log lines).
+    pub tenant_id: Option<std::borrow::Cow<'a, str>>,
     /// Whether the event is a JSON object without a `source` field of its own (only those
     /// can be enriched).
     pub enrichable: bool,
@@ -122,6 +127,8 @@ struct Head<'a> {
 struct RecordHead<'a> {
     #[serde(rename = "requestId", borrow, default)]
     request_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "tenantId", borrow, default)]
+    tenant_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(rename = "droppedRecords", default)]
     dropped_records: Option<u64>,
     #[serde(rename = "droppedBytes", default)]
@@ -183,15 +190,18 @@ fn item_of(raw: &RawValue) -> Item<'_> {
                 .and_then(|r| r.dropped_bytes)
                 .unwrap_or(0),
         },
+        crate::snapstart::RESTORE_START => Kind::RestoreStart,
         "function" | "extension" => Kind::Log,
         _ => Kind::Other,
     };
+    let (request_id, tenant_id) = record_head.map_or((None, None), |r| (r.request_id, r.tenant_id));
     Item {
         raw: text,
         event_type,
         kind,
         record,
-        request_id: record_head.and_then(|r| r.request_id),
+        request_id,
+        tenant_id,
         enrichable: is_object && !has_source,
     }
 }

@@ -52,6 +52,9 @@ pub trait Sink: Send + 'static {
 
     /// What the user should fix for a fatal error (names the stream and region).
     fn fix_hint(&self, err: &RequestError) -> String;
+
+    /// Forgets pooled connections (a SnapStart restore: they died with the snapshot).
+    fn drop_connections(&mut self) {}
 }
 
 /// Orders from the lifecycle loop.
@@ -71,6 +74,9 @@ pub enum Control {
     },
     /// Lambda Managed Instances: send on the flusher's own clock until SHUTDOWN.
     Continuous,
+    /// This process was resumed from a SnapStart snapshot shared with other environments:
+    /// reseed the generator and drop pooled connections (not a window: no acknowledgement).
+    Restored,
 }
 
 /// "Window `n` is closed; nothing is in flight."
@@ -115,6 +121,11 @@ impl FlusherHandle {
     /// Managed Instances: the flusher sends on its own clock from now on.
     pub fn continuous(&mut self) {
         let _ = self.control.try_send(Control::Continuous);
+    }
+
+    /// A SnapStart restore, told before the first window after it (the channel keeps order).
+    pub fn restored(&mut self) {
+        let _ = self.control.try_send(Control::Restored);
     }
 
     /// SHUTDOWN: returns once everything is delivered or counted, by `until` + slack.
@@ -292,7 +303,17 @@ impl<S: Sink> Flusher<S> {
         }
     }
 
+    /// After a SnapStart restore every copy of the snapshot held the same generator state
+    /// and connections: draw a new seed from the OS, and forget the pool.
+    pub(crate) fn restored(&mut self) {
+        self.rng = Rng::new();
+        self.sink.drop_connections();
+    }
+
     fn open_window(&mut self, c: Control, ack_tx: &Sender<Ack>) {
+        if let Control::Restored = c {
+            return self.restored();
+        }
         let now = Instant::now();
         if let Some(old) = self.open.take() {
             // A new order while a window is open: the lifecycle stopped waiting for it.
@@ -358,6 +379,7 @@ impl<S: Sink> Flusher<S> {
                     now + Duration::from_secs(100 * 365 * 86_400),
                 )
             }
+            Control::Restored => return,
         };
         self.open = Some(Open {
             w: Window {
@@ -556,6 +578,10 @@ impl Sink for KinesisSink {
 
     fn fix_hint(&self, err: &RequestError) -> String {
         err.fix_hint(&self.target, self.client.region())
+    }
+
+    fn drop_connections(&mut self) {
+        self.client.drop_connections();
     }
 }
 

@@ -37,9 +37,11 @@ mod rng;
 mod runtime_api;
 mod send;
 mod sign;
+mod snapstart;
 mod spill;
 mod spilled;
 mod stats;
+mod tenant;
 mod truncate;
 mod window;
 
@@ -195,7 +197,8 @@ fn start_pipeline(
         account: registration.account_id.clone(),
         memory_mb: config.lambda.memory_mb,
     };
-    let origin = Origin::new(&function, format!("{:016x}", rng::Rng::new().next_u64()));
+    let environment = Arc::new(snapstart::Environment::new(config.lambda.snap_start));
+    let origin = Origin::new(&function, environment.id().to_string());
 
     let spill = spilled::open_logged(&config.spill);
     Stats::add(
@@ -207,8 +210,7 @@ fn start_pipeline(
 
     let fixed_key = match config.records.partition_key {
         PartitionKeyMode::Function => records::fixed_key(&function.name),
-        PartitionKeyMode::Environment => records::fixed_key(origin.environment()),
-        PartitionKeyMode::Random | PartitionKeyMode::RequestId => None,
+        _ => None,
     };
     let added = if config.enrich {
         origin.max_added_len()
@@ -221,6 +223,7 @@ fn start_pipeline(
             origin: config.enrich.then(|| origin.clone()),
             partition_key: config.records.partition_key,
             fixed_key,
+            environment: environment.clone(),
             concurrent,
             max_event_bytes: records::max_event_bytes(
                 &config.records.limits,
@@ -305,5 +308,9 @@ fn start_pipeline(
             ))
         }
     }
-    Ok(Some(Pipeline { flusher, buffer }))
+    Ok(Some(Pipeline {
+        flusher,
+        buffer,
+        environment,
+    }))
 }

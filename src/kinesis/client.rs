@@ -143,6 +143,13 @@ impl KinesisClient {
         self.signer.region()
     }
 
+    /// Forgets every pooled connection: a fresh agent with the same settings. After a
+    /// SnapStart restore the pool holds connections opened before the snapshot, which the
+    /// server closed long ago (and which every restored copy would share).
+    pub fn drop_connections(&mut self) {
+        self.agent = ureq::Agent::new_with_config(self.agent.config().clone());
+    }
+
     /// Sends one PutRecords request and waits at most `timeout` for the whole
     /// exchange (connect included). `records` must respect the API limits (see
     /// `batch::fit`); an empty slice is answered locally with an empty response.
