@@ -251,6 +251,38 @@ mod tests {
     }
 
     #[test]
+    fn the_2025_26_types_and_fields_are_read_and_kept() {
+        // Shapes from the Telemetry API schema reference and the tenant isolation guide.
+        let restore = r#"{"time":"t","type":"platform.restoreStart","record":{"functionName":"f","functionVersion":"3","instanceId":"i","instanceMaxMemory":256,"runtimeVersion":"java:21.v1","runtimeVersionArn":"arn"}}"#;
+        let restore_done = r#"{"time":"t","type":"platform.restoreRuntimeDone","record":{"status":"success","spans":[{"name":"s","start":"t","durationMs":80.0}]}}"#;
+        let restore_report = r#"{"time":"t","type":"platform.restoreReport","record":{"status":"success","metrics":{"durationMs":15.19}}}"#;
+        let start = r#"{"time":"t","type":"platform.start","record":{"requestId":"r-1","functionArn":"arn:aws:lambda:us-east-1:1:function:f","version":"$LATEST","tenantId":"BlueTenant"}}"#;
+        let line = r#"{"time":"t","type":"function","record":{"timestamp":"t","level":"INFO","requestId":"r-1","tenantId":"BlueTenant","message":"m"}}"#;
+        let ext = r#"{"time":"t","type":"platform.extension","record":{"events":["INVOKE","SHUTDOWN"],"name":"x","state":"Ready"}}"#;
+        let body = format!("[{restore},{restore_done},{restore_report},{start},{line},{ext}]");
+        let items = parse(&body).unwrap();
+        let raws: Vec<&str> = items.iter().map(|i| i.raw).collect();
+        assert_eq!(raws, [restore, restore_done, restore_report, start, line, ext]);
+        let kinds: Vec<&Kind> = items.iter().map(|i| &i.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &Kind::RestoreStart,
+                &Kind::Other,
+                &Kind::Other,
+                &Kind::Start,
+                &Kind::Log,
+                &Kind::Other
+            ]
+        );
+        let tenants: Vec<Option<&str>> = items.iter().map(|i| i.tenant_id.as_deref()).collect();
+        assert_eq!(
+            tenants,
+            [None, None, None, Some("BlueTenant"), Some("BlueTenant"), None]
+        );
+    }
+
+    #[test]
     fn non_object_elements_are_carried_through() {
         let items = parse(r#"[1, "x", null, {"type": 5}, {"type":"x","source":{}}]"#).unwrap();
         assert_eq!(items.len(), 5);
