@@ -225,7 +225,9 @@ mod tests {
             },
             "e".into(),
         );
-        let out = odd.splice(r#"{"type":"x"}"#, 9, Some("q\""), Some("t\"1")).unwrap();
+        let out = odd
+            .splice(r#"{"type":"x"}"#, 9, Some("q\""), Some("t\"1"))
+            .unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["source"]["function"], "a\"b\\c");
         assert_eq!(v["source"]["requestId"], "q\"");
@@ -236,7 +238,8 @@ mod tests {
     #[test]
     fn the_tenant_is_added_and_a_restore_changes_only_the_environment() {
         let o = origin();
-        let raw = r#"{"time":"t","type":"platform.start","record":{"requestId":"r","tenantId":"blue"}}"#;
+        let raw =
+            r#"{"time":"t","type":"platform.start","record":{"requestId":"r","tenantId":"blue"}}"#;
         let out = o.splice(raw, 7, None, Some("blue")).unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["source"]["tenantId"], "blue");
@@ -251,7 +254,9 @@ mod tests {
         let before: Value = serde_json::from_str(&o.splice(raw, 0, None, None).unwrap()).unwrap();
         assert_eq!(after["source"]["eventId"], "0123456789abcdef-0");
         assert_eq!(before["source"]["eventId"], "8f1c2a9e0b7d4e63-0");
-        for field in ["function", "version", "region", "account", "arch", "memoryMb"] {
+        for field in [
+            "function", "version", "region", "account", "arch", "memoryMb",
+        ] {
             assert_eq!(after["source"][field], before["source"][field], "{field}");
         }
         assert_eq!(r.max_added_len(), o.max_added_len());

@@ -262,7 +262,10 @@ mod tests {
         let body = format!("[{restore},{restore_done},{restore_report},{start},{line},{ext}]");
         let items = parse(&body).unwrap();
         let raws: Vec<&str> = items.iter().map(|i| i.raw).collect();
-        assert_eq!(raws, [restore, restore_done, restore_report, start, line, ext]);
+        assert_eq!(
+            raws,
+            [restore, restore_done, restore_report, start, line, ext]
+        );
         let kinds: Vec<&Kind> = items.iter().map(|i| &i.kind).collect();
         assert_eq!(
             kinds,
@@ -278,7 +281,14 @@ mod tests {
         let tenants: Vec<Option<&str>> = items.iter().map(|i| i.tenant_id.as_deref()).collect();
         assert_eq!(
             tenants,
-            [None, None, None, Some("BlueTenant"), Some("BlueTenant"), None]
+            [
+                None,
+                None,
+                None,
+                Some("BlueTenant"),
+                Some("BlueTenant"),
+                None
+            ]
         );
     }
 

@@ -265,10 +265,7 @@ impl Receiver {
             PartitionKeyMode::Function => s.fixed_key.clone(),
             PartitionKeyMode::Environment => a.environment_key.clone(),
             // A tenant id is 1..=256 bytes (`tenant`), so already a valid key.
-            PartitionKeyMode::Tenant => owner
-                .tenant
-                .clone()
-                .or_else(|| a.environment_key.clone()),
+            PartitionKeyMode::Tenant => owner.tenant.clone().or_else(|| a.environment_key.clone()),
         };
         Event::new(raw, now, key.map_or(Key::Random, Key::Fixed))
     }

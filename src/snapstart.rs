@@ -175,7 +175,10 @@ mod tests {
                 env.restored(Signal::RestoreStart);
             }
             let got = [env.event_arrived(), env.event_arrived()];
-            assert_eq!(got, told, "snap_start={snap_start} restore_event={restore_event}");
+            assert_eq!(
+                got, told,
+                "snap_start={snap_start} restore_event={restore_event}"
+            );
         }
     }
 
@@ -191,7 +194,8 @@ mod tests {
             })
             .collect();
         assert_eq!(ids.len(), 64);
-        assert!(ids.iter().all(|id| id.len() == 16
-            && id.bytes().all(|b| b.is_ascii_hexdigit())));
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())));
     }
 }

@@ -91,7 +91,13 @@ mod tests {
         t.learn("req-1", "blue");
         t.learn("req-2", "green");
         // (own tenantId, own requestId, inferred request id) -> tenant
-        let table: [(Option<&str>, Option<&str>, Option<&str>, Option<&str>); 7] = [
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let table: [Case; 7] = [
             (Some("red"), Some("req-1"), None, Some("red")),
             (None, Some("req-1"), None, Some("blue")),
             (None, Some("req-2"), Some("req-1"), Some("green")),

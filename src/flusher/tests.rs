@@ -537,5 +537,9 @@ fn the_restore_reaches_the_flusher_before_the_window_after_it() {
     r.handle.shutdown(in_ms(1_500), None);
     let log = r.log.lock().unwrap();
     assert_eq!(log.pools_dropped, 1);
-    assert_eq!(sent(&log).len(), 3, "a restore is not a window: nothing lost");
+    assert_eq!(
+        sent(&log).len(),
+        3,
+        "a restore is not a window: nothing lost"
+    );
 }

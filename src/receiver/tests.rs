@@ -308,7 +308,10 @@ fn a_restore_seen_by_the_lifecycle_applies_from_the_next_post() {
         ..settings()
     });
     r.post(&body(&[INIT_REPORT]));
-    assert!(env.event_arrived(), "the first INVOKE of a snap-start environment");
+    assert!(
+        env.event_arrived(),
+        "the first INVOKE of a snap-start environment"
+    );
     r.post(&body(&[START, TEXT, DONE]));
     let sources: Vec<Value> = buffered(&b).iter().map(source_of).collect();
     assert_eq!(sources[0]["environment"], "e0e0e0e0e0e0e0e0");
@@ -320,7 +323,8 @@ fn a_restore_seen_by_the_lifecycle_applies_from_the_next_post() {
 const T_START: &str = r#"{"time":"t1","type":"platform.start","record":{"requestId":"req-1","version":"3","tenantId":"blue"}}"#;
 const T_JSON_LINE: &str = r#"{"time":"t3","type":"function","record":{"level":"INFO","requestId":"req-1","tenantId":"blue","message":"m"}}"#;
 const T_REPORT: &str = r#"{"time":"t6","type":"platform.report","record":{"requestId":"req-1","status":"success","tenantId":"blue","metrics":{"durationMs":1.0}}}"#;
-const T2_START: &str = r#"{"time":"t7","type":"platform.start","record":{"requestId":"req-2","tenantId":"green"}}"#;
+const T2_START: &str =
+    r#"{"time":"t7","type":"platform.start","record":{"requestId":"req-2","tenantId":"green"}}"#;
 const T2_TEXT: &str =
     r#"{"time":"t8","type":"function","record":"2024-01-01T00:00:00.000Z\treq-2\tINFO\tbye\n"}"#;
 
@@ -386,6 +390,10 @@ fn without_tenants_nothing_is_added() {
     r.post(&body(&[START, TEXT, JSON_LINE, DONE]));
     for e in buffered(&b) {
         assert!(source_of(&e).get("tenantId").is_none(), "{}", e.raw);
-        assert_eq!(fixed(&e.key), Some("e0e0e0e0e0e0e0e0"), "the environment key");
+        assert_eq!(
+            fixed(&e.key),
+            Some("e0e0e0e0e0e0e0e0"),
+            "the environment key"
+        );
     }
 }
