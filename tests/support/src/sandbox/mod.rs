@@ -241,7 +241,7 @@ impl SandboxConfig {
             record_format: get("RECORD_FORMAT", "ndjson"),
             fixed_partition_key: matches!(
                 partition_key.as_str(),
-                "request_id" | "function" | "environment"
+                "request_id" | "function" | "environment" | "tenant"
             ),
             partition_key,
             enrich: !matches!(get("ENRICH", "true").as_str(), "false" | "0" | "no" | "off"),
