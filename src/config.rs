@@ -92,11 +92,12 @@ const STRATEGIES: [(&str, Strategy); 3] = [
 ];
 
 /// `KINESIS_TELEMETRY_PARTITION_KEY` values.
-const PARTITION_KEYS: [(&str, PartitionKeyMode); 4] = [
+const PARTITION_KEYS: [(&str, PartitionKeyMode); 5] = [
     ("random", PartitionKeyMode::Random),
     ("request_id", PartitionKeyMode::RequestId),
     ("function", PartitionKeyMode::Function),
     ("environment", PartitionKeyMode::Environment),
+    ("tenant", PartitionKeyMode::Tenant),
 ];
 
 /// The name a choice table gives `value` (every variant is in its table).
@@ -118,6 +119,9 @@ pub enum PartitionKeyMode {
     Function,
     /// The execution environment's id: one environment's records on one shard, in order.
     Environment,
+    /// The invocation's tenant (tenant isolation mode): one tenant's records on one shard,
+    /// in order. Events of no tenant are keyed by the environment id.
+    Tenant,
 }
 
 impl PartitionKeyMode {
@@ -206,6 +210,9 @@ pub struct SpillSettings {
 pub struct LambdaEnv {
     /// `AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`.
     pub managed_instances: bool,
+    /// `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`: this process will be snapshotted after
+    /// init and resumed, maybe many times over (see `snapstart`).
+    pub snap_start: bool,
     pub max_concurrency: Option<u32>,
     pub function_name: String,
     pub function_version: String,
@@ -351,6 +358,9 @@ fn read_lambda_env(r: &Reader<'_>) -> LambdaEnv {
         managed_instances: r
             .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
             .is_some_and(|v| v.eq_ignore_ascii_case(MANAGED_INSTANCES_INIT_TYPE)),
+        snap_start: r
+            .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
+            .is_some_and(|v| v.eq_ignore_ascii_case(crate::snapstart::SNAP_START_INIT_TYPE)),
         max_concurrency: r
             .raw("AWS_LAMBDA_MAX_CONCURRENCY")
             .and_then(|v| v.parse().ok()),

@@ -7,8 +7,8 @@
 //! object (see `enrich`), or the truncation of an event too big for a Kinesis record.
 //!
 //! [`parse_batch`] splits a POST body into [`Item`]s that borrow from it and carry what the
-//! extension looks at: the `type`, the record's own `requestId`, and the counts of a
-//! `platform.logsDropped`.
+//! extension looks at: the `type`, the record's own `requestId` and `tenantId`, and the counts
+//! of a `platform.logsDropped`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -85,6 +85,8 @@ pub enum Kind {
     Report,
     /// `platform.logsDropped`: Lambda dropped telemetry because the listener fell behind.
     LogsDropped { records: u64, bytes: u64 },
+    /// `platform.restoreStart`: this environment was resumed from a SnapStart snapshot.
+    RestoreStart,
     /// A `function` or `extension` log line.
     Log,
     /// Any other type, known or not.
@@ -103,6 +105,9 @@ pub struct Item<'a> {
     pub record: Option<&'a RawValue>,
     /// The record's own `requestId` (platform events, JSON log lines).
     pub request_id: Option<std::borrow::Cow<'a, str>>,
+    /// The record's own `tenantId` (tenant isolation mode: `platform.start`,
+    /// `platform.report`, JSON log lines).
+    pub tenant_id: Option<std::borrow::Cow<'a, str>>,
     /// Whether the event is a JSON object without a `source` field of its own (only those
     /// can be enriched).
     pub enrichable: bool,
@@ -122,6 +127,8 @@ struct Head<'a> {
 struct RecordHead<'a> {
     #[serde(rename = "requestId", borrow, default)]
     request_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "tenantId", borrow, default)]
+    tenant_id: Option<std::borrow::Cow<'a, str>>,
     #[serde(rename = "droppedRecords", default)]
     dropped_records: Option<u64>,
     #[serde(rename = "droppedBytes", default)]
@@ -183,15 +190,18 @@ fn item_of(raw: &RawValue) -> Item<'_> {
                 .and_then(|r| r.dropped_bytes)
                 .unwrap_or(0),
         },
+        crate::snapstart::RESTORE_START => Kind::RestoreStart,
         "function" | "extension" => Kind::Log,
         _ => Kind::Other,
     };
+    let (request_id, tenant_id) = record_head.map_or((None, None), |r| (r.request_id, r.tenant_id));
     Item {
         raw: text,
         event_type,
         kind,
         record,
-        request_id: record_head.and_then(|r| r.request_id),
+        request_id,
+        tenant_id,
         enrichable: is_object && !has_source,
     }
 }
@@ -238,6 +248,48 @@ mod tests {
         );
         assert_eq!(items[3].event_type, "platform.futureThing");
         assert!(items.iter().all(|i| i.enrichable));
+    }
+
+    #[test]
+    fn the_2025_26_types_and_fields_are_read_and_kept() {
+        // Shapes from the Telemetry API schema reference and the tenant isolation guide.
+        let restore = r#"{"time":"t","type":"platform.restoreStart","record":{"functionName":"f","functionVersion":"3","instanceId":"i","instanceMaxMemory":256,"runtimeVersion":"java:21.v1","runtimeVersionArn":"arn"}}"#;
+        let restore_done = r#"{"time":"t","type":"platform.restoreRuntimeDone","record":{"status":"success","spans":[{"name":"s","start":"t","durationMs":80.0}]}}"#;
+        let restore_report = r#"{"time":"t","type":"platform.restoreReport","record":{"status":"success","metrics":{"durationMs":15.19}}}"#;
+        let start = r#"{"time":"t","type":"platform.start","record":{"requestId":"r-1","functionArn":"arn:aws:lambda:us-east-1:1:function:f","version":"$LATEST","tenantId":"BlueTenant"}}"#;
+        let line = r#"{"time":"t","type":"function","record":{"timestamp":"t","level":"INFO","requestId":"r-1","tenantId":"BlueTenant","message":"m"}}"#;
+        let ext = r#"{"time":"t","type":"platform.extension","record":{"events":["INVOKE","SHUTDOWN"],"name":"x","state":"Ready"}}"#;
+        let body = format!("[{restore},{restore_done},{restore_report},{start},{line},{ext}]");
+        let items = parse(&body).unwrap();
+        let raws: Vec<&str> = items.iter().map(|i| i.raw).collect();
+        assert_eq!(
+            raws,
+            [restore, restore_done, restore_report, start, line, ext]
+        );
+        let kinds: Vec<&Kind> = items.iter().map(|i| &i.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &Kind::RestoreStart,
+                &Kind::Other,
+                &Kind::Other,
+                &Kind::Start,
+                &Kind::Log,
+                &Kind::Other
+            ]
+        );
+        let tenants: Vec<Option<&str>> = items.iter().map(|i| i.tenant_id.as_deref()).collect();
+        assert_eq!(
+            tenants,
+            [
+                None,
+                None,
+                None,
+                Some("BlueTenant"),
+                Some("BlueTenant"),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub trait Sink: Send + 'static {
     fn connect_probe(&self) -> Option<ConnectProbe> {
         None
     }
+
+    /// Forgets pooled connections (a SnapStart restore: they died with the snapshot).
+    fn drop_connections(&mut self) {}
 }
 
 /// See [`Sink::connect_probe`].
@@ -105,6 +108,9 @@ pub enum Control {
     },
     /// Lambda Managed Instances: send on the flusher's own clock until SHUTDOWN.
     Continuous,
+    /// This process was resumed from a SnapStart snapshot shared with other environments:
+    /// reseed the generator and drop pooled connections (not a window: no acknowledgement).
+    Restored,
 }
 
 /// "Window `n` is closed; nothing is in flight."
@@ -197,6 +203,11 @@ impl FlusherHandle {
     /// Managed Instances: the flusher sends on its own clock from now on.
     pub fn continuous(&mut self) {
         let _ = self.control.try_send(Control::Continuous);
+    }
+
+    /// A SnapStart restore, told before the first window after it (the channel keeps order).
+    pub fn restored(&mut self) {
+        let _ = self.control.try_send(Control::Restored);
     }
 
     /// SHUTDOWN: returns once everything is delivered or counted, by `until` + slack.
@@ -517,7 +528,17 @@ impl<S: Sink> Flusher<S> {
         o.w.until = window::after_done_end(o.w.until, at, self.settings.pacing.max_added);
     }
 
+    /// After a SnapStart restore every copy of the snapshot held the same generator state
+    /// and connections: draw a new seed from the OS, and forget the pool.
+    pub(crate) fn restored(&mut self) {
+        self.rng = Rng::new();
+        self.sink.drop_connections();
+    }
+
     fn open_window(&mut self, c: Control, ack_tx: &Sender<Ack>) {
+        if let Control::Restored = c {
+            return self.restored();
+        }
         let now = Instant::now();
         if let Some(old) = self.open.take() {
             // A new order while a window is open: the lifecycle stopped waiting for it.
@@ -590,6 +611,7 @@ impl<S: Sink> Flusher<S> {
                     None,
                 )
             }
+            Control::Restored => return,
         };
         self.open = Some(Open {
             w: Window {
@@ -868,6 +890,10 @@ impl Sink for KinesisSink {
         Some(Box::new(move || {
             crate::kinesis::probe_connect(&url, timeout, &interrupt)
         }))
+    }
+
+    fn drop_connections(&mut self) {
+        self.client.drop_connections();
     }
 }
 

@@ -38,9 +38,11 @@ mod rng;
 mod runtime_api;
 mod send;
 mod sign;
+mod snapstart;
 mod spill;
 mod spilled;
 mod stats;
+mod tenant;
 mod truncate;
 mod window;
 
@@ -228,7 +230,8 @@ fn start_pipeline(
         account: registration.account_id.clone(),
         memory_mb: config.lambda.memory_mb,
     };
-    let origin = Origin::new(&function, format!("{:016x}", rng::Rng::new().next_u64()));
+    let environment = Arc::new(snapstart::Environment::new(config.lambda.snap_start));
+    let origin = Origin::new(&function, environment.id().to_string());
 
     let spill = spilled::open_logged(&config.spill);
     Stats::add(
@@ -240,8 +243,7 @@ fn start_pipeline(
 
     let fixed_key = match config.records.partition_key {
         PartitionKeyMode::Function => records::fixed_key(&function.name),
-        PartitionKeyMode::Environment => records::fixed_key(origin.environment()),
-        PartitionKeyMode::Random | PartitionKeyMode::RequestId => None,
+        _ => None,
     };
     let added = if config.enrich {
         origin.max_added_len()
@@ -254,6 +256,7 @@ fn start_pipeline(
             origin: config.enrich.then(|| origin.clone()),
             partition_key: config.records.partition_key,
             fixed_key,
+            environment: environment.clone(),
             concurrent,
             max_event_bytes: records::max_event_bytes(
                 &config.records.limits,
@@ -345,5 +348,9 @@ fn start_pipeline(
             ))
         }
     }
-    Ok(Some(Pipeline { flusher, buffer }))
+    Ok(Some(Pipeline {
+        flusher,
+        buffer,
+        environment,
+    }))
 }

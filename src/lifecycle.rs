@@ -19,6 +19,7 @@ use log::{error, info, warn};
 use crate::buffer::Buffer;
 use crate::flusher::{FlusherHandle, ACK_SLACK};
 use crate::runtime_api::{ApiError, NextEvent, Registration, RuntimeApi};
+use crate::snapstart::Environment;
 use crate::stats::{DropReason, Stats};
 
 /// The process exits at least this long before SHUTDOWN's `deadlineMs` (docs/design.md's promise).
@@ -69,6 +70,18 @@ pub fn register(
 pub struct Pipeline {
     pub flusher: FlusherHandle,
     pub buffer: Arc<Buffer>,
+    /// Told of every event, to notice a SnapStart restore (see `snapstart`).
+    pub environment: Arc<Environment>,
+}
+
+impl Pipeline {
+    /// An event came from `/event/next`: after a SnapStart restore, the flusher reseeds and
+    /// drops its connections before it opens the event's window.
+    fn event_arrived(&mut self) {
+        if self.environment.event_arrived() {
+            self.flusher.restored();
+        }
+    }
 }
 
 pub struct Lifecycle<'a> {
@@ -115,6 +128,7 @@ impl<'a> Lifecycle<'a> {
                 }) => {
                     failures = 0;
                     if let Some(p) = self.pipeline.as_mut() {
+                        p.event_arrived();
                         if !self.shutdown_only {
                             p.flusher
                                 .invoke(&request_id, instant_from_epoch_ms(deadline_ms));
@@ -126,6 +140,9 @@ impl<'a> Lifecycle<'a> {
                     reason,
                     deadline_ms,
                 }) => {
+                    if let Some(p) = self.pipeline.as_mut() {
+                        p.event_arrived();
+                    }
                     self.shutdown(instant_from_epoch_ms(deadline_ms));
                     info!("shutdown ({reason}): {}", self.summary());
                     return 0;

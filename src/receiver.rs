@@ -2,11 +2,13 @@
 //! connection threads (see `listener` for the HTTP side).
 //!
 //! For each event, in order: note what pacing needs (`platform.start`, `runtimeDone`,
-//! `report`) and what Lambda says it dropped (`platform.logsDropped`); apply the user's
-//! filter (counted as `filtered`); truncate an event too big for a record; for NDJSON
-//! records, turn the line breaks between its JSON tokens into spaces (the only bytes ever
-//! changed, and only in that format); add the enrichment object; choose its partition key;
-//! then hand the batch to the buffer, which applies the memory cap. It never waits on the flusher or on Kinesis, so Lambda always
+//! `report`), what Lambda says it dropped (`platform.logsDropped`), a SnapStart restore
+//! (`platform.restoreStart`: this event and the ones after it carry the new environment id,
+//! see `snapstart`) and an invocation's tenant (see `tenant`); apply the user's filter
+//! (counted as `filtered`); truncate an event too big for a record; for NDJSON records, turn
+//! the line breaks between its JSON tokens into spaces (the only bytes ever changed, and only
+//! in that format); add the enrichment object; choose its partition key; then hand the batch
+//! to the buffer, which applies the memory cap. It never waits on the flusher or on Kinesis, so Lambda always
 //! gets its answer at once (a slow listener makes Lambda drop telemetry).
 //!
 //! Answers: 200 for every POST, including empty, non-array and malformed bodies: a non-2xx
@@ -26,17 +28,21 @@ use crate::event::{self, Event, Item, Key, Kind, ParseError};
 use crate::filter::Filter;
 use crate::listener::Handler;
 use crate::records;
+use crate::snapstart::{Environment, Signal};
 use crate::stats::{BadBody, DropReason, Stats};
+use crate::tenant::Tenants;
 use crate::truncate::truncate_event;
 
 /// What the receiver needs to know, fixed at start.
 pub struct Settings {
     pub filter: Filter,
-    /// `None`: enrichment off.
+    /// `None`: enrichment off. Its environment id is replaced by `environment`'s.
     pub origin: Option<Origin>,
     pub partition_key: PartitionKeyMode,
-    /// The key in `function` and `environment` modes.
+    /// The key in `function` mode.
     pub fixed_key: Option<Arc<str>>,
+    /// The environment's id (for `origin` and the `environment` key), new after a restore.
+    pub environment: Arc<Environment>,
     /// Lambda Managed Instances: invocations run concurrently, so no line is attributed to
     /// "the running invocation".
     pub concurrent: bool,
@@ -54,9 +60,27 @@ pub struct Receiver {
     stats: Arc<Stats>,
     /// The invocation between its `platform.start` and its `runtimeDone` (not concurrent).
     running: Mutex<Option<Arc<str>>>,
-    /// Enrichment sequence number: every event accepted by the receiver, before the cap.
+    /// Enrichment sequence number: every event accepted by the receiver, before the cap,
+    /// under the current environment id.
     seq: AtomicU64,
     lambda_dropping: AtomicBool,
+    attribution: Mutex<Attribution>,
+}
+
+/// What the receiver adds to an event about where it came from beyond its own fields.
+struct Attribution {
+    /// The [`Environment::generation`] `origin` and `environment_key` were made for.
+    generation: u64,
+    origin: Option<Origin>,
+    /// The environment id as a partition key (`environment` mode, `tenant` mode's fallback).
+    environment_key: Option<Arc<str>>,
+    tenants: Tenants,
+}
+
+/// An event's attribution: its request id when it carries none, and its tenant.
+struct Owner<'a> {
+    inferred: Option<&'a str>,
+    tenant: Option<Arc<str>>,
 }
 
 impl Handler for Receiver {
@@ -78,6 +102,13 @@ impl Handler for Receiver {
 
 impl Receiver {
     pub fn new(settings: Settings, buffer: Arc<Buffer>, stats: Arc<Stats>) -> Receiver {
+        let id = settings.environment.id();
+        let attribution = Attribution {
+            generation: settings.environment.generation(),
+            origin: settings.origin.as_ref().map(|o| o.restored(&id)),
+            environment_key: records::fixed_key(&id),
+            tenants: Tenants::default(),
+        };
         Receiver {
             settings,
             buffer,
@@ -85,7 +116,21 @@ impl Receiver {
             running: Mutex::new(None),
             seq: AtomicU64::new(0),
             lambda_dropping: AtomicBool::new(false),
+            attribution: Mutex::new(attribution),
         }
+    }
+
+    /// After a SnapStart restore: the new environment id, `seq` from 0.
+    fn refresh(&self, a: &mut Attribution) {
+        let generation = self.settings.environment.generation();
+        if a.generation == generation {
+            return;
+        }
+        let id = self.settings.environment.id();
+        a.generation = generation;
+        a.origin = a.origin.as_ref().map(|o| o.restored(&id));
+        a.environment_key = records::fixed_key(&id);
+        self.seq.store(0, Relaxed);
     }
 
     fn bad_body(&self, kind: BadBody, what: &str) {
@@ -104,9 +149,20 @@ impl Receiver {
         let mut entries = Vec::with_capacity(items.len());
         let filter_noop = self.settings.filter.is_noop();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut attribution = self.attribution.lock().unwrap_or_else(|e| e.into_inner());
+        self.refresh(&mut attribution);
         for item in items {
             bytes += item.raw.len() as u64;
             let own_id = item.request_id.as_deref();
+            let own_tenant = item.tenant_id.as_deref();
+            if let (Some(id), Some(tenant)) = (own_id, own_tenant) {
+                attribution.tenants.learn(id, tenant);
+            }
+            if item.kind == Kind::RestoreStart
+                && self.settings.environment.restored(Signal::RestoreStart)
+            {
+                self.refresh(&mut attribution);
+            }
             let mark = match (&item.kind, own_id) {
                 (Kind::Start, Some(id)) if !self.settings.concurrent => {
                     *running = records::fixed_key(id);
@@ -136,12 +192,19 @@ impl Receiver {
                 (Kind::Log, None) => running.clone(),
                 _ => None,
             };
-            let event = self.event_of(&item, own_id, inferred.as_deref(), now);
+            let owner = Owner {
+                inferred: inferred.as_deref(),
+                tenant: attribution
+                    .tenants
+                    .of(own_tenant, own_id, inferred.as_deref()),
+            };
+            let event = self.event_of(&item, own_id, &owner, &attribution, now);
             entries.push(Entry {
                 event: Some(event),
                 mark,
             });
         }
+        drop(attribution);
         drop(running);
         if !lambda_dropped {
             self.lambda_dropping.store(false, Relaxed);
@@ -164,9 +227,12 @@ impl Receiver {
         &self,
         item: &Item<'_>,
         own_id: Option<&str>,
-        inferred: Option<&str>,
+        owner: &Owner<'_>,
+        a: &Attribution,
         now: Instant,
     ) -> Event {
+        let inferred = owner.inferred;
+        let tenant = owner.tenant.as_deref();
         let s = &self.settings;
         let mut raw: std::borrow::Cow<str> = item.raw.into();
         if raw.len() > s.max_event_bytes {
@@ -183,8 +249,8 @@ impl Receiver {
             raw = raw.replace(['\n', '\r'], " ").into();
         }
         let seq = self.seq.fetch_add(1, Relaxed);
-        let enriched = match &s.origin {
-            Some(origin) if item.enrichable => origin.splice(&raw, seq, inferred),
+        let enriched = match &a.origin {
+            Some(origin) if item.enrichable => origin.splice(&raw, seq, inferred, tenant),
             _ => None,
         };
         let raw: Box<str> = match enriched {
@@ -196,7 +262,10 @@ impl Receiver {
             PartitionKeyMode::RequestId => own_id
                 .and_then(records::fixed_key)
                 .or_else(|| inferred.map(Arc::from)),
-            PartitionKeyMode::Function | PartitionKeyMode::Environment => s.fixed_key.clone(),
+            PartitionKeyMode::Function => s.fixed_key.clone(),
+            PartitionKeyMode::Environment => a.environment_key.clone(),
+            // A tenant id is 1..=256 bytes (`tenant`), so already a valid key.
+            PartitionKeyMode::Tenant => owner.tenant.clone().or_else(|| a.environment_key.clone()),
         };
         Event::new(raw, now, key.map_or(Key::Random, Key::Fixed))
     }

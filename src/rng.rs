@@ -1,10 +1,12 @@
-//! Tiny non-cryptographic PRNG (SplitMix64) for random partition keys and backoff
-//! jitter, and [`os_entropy`] for what must not be guessed.
+//! Tiny non-cryptographic PRNG (SplitMix64) for random partition keys, backoff jitter and
+//! the environment id, and [`os_entropy`] for what must not be guessed.
 //!
-//! [`Rng`] is not for secrets. Seeds mix the wall clock, the process id, a stack address
-//! (ASLR) and a process-wide counter, so two generators created in the same
-//! nanosecond, or in two sandboxes started from the same snapshot at the same time,
-//! still diverge.
+//! Not for secrets. Seeds come from the OS's entropy (`getrandom(2)`, which a restored
+//! microVM's kernel reseeds), mixed with the wall clock, the process id, a stack address
+//! (ASLR) and a process-wide counter, so two generators created in the same nanosecond, or
+//! in two environments restored from the same SnapStart snapshot, diverge even if one of the
+//! sources repeats. A generator's state is a value: one drawn before a snapshot is shared by
+//! every restored copy, so whoever holds one replaces it at the restore (see `snapstart`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,7 +20,8 @@ pub struct Rng {
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Rng {
-    /// A generator seeded from time, pid, a stack address and a per-process counter.
+    /// A generator seeded from the OS's entropy, time, pid, a stack address and a
+    /// per-process counter.
     pub fn new() -> Self {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
@@ -28,8 +31,11 @@ impl Rng {
         let local = 0u8;
         let addr = std::ptr::addr_of!(local) as usize as u64;
         let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+        // Without the syscall (an ancient kernel) the other sources still differ per draw.
+        let mut os = [0u8; 8];
+        let os = getrandom::getrandom(&mut os).map_or(0, |()| u64::from_le_bytes(os));
         let mut seed = nanos;
-        for part in [u64::from(std::process::id()), addr, count] {
+        for part in [os, u64::from(std::process::id()), addr, count] {
             seed = mix(seed ^ part.wrapping_mul(GOLDEN_GAMMA));
         }
         Self::seeded(seed)

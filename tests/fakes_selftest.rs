@@ -1106,3 +1106,93 @@ fn runtime_drops_telemetry_over_its_queue_limit_and_says_so_first() {
     assert!(String::from_utf8_lossy(&posts[1].1)
         .starts_with(&format!("[{}", rt.logs_dropped_events()[1])));
 }
+
+#[test]
+fn runtime_in_snap_start_mode_restores_once_before_the_first_event() {
+    let rt = FakeRuntime::start(RuntimeConfig {
+        snap_start: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let id = register(&rt);
+    let hdr = [("Lambda-Extension-Identifier", id.as_str())];
+    assert!(
+        rt.restored_at().is_none(),
+        "the snapshot is not restored yet"
+    );
+    rt.invoke();
+    rt.invoke();
+    for _ in 0..2 {
+        let (status, v, _) = ext_call(&rt, "GET", NEXT, &hdr, "");
+        assert_eq!((status, v["eventType"].as_str()), (200, Some("INVOKE")));
+    }
+    let restored = rt.restored_at().expect("restored at the first event");
+    assert!(restored <= rt.delivered()[0].delivered_at);
+    let events: Vec<Value> = rt
+        .restore_events()
+        .iter()
+        .map(|t| serde_json::from_str(t).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "platform.restoreStart",
+            "function",
+            "platform.restoreRuntimeDone",
+            "platform.restoreReport"
+        ],
+        "once, in Lambda's order"
+    );
+    assert_eq!(events[0]["record"]["functionName"], "fake-function");
+    assert_eq!(events[0]["record"]["functionVersion"], "$LATEST");
+    assert_eq!(events[2]["record"]["status"], "success");
+    assert!(events[3]["record"]["metrics"]["durationMs"].is_f64());
+}
+
+#[test]
+fn factory_has_the_tenant_and_snap_start_shapes() {
+    let mut f = EventFactory::default();
+    assert_eq!(
+        f.init_start_snap_start()["record"]["initializationType"],
+        "snap-start"
+    );
+    let plain = f.platform_start("r-0");
+    assert!(plain["record"].get("tenantId").is_none());
+    f.tenant = Some("BlueTenant".into());
+    let start = f.platform_start("r-1");
+    assert_eq!(start["record"]["tenantId"], "BlueTenant");
+    assert!(start["record"]["functionArn"]
+        .as_str()
+        .unwrap()
+        .ends_with(":function:fake-function"));
+    f.tenant = Some("GreenTenant".into());
+    // The report and JSON lines name their own invocation's tenant, whatever comes next.
+    assert_eq!(
+        f.report("r-1", Duration::from_millis(3))["record"]["tenantId"],
+        "BlueTenant"
+    );
+    assert_eq!(f.function_json("r-1")["record"]["tenantId"], "BlueTenant");
+    assert!(f.function_text("r-1")["record"].is_string());
+    assert!(f.runtime_done("r-1", Duration::from_millis(3))["record"]
+        .get("tenantId")
+        .is_none());
+    let spans: Vec<Value> = f.runtime_done("r-1", Duration::from_millis(3))["record"]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert_eq!(
+        spans,
+        ["responseLatency", "responseDuration", "runtimeOverhead"]
+    );
+    f.note_restore(Duration::from_millis(15));
+    let first = f.report("r-0", Duration::from_millis(3));
+    assert_eq!(first["record"]["metrics"]["restoreDurationMs"], 15.0);
+    assert!(first["record"].get("tenantId").is_none());
+    let second = f.report("r-0", Duration::from_millis(3));
+    assert!(second["record"]["metrics"]
+        .get("restoreDurationMs")
+        .is_none());
+}

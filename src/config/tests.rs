@@ -238,6 +238,19 @@ fn managed_instances_are_detected_and_force_their_schema() {
 }
 
 #[test]
+fn snap_start_and_the_tenant_key_are_read() {
+    let (c, problems) = with(&[
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start"),
+        ("KINESIS_TELEMETRY_PARTITION_KEY", "tenant"),
+    ]);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(c.lambda.snap_start && !c.lambda.managed_instances);
+    assert_eq!(c.records.partition_key, PartitionKeyMode::Tenant);
+    let (c, _) = with(&[("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand")]);
+    assert!(!c.lambda.snap_start);
+}
+
+#[test]
 fn the_retired_flush_age_is_read_as_the_freshness_budget_with_a_warning() {
     let (c, problems) = with(&[("KINESIS_TELEMETRY_FLUSH_MAX_AGE_MS", "0")]);
     assert_eq!(c.pacing.freshness, Duration::ZERO);

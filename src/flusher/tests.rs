@@ -17,6 +17,8 @@ type Answer = Box<dyn FnMut(&[Record<'_>]) -> Result<PutRecordsResponse, Request
 struct Log {
     /// Record data of every call, as sent.
     calls: Vec<Vec<Vec<u8>>>,
+    /// `drop_connections` calls.
+    pools_dropped: usize,
     starts: Vec<Instant>,
     timeouts: Vec<Duration>,
 }
@@ -57,6 +59,10 @@ impl Sink for Scripted {
 
     fn interrupt(&self) -> Option<Interrupt> {
         Some(self.interrupt.clone())
+    }
+
+    fn drop_connections(&mut self) {
+        self.log.lock().unwrap().pools_dropped += 1;
     }
 }
 
@@ -163,6 +169,23 @@ fn rig_with(s: Settings, answers: impl FnOnce(&Interrupt) -> Vec<Answer>) -> Rig
     let interrupt = Interrupt::new(ureq::Agent::new_with_defaults());
     let answers = answers(&interrupt);
     let log = Arc::new(Mutex::new(Log::default()));
+    let (parts, buffer, stats) = parts(s, answers, &log, &interrupt);
+    let handle = spawn(parts).unwrap();
+    Rig {
+        interrupt,
+        handle,
+        buffer,
+        stats,
+        log,
+    }
+}
+
+fn parts(
+    s: Settings,
+    answers: Vec<Answer>,
+    log: &Arc<Mutex<Log>>,
+    interrupt: &Interrupt,
+) -> (Parts<Scripted>, Arc<Buffer>, Arc<Stats>) {
     let stats = Arc::new(Stats::default());
     let cap = BufferCap {
         max_events: 100_000,
@@ -179,7 +202,7 @@ fn rig_with(s: Settings, answers: impl FnOnce(&Interrupt) -> Vec<Answer>) -> Rig
         },
         DimensionValues::default(),
     );
-    let handle = spawn(Parts {
+    let parts = Parts {
         sink: Scripted {
             answers: answers.into(),
             log: log.clone(),
@@ -190,15 +213,8 @@ fn rig_with(s: Settings, answers: impl FnOnce(&Interrupt) -> Vec<Answer>) -> Rig
         buffer: buffer.clone(),
         woken,
         metrics,
-    })
-    .unwrap();
-    Rig {
-        interrupt,
-        handle,
-        buffer,
-        stats,
-        log,
-    }
+    };
+    (parts, buffer, stats)
 }
 
 /// Admits event texts as the receiver would (marks for runtimeDone and report).
@@ -596,4 +612,41 @@ fn managed_instances_send_on_the_flusher_s_own_clock() {
     }
     assert_eq!(delivered(&r), 5, "sent without any INVOKE");
     assert!(r.handle.shutdown(in_ms(1_500), None));
+}
+
+#[test]
+fn after_a_restore_the_generator_is_reseeded_and_the_pool_dropped() {
+    // Two environments resumed from one snapshot: the same generator state in each.
+    let log = Arc::new(Mutex::new(Log::default()));
+    let s = || settings(Strategy::Adaptive, 100, RecordFormat::Event);
+    let cut = Interrupt::new(ureq::Agent::new_with_defaults());
+    let mut a = Flusher::new(parts(s(), vec![], &log, &cut).0);
+    let mut b = Flusher::new(parts(s(), vec![], &log, &cut).0);
+    a.rng = Rng::seeded(7);
+    b.rng = a.rng.clone();
+    let (mut a2, mut b2) = (a.rng.clone(), b.rng.clone());
+    assert_eq!(a2.next_u64(), b2.next_u64(), "in lockstep as snapshotted");
+    a.restored();
+    b.restored();
+    let draws = |f: &mut Flusher<Scripted>| (0..4).map(|_| f.rng.next_u64()).collect::<Vec<_>>();
+    assert_ne!(draws(&mut a), draws(&mut b), "reseeded from the OS");
+    assert_eq!(log.lock().unwrap().pools_dropped, 2);
+}
+
+#[test]
+fn the_restore_reaches_the_flusher_before_the_window_after_it() {
+    let mut r = rig(
+        settings(Strategy::Adaptive, 100, RecordFormat::Event),
+        vec![],
+    );
+    r.handle.restored();
+    admit(&r.buffer, &lines("after-restore", 3));
+    r.handle.shutdown(in_ms(1_500), None);
+    let log = r.log.lock().unwrap();
+    assert_eq!(log.pools_dropped, 1);
+    assert_eq!(
+        sent(&log).len(),
+        3,
+        "a restore is not a window: nothing lost"
+    );
 }

@@ -169,6 +169,13 @@ impl KinesisClient {
         self.connects.take()
     }
 
+    /// Forgets every pooled connection (a SnapStart restore: the pool holds connections
+    /// opened before the snapshot, which the server closed long ago, and which every restored
+    /// copy would share): the agent is shut down and the next request builds a fresh one.
+    pub fn drop_connections(&self) {
+        self.interrupt.fire();
+    }
+
     /// Sends one PutRecords request and waits at most `timeout` for the whole
     /// exchange, of which at most `connect_timeout` for a new connection. `records` must
     /// respect the API limits (see `records::plan`); an empty slice is answered locally with

@@ -23,6 +23,7 @@ fn settings() -> Settings {
         origin: Some(origin()),
         partition_key: PartitionKeyMode::RequestId,
         fixed_key: None,
+        environment: Arc::new(Environment::with_id(false, "e0e0e0e0e0e0e0e0")),
         concurrent: false,
         max_event_bytes: 4_000,
         one_line: true,
@@ -246,4 +247,153 @@ fn a_full_buffer_refuses_the_newest_and_counts_them() {
     r.post(&body(&refs));
     assert_eq!(b.held(), 1_000);
     assert_eq!(stats.dropped().get(&DropReason::BufferFull), Some(&500));
+}
+
+fn source_of(e: &Event) -> Value {
+    let v: Value = serde_json::from_str(&e.raw).unwrap();
+    v["source"].clone()
+}
+
+fn fixed(k: &Key) -> Option<&str> {
+    match k {
+        Key::Fixed(k) => Some(k),
+        Key::Random => None,
+    }
+}
+
+const INIT_REPORT: &str = r#"{"time":"t0","type":"platform.initReport","record":{"initializationType":"snap-start","phase":"init","status":"success","metrics":{"durationMs":12.5}}}"#;
+const RESTORE_START: &str = r#"{"time":"t1","type":"platform.restoreStart","record":{"functionName":"orders","functionVersion":"3"}}"#;
+const RESTORE_DONE: &str =
+    r#"{"time":"t2","type":"platform.restoreRuntimeDone","record":{"status":"success"}}"#;
+
+#[test]
+fn a_restore_start_gives_it_and_what_follows_a_new_environment_id() {
+    let env = Arc::new(Environment::with_id(true, "e0e0e0e0e0e0e0e0"));
+    let (r, b, _) = receiver(Settings {
+        environment: env.clone(),
+        partition_key: PartitionKeyMode::Environment,
+        ..settings()
+    });
+    r.post(&body(&[INIT_REPORT, TEXT]));
+    r.post(&body(&[AFTER, RESTORE_START, RESTORE_DONE, START, TEXT]));
+    let events = buffered(&b);
+    let sources: Vec<Value> = events.iter().map(source_of).collect();
+    let new = env.id();
+    assert_ne!(&*new, "e0e0e0e0e0e0e0e0");
+    // Before the restore in the stream: the snapshot's id, seq going on.
+    for (i, s) in sources[..3].iter().enumerate() {
+        assert_eq!(s["environment"], "e0e0e0e0e0e0e0e0", "{i}");
+        assert_eq!(s["seq"], i as u64);
+        assert_eq!(fixed(&events[i].key), Some("e0e0e0e0e0e0e0e0"));
+    }
+    // From restoreStart on: the new id, seq from 0, the new key.
+    for (i, s) in sources[3..].iter().enumerate() {
+        assert_eq!(s["environment"], &*new);
+        assert_eq!(s["seq"], i as u64);
+        assert_eq!(s["eventId"], format!("{new}-{i}"));
+        assert_eq!(fixed(&events[3 + i].key), Some(&*new));
+    }
+    // A second restoreStart (a replay) changes nothing: a process image is restored once.
+    r.post(&body(&[RESTORE_START]));
+    let last = buffered(&b).pop().unwrap();
+    assert!(last.raw.contains("platform.restoreStart"));
+    assert_eq!(source_of(&last)["environment"], &*new);
+}
+
+#[test]
+fn a_restore_seen_by_the_lifecycle_applies_from_the_next_post() {
+    let env = Arc::new(Environment::with_id(true, "e0e0e0e0e0e0e0e0"));
+    let (r, b, _) = receiver(Settings {
+        environment: env.clone(),
+        ..settings()
+    });
+    r.post(&body(&[INIT_REPORT]));
+    assert!(
+        env.event_arrived(),
+        "the first INVOKE of a snap-start environment"
+    );
+    r.post(&body(&[START, TEXT, DONE]));
+    let sources: Vec<Value> = buffered(&b).iter().map(source_of).collect();
+    assert_eq!(sources[0]["environment"], "e0e0e0e0e0e0e0e0");
+    let ids: Vec<&Value> = sources[1..].iter().map(|s| &s["environment"]).collect();
+    assert!(ids.iter().all(|id| *id == &*env.id()), "{ids:?}");
+    assert_eq!(sources[1]["seq"], 0);
+}
+
+const T_START: &str = r#"{"time":"t1","type":"platform.start","record":{"requestId":"req-1","version":"3","tenantId":"blue"}}"#;
+const T_JSON_LINE: &str = r#"{"time":"t3","type":"function","record":{"level":"INFO","requestId":"req-1","tenantId":"blue","message":"m"}}"#;
+const T_REPORT: &str = r#"{"time":"t6","type":"platform.report","record":{"requestId":"req-1","status":"success","tenantId":"blue","metrics":{"durationMs":1.0}}}"#;
+const T2_START: &str =
+    r#"{"time":"t7","type":"platform.start","record":{"requestId":"req-2","tenantId":"green"}}"#;
+const T2_TEXT: &str =
+    r#"{"time":"t8","type":"function","record":"2024-01-01T00:00:00.000Z\treq-2\tINFO\tbye\n"}"#;
+
+#[test]
+fn every_event_of_a_tenant_s_invocation_names_the_tenant() {
+    let (r, b, _) = receiver(Settings {
+        partition_key: PartitionKeyMode::Tenant,
+        ..settings()
+    });
+    // Text and JSON lines, runtimeDone without a tenant of its own, an extension line after
+    // the invocation, then a second tenant's invocation.
+    r.post(&body(&[T_START, TEXT, JSON_LINE, T_JSON_LINE, DONE, AFTER]));
+    r.post(&body(&[T_REPORT, T2_START, T2_TEXT]));
+    let events = buffered(&b);
+    let want = [
+        Some("blue"),
+        Some("blue"),
+        Some("blue"),
+        Some("blue"),
+        Some("blue"),
+        None,
+        Some("blue"),
+        Some("green"),
+        Some("green"),
+    ];
+    for (i, (e, want)) in events.iter().zip(want).enumerate() {
+        let s = source_of(e);
+        assert_eq!(s["tenantId"].as_str(), want, "event {i}: {}", e.raw);
+        let key = want.unwrap_or("e0e0e0e0e0e0e0e0");
+        assert_eq!(fixed(&e.key), Some(key), "event {i}");
+    }
+}
+
+#[test]
+fn on_managed_instances_only_lines_with_a_request_id_get_a_tenant() {
+    let (r, b, _) = receiver(Settings {
+        concurrent: true,
+        ..settings()
+    });
+    r.post(&body(&[T_START, T2_START, TEXT, JSON_LINE, T2_TEXT]));
+    let tenants: Vec<Option<String>> = buffered(&b)
+        .iter()
+        .map(|e| source_of(e)["tenantId"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        tenants,
+        [
+            Some("blue".into()),
+            Some("green".into()),
+            None,
+            Some("blue".into()),
+            None
+        ]
+    );
+}
+
+#[test]
+fn without_tenants_nothing_is_added() {
+    let (r, b, _) = receiver(Settings {
+        partition_key: PartitionKeyMode::Tenant,
+        ..settings()
+    });
+    r.post(&body(&[START, TEXT, JSON_LINE, DONE]));
+    for e in buffered(&b) {
+        assert!(source_of(&e).get("tenantId").is_none(), "{}", e.raw);
+        assert_eq!(
+            fixed(&e.key),
+            Some("e0e0e0e0e0e0e0e0"),
+            "the environment key"
+        );
+    }
 }

@@ -215,6 +215,25 @@ fn put_records_sends_a_signed_request_and_reuses_the_connection() {
 }
 
 #[test]
+fn dropping_connections_makes_the_next_call_open_a_new_one() {
+    let (endpoint, seen) = serve(vec![
+        (200, ok_answer(1)),
+        (200, ok_answer(1)),
+        (200, ok_answer(1)),
+    ]);
+    let client = KinesisClient::new(settings(&endpoint)).unwrap();
+    let target = StreamTarget::Name("telemetry".into());
+    let one = [Record::new(b"{}", "a")];
+    client.put_records(&target, &one, T, T).unwrap();
+    client.put_records(&target, &one, T, T).unwrap();
+    client.drop_connections();
+    client.put_records(&target, &one, T, T).unwrap();
+    let peers: Vec<_> = (0..3).map(|_| seen.recv().unwrap().peer).collect();
+    assert_eq!(peers[0], peers[1], "pooled before");
+    assert_ne!(peers[1], peers[2], "a fresh connection after a restore");
+}
+
+#[test]
 fn error_answers_are_classified_and_scrubbed() {
     let echo = r#"{"__type":"InvalidSignatureException","message":"The request signature we calculated does not match. SESSIONTOKENVALUE SECRETKEYVALUE"}"#;
     let (endpoint, _seen) = serve(vec![

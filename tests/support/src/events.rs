@@ -5,9 +5,25 @@
 //! shapes: `initializationType: "lambda-managed-instances"` in `platform.initStart`, no
 //! `platform.runtimeDone`, and a slim `platform.report` ([`EventFactory::report_managed`]).
 //!
+//! What the 2025–26 platform adds, from the same reference and the guides named below:
+//! - SnapStart: `initializationType: "snap-start"` in `platform.initStart`; after the
+//!   restore `platform.restoreStart` (the function and runtime, like `initStart`),
+//!   `platform.restoreRuntimeDone` (status, spans) and `platform.restoreReport` (status,
+//!   `metrics.durationMs`), then the first invocation's `platform.report` with
+//!   `metrics.restoreDurationMs` ("Lambda SnapStart", "Telemetry API schema reference").
+//! - Tenant isolation mode: with [`EventFactory::tenant`] set, `platform.start` carries
+//!   `functionArn` and `tenantId`, and the invocation's `platform.report` and JSON log lines
+//!   carry `tenantId` ("Monitoring Lambda functions with tenant isolation"); Text lines and
+//!   `platform.runtimeDone` do not.
+//! - `platform.runtimeDone` spans: `responseLatency`, `responseDuration` (response
+//!   streaming's time to the last byte) and `runtimeOverhead`.
+//! - `platform.extension` and `platform.telemetrySubscription` (an extension registered, a
+//!   subscription made).
+//!
 //! Every event a factory makes is distinct (request ids are fresh, log lines carry a
 //! marker `mk-<run>-<n>`), so delivery can be checked as an exact multiset.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
@@ -17,6 +33,14 @@ use super::rng::fresh_uuid;
 
 /// `initializationType` (and `AWS_LAMBDA_INITIALIZATION_TYPE`) on Lambda Managed Instances.
 pub const MANAGED_INSTANCES_INIT_TYPE: &str = "lambda-managed-instances";
+/// `initializationType` (and `AWS_LAMBDA_INITIALIZATION_TYPE`) with SnapStart.
+pub const SNAP_START_INIT_TYPE: &str = "snap-start";
+/// The restore events, in the order Lambda emits them.
+pub const RESTORE_TYPES: [&str; 3] = [
+    "platform.restoreStart",
+    "platform.restoreRuntimeDone",
+    "platform.restoreReport",
+];
 
 /// Makes events for one fake function.
 pub struct EventFactory {
@@ -25,6 +49,12 @@ pub struct EventFactory {
     pub function_name: String,
     pub version: String,
     pub memory_mb: u64,
+    /// Tenant isolation mode: the tenant of the invocations started from now on.
+    pub tenant: Option<String>,
+    /// Each started invocation's tenant (its report and JSON lines name it).
+    tenants: HashMap<String, String>,
+    /// The restore's duration, for the next `platform.report` (`restoreDurationMs`).
+    restored_ms: Option<f64>,
 }
 
 impl Default for EventFactory {
@@ -41,7 +71,15 @@ impl EventFactory {
             function_name: function_name.to_owned(),
             version: "$LATEST".to_owned(),
             memory_mb: 128,
+            tenant: None,
+            tenants: HashMap::new(),
+            restored_ms: None,
         }
+    }
+
+    /// The tenant `request_id` was started for (tenant isolation mode).
+    pub fn tenant_of(&self, request_id: &str) -> Option<&str> {
+        self.tenants.get(request_id).map(String::as_str)
     }
 
     /// A new marker, unique across factories and processes.
@@ -69,6 +107,60 @@ impl EventFactory {
         self.init_start_of(MANAGED_INSTANCES_INIT_TYPE)
     }
 
+    /// `platform.initStart` of a SnapStart function (the init runs when a version is published).
+    pub fn init_start_snap_start(&mut self) -> Value {
+        self.init_start_of(SNAP_START_INIT_TYPE)
+    }
+
+    /// `platform.restoreStart`: an environment resumed from the snapshot.
+    pub fn restore_start(&mut self) -> Value {
+        json!({ "time": Self::now(), "type": "platform.restoreStart", "record": {
+            "runtimeVersion": "java:21.v30",
+            "runtimeVersionArn": "arn:aws:lambda:us-east-1::runtime:6e1d4d0d1c1c7d0b9c2e8c0f3b7a1f2e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a",
+            "functionName": self.function_name, "functionVersion": self.version,
+            "instanceId": self.marker(), "instanceMaxMemory": self.memory_mb } })
+    }
+
+    /// A line the function's after-restore hook prints (between restoreStart and restoreRuntimeDone).
+    pub fn restore_hook_line(&mut self) -> Value {
+        let m = self.marker();
+        json!({ "time": Self::now(), "type": "function",
+                "record": format!("{}\tafterRestore: reconnecting pool {m}\n", Self::now()) })
+    }
+
+    /// `platform.restoreRuntimeDone`: the runtime's after-restore hooks finished.
+    pub fn restore_runtime_done(&mut self, duration: Duration) -> Value {
+        json!({ "time": Self::now(), "type": "platform.restoreRuntimeDone", "record": {
+            "status": "success",
+            "spans": [{ "name": "restoreHooks", "start": Self::now(),
+                        "durationMs": duration.as_secs_f64() * 1000.0 }] } })
+    }
+
+    /// `platform.restoreReport`.
+    pub fn restore_report(&mut self, duration: Duration) -> Value {
+        let ms = duration.as_secs_f64() * 1000.0;
+        json!({ "time": Self::now(), "type": "platform.restoreReport", "record": {
+            "status": "success", "metrics": { "durationMs": ms } } })
+    }
+
+    /// The environment was restored in `duration`: the next `platform.report` says so
+    /// (`restoreDurationMs`), as the first invocation's after a restore does.
+    pub fn note_restore(&mut self, duration: Duration) {
+        self.restored_ms = Some(duration.as_secs_f64() * 1000.0);
+    }
+
+    /// `platform.extension`: an extension registered.
+    pub fn platform_extension(&mut self, name: &str) -> Value {
+        json!({ "time": Self::now(), "type": "platform.extension", "record": {
+            "name": name, "state": "Ready", "events": ["INVOKE", "SHUTDOWN"] } })
+    }
+
+    /// `platform.telemetrySubscription`: an extension subscribed.
+    pub fn telemetry_subscription(&mut self, name: &str, types: &[&str]) -> Value {
+        json!({ "time": Self::now(), "type": "platform.telemetrySubscription", "record": {
+            "name": name, "state": "Subscribed", "types": types } })
+    }
+
     fn init_start_of(&mut self, initialization_type: &str) -> Value {
         json!({ "time": Self::now(), "type": "platform.initStart", "record": {
             "initializationType": initialization_type, "phase": "init", "runtimeVersion": "nodejs:20.v13",
@@ -78,8 +170,25 @@ impl EventFactory {
     }
 
     pub fn platform_start(&mut self, request_id: &str) -> Value {
-        json!({ "time": Self::now(), "type": "platform.start",
-                "record": { "requestId": request_id, "version": self.version, "tracing": Self::tracing() } })
+        let mut e = json!({ "time": Self::now(), "type": "platform.start",
+                "record": { "requestId": request_id, "version": self.version, "tracing": Self::tracing() } });
+        if let Some(t) = self.tenant.clone() {
+            e["record"]["functionArn"] = json!(format!(
+                "arn:aws:lambda:us-east-1:123456789012:function:{}",
+                self.function_name
+            ));
+            e["record"]["tenantId"] = json!(t);
+            self.tenants.insert(request_id.to_owned(), t);
+        }
+        e
+    }
+
+    /// Adds the invocation's `tenantId` to a record that names it (report, JSON lines).
+    fn with_tenant(&self, mut e: Value, request_id: &str) -> Value {
+        if let Some(t) = self.tenants.get(request_id) {
+            e["record"]["tenantId"] = json!(t);
+        }
+        e
     }
 
     pub fn runtime_done(&mut self, request_id: &str, duration: Duration) -> Value {
@@ -87,27 +196,33 @@ impl EventFactory {
         json!({ "time": Self::now(), "type": "platform.runtimeDone", "record": {
             "requestId": request_id, "status": "success", "tracing": Self::tracing(),
             "spans": [{ "name": "responseLatency", "start": Self::now(), "durationMs": ms / 2.0 },
-                      { "name": "responseDuration", "start": Self::now(), "durationMs": 0.12 }],
+                      { "name": "responseDuration", "start": Self::now(), "durationMs": 0.12 },
+                      { "name": "runtimeOverhead", "start": Self::now(), "durationMs": 0.31 }],
             "metrics": { "durationMs": ms, "producedBytes": 53 } } })
     }
 
     pub fn report(&mut self, request_id: &str, duration: Duration) -> Value {
         let ms = duration.as_secs_f64() * 1000.0;
-        json!({ "time": Self::now(), "type": "platform.report", "record": {
+        let mut e = json!({ "time": Self::now(), "type": "platform.report", "record": {
             "requestId": request_id, "status": "success", "tracing": Self::tracing(),
             "metrics": { "durationMs": ms, "billedDurationMs": ms.ceil() as u64,
-                         "memorySizeMB": self.memory_mb, "maxMemoryUsedMB": 71 } } })
+                         "memorySizeMB": self.memory_mb, "maxMemoryUsedMB": 71 } } });
+        if let Some(r) = self.restored_ms.take() {
+            e["record"]["metrics"]["restoreDurationMs"] = json!(r);
+        }
+        self.with_tenant(e, request_id)
     }
 
     /// `platform.report` on Lambda Managed Instances: `durationMs` is its only metric, and it
     /// carries the response spans itself (there is no `platform.runtimeDone`).
     pub fn report_managed(&mut self, request_id: &str, duration: Duration) -> Value {
         let ms = duration.as_secs_f64() * 1000.0;
-        json!({ "time": Self::now(), "type": "platform.report", "record": {
+        let e = json!({ "time": Self::now(), "type": "platform.report", "record": {
             "requestId": request_id, "status": "success", "tracing": Self::tracing(),
             "spans": [{ "name": "responseLatency", "start": Self::now(), "durationMs": ms / 2.0 },
                       { "name": "responseDuration", "start": Self::now(), "durationMs": 0.12 }],
-            "metrics": { "durationMs": ms } } })
+            "metrics": { "durationMs": ms } } });
+        self.with_tenant(e, request_id)
     }
 
     /// A `function` record in the Text log format (a string, with the tab layout of Node's console).
@@ -120,9 +235,10 @@ impl EventFactory {
     /// A `function` record in the JSON log format (an object).
     pub fn function_json(&mut self, request_id: &str) -> Value {
         let m = self.marker();
-        json!({ "time": Self::now(), "type": "function", "record": {
+        let e = json!({ "time": Self::now(), "type": "function", "record": {
             "timestamp": Self::now(), "level": "INFO", "requestId": request_id,
-            "message": format!("order {m} shipped"), "items": [1, 2.5, null, true] } })
+            "message": format!("order {m} shipped"), "items": [1, 2.5, null, true] } });
+        self.with_tenant(e, request_id)
     }
 
     /// A `function` record whose text is about `bytes` long (for size limits).

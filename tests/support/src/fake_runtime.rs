@@ -22,6 +22,16 @@
 //!   subscription must use schema `2025-01-29`. Whether the environment variables say
 //!   Managed Instances is the caller's business: leaving them out exercises an extension's
 //!   fallback. Nothing freezes there (the sandbox never pauses such a run).
+//! - **SnapStart** ([`RuntimeConfig::snap_start`]): the init is the one Lambda runs when a
+//!   version is published; the snapshot is taken while the extension waits in its first
+//!   `/event/next`, and the environment is restored when the first scripted event is
+//!   delivered: the Restore phase's telemetry is queued first (`platform.restoreStart`, a
+//!   line from the function's after-restore hook, `platform.restoreRuntimeDone`,
+//!   `platform.restoreReport`: [`RuntimeHandle::restore_events`]), then the event is
+//!   answered. The harness sets `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start` and the
+//!   `initializationType` of the init events. Whether Lambda delivers init telemetry still
+//!   buffered at the snapshot before or after the restore is not documented: a test that
+//!   needs it before waits for the pusher to go idle first (the harness's `invoke` does).
 //!
 //! Here: configuration, the recorded calls and the scripting handle; how each call is
 //! answered is in `handler`.
@@ -88,6 +98,8 @@ pub struct RuntimeConfig {
     /// events pushed beyond it are dropped and reported (`platform.logsDropped`).
     /// `None`: unbounded.
     pub telemetry_queue_limit: Option<usize>,
+    /// SnapStart: the environment is restored from the init's snapshot before its first event.
+    pub snap_start: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -105,6 +117,7 @@ impl Default for RuntimeConfig {
             telemetry_post_timeout: Duration::from_secs(5),
             managed_instances: false,
             telemetry_queue_limit: None,
+            snap_start: false,
         }
     }
 }
@@ -177,6 +190,9 @@ struct State {
     errors: Vec<ErrorReport>,
     shutdown_delivered: bool,
     stopping: bool,
+    /// SnapStart: when the environment was restored, and the Restore phase's telemetry.
+    restored_at: Option<Instant>,
+    restore_events: Vec<String>,
 }
 
 struct Shared {
@@ -370,6 +386,16 @@ impl RuntimeHandle {
 
     pub fn errors(&self) -> Vec<ErrorReport> {
         self.0.lock().errors.clone()
+    }
+
+    /// SnapStart: when the environment was restored (`None` before, or without SnapStart).
+    pub fn restored_at(&self) -> Option<Instant> {
+        self.0.lock().restored_at
+    }
+
+    /// SnapStart: the Restore phase's telemetry, exactly as queued, in order.
+    pub fn restore_events(&self) -> Vec<String> {
+        self.0.lock().restore_events.clone()
     }
 
     /// For each delivered event, the time until the extension's next `/event/next`

@@ -123,6 +123,8 @@ pub struct Lambda {
     exit: Option<ExitStatus>,
     pushed: Vec<String>,
     pending_report: Option<String>,
+    /// SnapStart: the restore was noted in the factory (the next report says so).
+    restore_noted: bool,
     /// Whether the extension adds its enrichment object (`KINESIS_TELEMETRY_ENRICH`).
     enriched: bool,
     /// NDJSON records (`KINESIS_TELEMETRY_RECORD_FORMAT`, the default): an event's line
@@ -177,7 +179,14 @@ impl Lambda {
             &opts.runtime.function_version,
         );
         set("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128");
-        set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand");
+        set(
+            "AWS_LAMBDA_INITIALIZATION_TYPE",
+            if opts.runtime.snap_start {
+                crate::events::SNAP_START_INIT_TYPE
+            } else {
+                "on-demand"
+            },
+        );
         set(
             "KINESIS_TELEMETRY_STREAM",
             opts.kinesis
@@ -255,6 +264,7 @@ impl Lambda {
             exit: None,
             pushed: Vec::new(),
             pending_report: None,
+            restore_noted: false,
             enriched: env
                 .get("KINESIS_TELEMETRY_ENRICH")
                 .is_none_or(|v| !matches!(v.as_str(), "false" | "0" | "no" | "off")),
@@ -334,11 +344,16 @@ impl Lambda {
         &self.pushed
     }
 
-    /// What each pushed event must look like in the stream once its enrichment is removed:
-    /// its exact bytes, but for the line breaks between its JSON tokens, which arrive as
-    /// spaces in NDJSON records (one event per line).
+    /// What each pushed event (and, with SnapStart, each event of the Restore phase) must
+    /// look like in the stream once its enrichment is removed: its exact bytes, but for the
+    /// line breaks between its JSON tokens, which arrive as spaces in NDJSON records (one
+    /// event per line).
     pub fn expected(&self) -> Vec<String> {
-        self.pushed.iter().map(|p| self.as_delivered(p)).collect()
+        self.pushed
+            .iter()
+            .chain(&self.runtime.restore_events())
+            .map(|p| self.as_delivered(p))
+            .collect()
     }
 
     /// `text` as it arrives in this run's record format.
@@ -366,6 +381,10 @@ impl Lambda {
                 "INVOKE was not picked up by the extension\n{}",
                 self.log_text()
             );
+            if self.runtime.restored_at().is_some() && !self.restore_noted {
+                self.events.note_restore(Duration::from_millis(15));
+                self.restore_noted = true;
+            }
             let start = self.events.platform_start(&id);
             self.push(&start);
             let text = self.events.function_text(&id);

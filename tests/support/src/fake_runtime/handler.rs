@@ -1,10 +1,10 @@
 //! How the fake Runtime API answers each call: routing, `register` (name and events
 //! checked; INVOKE refused on Managed Instances), the `event/next` long poll with real
-//! deadlines, `/init/error` and `/exit/error`, and the subscription (validated like Lambda,
+//! deadlines (and, with SnapStart, the Restore phase before the first event), `/init/error` and `/exit/error`, and the subscription (validated like Lambda,
 //! schema `2025-01-29` required on Managed Instances, or 202 / 500 on demand).
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
@@ -13,6 +13,7 @@ use super::{
     EXTENSION_API, MANAGED_INSTANCES_SCHEMA,
 };
 use crate::clock;
+use crate::events::EventFactory;
 use crate::http::{self, Action, Handler, Request, Response};
 use crate::rng::fresh_uuid;
 use crate::telemetry_subscription::{validate_subscription, TELEMETRY_API};
@@ -209,6 +210,10 @@ impl RuntimeHandler {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         };
+        if cfg.snap_start && st.restored_at.is_none() {
+            st.restored_at = Some(Instant::now());
+            st.restore_events = self.restore();
+        }
         let now = SystemTime::now();
         let (kind, deadline_ms, body) = match scripted {
             Scripted::Invoke {
@@ -253,6 +258,28 @@ impl RuntimeHandler {
         drop(st);
         self.0.changed.notify_all();
         Response::json(200, &body).with_header("Lambda-Extension-Event-Identifier", &fresh_uuid())
+    }
+
+    /// SnapStart's Restore phase, between the snapshot and the first event: its telemetry,
+    /// queued in the order Lambda emits it; returns the texts.
+    fn restore(&self) -> Vec<String> {
+        let mut f = EventFactory::new(&self.0.config.function_name);
+        f.version = self.0.config.function_version.clone();
+        let hooks = Duration::from_millis(4);
+        let events = [
+            f.restore_start(),
+            f.restore_hook_line(),
+            f.restore_runtime_done(hooks),
+            f.restore_report(hooks + Duration::from_millis(11)),
+        ];
+        events
+            .iter()
+            .map(|e| {
+                let text = e.to_string();
+                self.0.pusher.push(text.clone());
+                text
+            })
+            .collect()
     }
 
     fn error_report(&self, req: &Request, kind: &str) -> Response {
