@@ -322,7 +322,7 @@ impl<S: Sink> Flusher<S> {
                     Ok(_) => "records throttled".into(),
                 };
                 warn!(
-                    "Kinesis is not accepting records ({cause}); {} events stay buffered and are retried, one probe request per invocation while it lasts",
+                    "Kinesis is not accepting records ({cause}); {} events stay buffered: one-record probes go out while functions run (and one invocation in 20 spends up to the added-time budget on one), and SHUTDOWN drains",
                     self.buffer.held()
                 );
             }
