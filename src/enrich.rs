@@ -17,8 +17,9 @@
 //! - `requestId` is added only for log lines that carry none (the Text format), with the
 //!   invocation running when the line arrived; never on Lambda Managed Instances, where
 //!   invocations run concurrently.
-//! - Events that are not JSON objects, or that already have a top-level `source`, are left
-//!   as they are.
+//! - Events that are not JSON objects, or that already have a top-level `source` (under any
+//!   spelling of the name: `"sour\u0063e"` is `source` too), are left as they are: an event
+//!   never has two `source` members.
 
 /// The name of the added top-level field.
 pub const FIELD: &str = "source";
@@ -107,7 +108,7 @@ impl Origin {
         out.push('{');
         out.push_str(body);
         if body.trim().is_empty() {
-            out.truncate(1);
+            // `{}` or `{ }`: no member before ours, so no comma (the whitespace stays).
             out.push_str(&self.prefix[1..]);
         } else {
             out.push_str(&self.prefix);

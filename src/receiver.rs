@@ -1,26 +1,43 @@
 //! The receiver: what happens to a telemetry POST's body, called by the listener's
 //! connection threads (see `listener` for the HTTP side).
 //!
-//! For each event, in order: note what pacing needs (`platform.start`, `runtimeDone`,
-//! `report`) and what Lambda says it dropped (`platform.logsDropped`); apply the user's
-//! filter (counted as `filtered`); truncate an event too big for a record; for NDJSON
-//! records, turn the line breaks between its JSON tokens into spaces (the only bytes ever
-//! changed, and only in that format); add the enrichment object; choose its partition key;
-//! then hand the batch to the buffer, which applies the memory cap. It never waits on the flusher or on Kinesis, so Lambda always
-//! gets its answer at once (a slow listener makes Lambda drop telemetry).
+//! For each element of the body, in order, as it is parsed: note what pacing needs
+//! (`platform.start`, `runtimeDone`, `report`) and what Lambda says it dropped
+//! (`platform.logsDropped`); apply the user's filter (counted as `filtered`); truncate an
+//! event too big for a record; for NDJSON records, turn the line breaks between its JSON
+//! tokens into spaces (the only bytes ever changed, and only in that format); add the
+//! enrichment object; choose its partition key; then hand it to the buffer, which applies the
+//! memory cap, in parts of at most [`PART_EVENTS`] events. It never waits on the flusher or
+//! on Kinesis, so Lambda always gets its answer at once (a slow listener makes Lambda drop
+//! telemetry).
+//!
+//! Memory per POST is bounded whatever the body holds (policy):
+//! - at most [`MAX_EVENTS_PER_POST`] elements are read, the platform's largest batch; the
+//!   rest are refused unread, counted as `post_limit` and logged once per episode;
+//! - once the buffer has refused an event of a POST, the rest of that POST is not built or
+//!   enriched: each is counted as the buffer refused it (`buffer_full` or `spill_full`),
+//!   marks for pacing still noted;
+//! - the body is parsed element by element ([`event::for_each_element`]), so the events
+//!   built and not yet in the buffer are one part, whatever the number of elements. POSTs are
+//!   taken one at a time (they share the running invocation), so that holds for all of them.
 //!
 //! Answers: 200 for every POST, including empty, non-array and malformed bodies: a non-2xx
 //! makes the platform resend the same batch again and again, so content we cannot use is
-//! counted and logged (once per kind) instead of refused.
+//! counted and logged (once per kind) instead of refused. A body that turns malformed part
+//! way keeps the events before the fault (Lambda never sends one; nothing is gained by
+//! dropping what was good).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use log::{debug, warn};
+use serde_json::value::RawValue;
 
-use crate::buffer::{Buffer, Entry, Mark};
-use crate::config::{PartitionKeyMode, PREFIX};
+use crate::buffer::{Admitted, Buffer, Entry, Mark};
+use crate::config::{
+    PartitionKeyMode, BUFFERING_MAX_BYTES, BUFFERING_MAX_ITEMS, BUFFERING_TIMEOUT_MS, PREFIX,
+};
 use crate::enrich::Origin;
 use crate::event::{self, Event, Item, Key, Kind, ParseError};
 use crate::filter::Filter;
@@ -28,6 +45,14 @@ use crate::listener::Handler;
 use crate::records;
 use crate::stats::{BadBody, DropReason, Stats};
 use crate::truncate::truncate_event;
+
+/// The most elements read from one POST: the platform's largest batch
+/// (`BUFFERING_MAX_ITEMS` at its maximum). Lambda never sends more.
+pub const MAX_EVENTS_PER_POST: u64 = BUFFERING_MAX_ITEMS.max;
+/// Events built before they are handed to the buffer (which then says whether it took them).
+pub const PART_EVENTS: usize = 256;
+/// ... or this many bytes of them, whichever comes first.
+pub const PART_BYTES: usize = 256 << 10;
 
 /// What the receiver needs to know, fixed at start.
 pub struct Settings {
@@ -46,6 +71,16 @@ pub struct Settings {
     /// NDJSON records: an event's line breaks (whitespace between JSON tokens: a string
     /// cannot hold a raw one) become spaces so that each event stays one line.
     pub one_line: bool,
+    /// The subscription's buffering, named in the advice when Lambda drops telemetry.
+    pub buffering: Buffering,
+}
+
+/// The Telemetry API buffering the extension subscribed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffering {
+    pub max_items: u64,
+    pub max_bytes: u64,
+    pub timeout_ms: u64,
 }
 
 pub struct Receiver {
@@ -53,17 +88,23 @@ pub struct Receiver {
     buffer: Arc<Buffer>,
     stats: Arc<Stats>,
     /// The invocation between its `platform.start` and its `runtimeDone` (not concurrent).
+    /// Held for a whole POST: POSTs are taken one at a time.
     running: Mutex<Option<Arc<str>>>,
     /// Enrichment sequence number: every event accepted by the receiver, before the cap.
     seq: AtomicU64,
     lambda_dropping: AtomicBool,
+    /// An episode of POSTs over [`MAX_EVENTS_PER_POST`] is under way (logged once).
+    over_limit: AtomicBool,
 }
 
 impl Handler for Receiver {
     fn post(&self, body: &[u8]) -> u16 {
         Stats::add(&self.stats.posts, 1);
-        match event::parse_batch(body) {
-            Ok(items) => self.admit(items),
+        let mut intake = Intake::new(self);
+        let parsed = event::for_each_element(body, |raw| intake.element(raw));
+        intake.finish(parsed.is_ok());
+        match parsed {
+            Ok(()) => {}
             Err(ParseError::Empty) => self.bad_body(BadBody::Empty, "an empty body"),
             Err(ParseError::NotArray) => {
                 self.bad_body(BadBody::NotArray, "JSON that is not an array of events")
@@ -85,6 +126,7 @@ impl Receiver {
             running: Mutex::new(None),
             seq: AtomicU64::new(0),
             lambda_dropping: AtomicBool::new(false),
+            over_limit: AtomicBool::new(false),
         }
     }
 
@@ -97,65 +139,26 @@ impl Receiver {
         }
     }
 
-    fn admit(&self, items: Vec<Item<'_>>) {
-        let now = Instant::now();
-        let received = items.len() as u64;
-        let (mut filtered, mut bytes, mut lambda_dropped) = (0u64, 0u64, false);
-        let mut entries = Vec::with_capacity(items.len());
-        let filter_noop = self.settings.filter.is_noop();
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        for item in items {
-            bytes += item.raw.len() as u64;
-            let own_id = item.request_id.as_deref();
-            let mark = match (&item.kind, own_id) {
-                (Kind::Start, Some(id)) if !self.settings.concurrent => {
-                    *running = records::fixed_key(id);
-                    None
-                }
-                (Kind::RuntimeDone, Some(id)) => {
-                    if running.as_deref() == Some(id) {
-                        *running = None;
-                    }
-                    Some(Mark::Done(id.into()))
-                }
-                (Kind::Report, Some(id)) => Some(Mark::Report(id.into())),
-                (Kind::LogsDropped { records, bytes }, _) => {
-                    self.lambda_dropped(*records, *bytes);
-                    lambda_dropped = true;
-                    None
-                }
-                _ => None,
-            };
-            if !filter_noop && !self.settings.filter.keeps(&item.event_type, item.record) {
-                filtered += 1;
-                entries.push(Entry { event: None, mark });
-                continue;
+    /// What an element marks for pacing; notes the running invocation and what Lambda says
+    /// it dropped.
+    fn mark_of(&self, item: &Item<'_>, running: &mut Option<Arc<str>>) -> Option<Mark> {
+        match (&item.kind, item.request_id.as_deref()) {
+            (Kind::Start, Some(id)) if !self.settings.concurrent => {
+                *running = records::fixed_key(id);
+                None
             }
-            // A log line without an id of its own belongs to the invocation running now.
-            let inferred = match (&item.kind, own_id) {
-                (Kind::Log, None) => running.clone(),
-                _ => None,
-            };
-            let event = self.event_of(&item, own_id, inferred.as_deref(), now);
-            entries.push(Entry {
-                event: Some(event),
-                mark,
-            });
-        }
-        drop(running);
-        if !lambda_dropped {
-            self.lambda_dropping.store(false, Relaxed);
-        }
-        Stats::add(&self.stats.received, received);
-        Stats::add(&self.stats.received_bytes, bytes);
-        Stats::add(&self.stats.filtered, filtered);
-        let a = self.buffer.admit(entries);
-        Stats::add(&self.stats.spilled, a.spilled);
-        self.stats.add_dropped(DropReason::BufferFull, a.refused);
-        self.stats
-            .add_dropped(DropReason::SpillFull, a.spill_refused);
-        if a.became_full {
-            self.log_full();
+            (Kind::RuntimeDone, Some(id)) => {
+                if running.as_deref() == Some(id) {
+                    *running = None;
+                }
+                Some(Mark::Done(id.into()))
+            }
+            (Kind::Report, Some(id)) => Some(Mark::Report(id.into())),
+            (Kind::LogsDropped { records, bytes }, _) => {
+                self.lambda_dropped(*records, *bytes);
+                None
+            }
+            _ => None,
         }
     }
 
@@ -169,9 +172,13 @@ impl Receiver {
     ) -> Event {
         let s = &self.settings;
         let mut raw: std::borrow::Cow<str> = item.raw.into();
+        let mut enrichable = item.enrichable;
         if raw.len() > s.max_event_bytes {
             let original = raw.len();
             raw = truncate_event(&raw, s.max_event_bytes).into();
+            // What truncation kept decides: an object without a `source` (a non-object
+            // becomes one; a big `source` of its own is cut) takes ours, exactly one.
+            enrichable = raw.starts_with('{') && event::members(&raw, ["source"])[0].is_none();
             if self.stats.truncated.fetch_add(1, Relaxed) == 0 {
                 warn!(
                     "an event of {original} bytes is larger than a Kinesis record allows ({} bytes with its key): delivered with its record cut and marked \"truncated\"; further ones are counted in the shutdown summary. Raise {PREFIX}MAX_RECORD_BYTES if the stream allows bigger records",
@@ -184,7 +191,7 @@ impl Receiver {
         }
         let seq = self.seq.fetch_add(1, Relaxed);
         let enriched = match &s.origin {
-            Some(origin) if item.enrichable => origin.splice(&raw, seq, inferred),
+            Some(origin) if enrichable => origin.splice(&raw, seq, inferred),
             _ => None,
         };
         let raw: Box<str> = match enriched {
@@ -206,7 +213,18 @@ impl Receiver {
         Stats::add(&self.stats.lambda_dropped_bytes, bytes);
         if !self.lambda_dropping.swap(true, Relaxed) {
             warn!(
-                "Lambda dropped {records} telemetry events ({bytes} bytes) because this extension's listener fell behind (platform.logsDropped); if it recurs, lower {PREFIX}BUFFERING_MAX_ITEMS / {PREFIX}BUFFERING_MAX_BYTES or raise {PREFIX}BUFFERING_TIMEOUT_MS so Lambda sends fewer, larger batches"
+                "Lambda dropped {records} telemetry events ({bytes} bytes) because this extension's listener fell behind (platform.logsDropped); if it recurs, {}",
+                logs_dropped_advice(&self.settings.buffering)
+            );
+        }
+    }
+
+    /// One line per episode of POSTs over the platform's largest batch.
+    fn log_over_limit(&self, elements: u64) {
+        if !self.over_limit.swap(true, Relaxed) {
+            warn!(
+                "a telemetry POST held {elements} events, but Lambda sends at most {MAX_EVENTS_PER_POST} events in one batch: the first {MAX_EVENTS_PER_POST} were taken and the other {} refused unread (counted as post_limit); such a POST does not come from the Telemetry API. Further ones are counted in the shutdown summary",
+                elements - MAX_EVENTS_PER_POST
             );
         }
     }
@@ -230,6 +248,176 @@ impl Receiver {
                 "buffer full ({} events, {} bytes held) with Kinesis healthy: telemetry arrives faster than it can be sent between invocations, so newly arriving telemetry is dropped (counted as buffer_full); raise {which}, or use {PREFIX}FLUSH_STRATEGY=end so each invocation's telemetry is sent while it runs",
                 level.in_memory, level.bytes
             );
+        }
+    }
+}
+
+/// What to change when Lambda drops telemetry (pure): what makes each POST carry more (the
+/// settings not yet at their maximum, with the values in use), and what always helps.
+/// Lowering `BUFFERING_MAX_ITEMS` or `BUFFERING_MAX_BYTES` would make batches smaller.
+pub fn logs_dropped_advice(b: &Buffering) -> String {
+    let mut steps = Vec::new();
+    if b.max_bytes < BUFFERING_MAX_BYTES.max {
+        steps.push(format!(
+            "raise {PREFIX}BUFFERING_MAX_BYTES (now {}, at most {}) so each POST carries more",
+            b.max_bytes, BUFFERING_MAX_BYTES.max
+        ));
+    }
+    if b.max_items < BUFFERING_MAX_ITEMS.max {
+        steps.push(format!(
+            "raise {PREFIX}BUFFERING_MAX_ITEMS (now {}, at most {})",
+            b.max_items, BUFFERING_MAX_ITEMS.max
+        ));
+    }
+    if b.timeout_ms < BUFFERING_TIMEOUT_MS.max {
+        steps.push(format!(
+            "raise {PREFIX}BUFFERING_TIMEOUT_MS (now {} ms) so Lambda sends fewer, larger batches (an invocation's telemetry then arrives up to that much later)",
+            b.timeout_ms
+        ));
+    }
+    steps.push("lower the function's log volume".to_string());
+    let last = steps.pop().unwrap_or_default();
+    if steps.is_empty() {
+        last
+    } else {
+        format!("{}, or {last}", steps.join(", "))
+    }
+}
+
+/// One POST on its way into the buffer (see "Memory per POST" in the module docs).
+struct Intake<'r> {
+    receiver: &'r Receiver,
+    now: Instant,
+    running: MutexGuard<'r, Option<Arc<str>>>,
+    filter_noop: bool,
+    /// Entries built and not yet handed to the buffer.
+    part: Vec<Entry>,
+    part_bytes: usize,
+    /// Elements seen, including those past the limit.
+    elements: u64,
+    bytes: u64,
+    filtered: u64,
+    lambda_dropped: bool,
+    admitted: Admitted,
+    /// Set once the buffer refused an event of this POST: why later ones are refused unbuilt.
+    refusing: Option<DropReason>,
+    /// Events refused without being built.
+    unbuilt: u64,
+}
+
+impl<'r> Intake<'r> {
+    fn new(receiver: &'r Receiver) -> Intake<'r> {
+        Intake {
+            receiver,
+            now: Instant::now(),
+            running: receiver.running.lock().unwrap_or_else(|e| e.into_inner()),
+            filter_noop: receiver.settings.filter.is_noop(),
+            part: Vec::new(),
+            part_bytes: 0,
+            elements: 0,
+            bytes: 0,
+            filtered: 0,
+            lambda_dropped: false,
+            admitted: Admitted::default(),
+            refusing: None,
+            unbuilt: 0,
+        }
+    }
+
+    fn element(&mut self, raw: &RawValue) {
+        self.elements += 1;
+        if self.elements > MAX_EVENTS_PER_POST {
+            return;
+        }
+        let r = self.receiver;
+        let item = event::item_of(raw);
+        self.bytes += item.raw.len() as u64;
+        self.lambda_dropped |= matches!(item.kind, Kind::LogsDropped { .. });
+        let mark = r.mark_of(&item, &mut self.running);
+        if !self.filter_noop && !r.settings.filter.keeps(&item.event_type, item.record) {
+            self.filtered += 1;
+            if mark.is_some() {
+                self.part.push(Entry { event: None, mark });
+            }
+            return;
+        }
+        let event = if self.refusing.is_some() {
+            // The buffer cannot take it: counted as refused, and its seq is skipped (a gap
+            // in `seq` is how a consumer sees a loss).
+            r.seq.fetch_add(1, Relaxed);
+            self.unbuilt += 1;
+            None
+        } else {
+            // A log line without an id of its own belongs to the invocation running now.
+            let inferred = match (&item.kind, item.request_id.as_deref()) {
+                (Kind::Log, None) => self.running.clone(),
+                _ => None,
+            };
+            let e = r.event_of(
+                &item,
+                item.request_id.as_deref(),
+                inferred.as_deref(),
+                self.now,
+            );
+            self.part_bytes += e.cost();
+            Some(e)
+        };
+        if event.is_some() || mark.is_some() {
+            self.part.push(Entry { event, mark });
+        }
+        if self.part.len() >= PART_EVENTS || self.part_bytes >= PART_BYTES {
+            self.hand_over();
+        }
+    }
+
+    /// Hands the part built so far to the buffer.
+    fn hand_over(&mut self) {
+        let a = self.receiver.buffer.admit(std::mem::take(&mut self.part));
+        self.part_bytes = 0;
+        if a.spill_refused > 0 {
+            self.refusing = Some(DropReason::SpillFull);
+        } else if a.refused > 0 {
+            self.refusing = Some(DropReason::BufferFull);
+        }
+        let t = &mut self.admitted;
+        t.kept += a.kept;
+        t.spilled += a.spilled;
+        t.refused += a.refused;
+        t.spill_refused += a.spill_refused;
+        t.became_full |= a.became_full;
+    }
+
+    /// The rest to the buffer (also for a POST with no event: it tells the flusher that
+    /// telemetry arrived), then the counters and the once-per-episode lines.
+    fn finish(mut self, parsed: bool) {
+        if parsed || !self.part.is_empty() {
+            self.hand_over();
+        }
+        let r = self.receiver;
+        drop(self.running);
+        if !self.lambda_dropped {
+            r.lambda_dropping.store(false, Relaxed);
+        }
+        let over = self.elements.saturating_sub(MAX_EVENTS_PER_POST);
+        let stats = &r.stats;
+        Stats::add(&stats.received, self.elements);
+        Stats::add(&stats.received_bytes, self.bytes);
+        Stats::add(&stats.filtered, self.filtered);
+        let a = self.admitted;
+        Stats::add(&stats.spilled, a.spilled);
+        stats.add_dropped(DropReason::BufferFull, a.refused);
+        stats.add_dropped(DropReason::SpillFull, a.spill_refused);
+        if let Some(reason) = self.refusing {
+            stats.add_dropped(reason, self.unbuilt);
+        }
+        stats.add_dropped(DropReason::PostLimit, over);
+        if a.became_full {
+            r.log_full();
+        }
+        if over > 0 {
+            r.log_over_limit(self.elements);
+        } else if parsed {
+            r.over_limit.store(false, Relaxed);
         }
     }
 }

@@ -1,0 +1,126 @@
+//! Hostile telemetry bodies, black box: whatever a POST holds, the extension's memory stays
+//! bounded and it keeps serving the platform.
+//!
+//! `MEASURE_PEAK_RSS=1` prints the peak resident set (with `KINESIS_TELEMETRY_EXTENSION_BIN`
+//! naming a release build, this is the measurement quoted in issue 16).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kte_test_support as support;
+
+use support::{process, Lambda, LambdaOptions};
+
+const T: Duration = Duration::from_secs(10);
+
+/// The listener's body cap at the default buffering (2 × 256 KiB + 1 MiB): the flood's
+/// bodies are just under it, as the platform's largest POSTs are.
+const MAX_BODY: usize = 2 * 262_144 + (1 << 20);
+
+/// Concurrent floods: the listener serves 16 connections and the platform's keep-alive
+/// connection holds one of them (`FLOODS=16` for the issue's measurement).
+const FLOODS: usize = 15;
+
+/// `VmRSS` (resident set now) of a live process, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `[{},{},…]` of `bytes` bytes at most: about half a million elements at the cap.
+fn empty_objects(bytes: usize) -> Vec<u8> {
+    let n = (bytes - 2) / 3;
+    let mut body = Vec::with_capacity(bytes);
+    body.push(b'[');
+    for i in 0..n {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{}");
+    }
+    body.push(b']');
+    body
+}
+
+/// 15 POSTs at once of half a million empty objects each (the issue's amplification: each
+/// element became an event, enriched, before the buffer's cap was looked at; 16 of them
+/// peaked at 1.2 GB and a 128 MB function's environment was reset). Now at most the
+/// platform's largest batch is taken from one POST, nothing is built once the buffer is
+/// full, and the extension still delivers the function's own telemetry afterwards.
+#[test]
+fn a_flood_of_empty_objects_neither_bloats_nor_stops_the_extension() {
+    let mut l = Lambda::start(
+        LambdaOptions::default()
+            .binary(support::extension_under_test!())
+            .env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25"),
+    );
+    // The subscription exists once the first telemetry is pushed through it.
+    l.invoke(1);
+    let body = Arc::new(empty_objects(MAX_BODY - 64));
+    let floods = std::env::var("FLOODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FLOODS);
+    let posts: Vec<_> = (0..floods)
+        .map(|_| {
+            let (runtime, body) = (l.runtime.handle(), body.clone());
+            std::thread::spawn(move || runtime.post_raw(&body).map(|r| r.status))
+        })
+        .collect();
+    let statuses: Vec<_> = posts
+        .into_iter()
+        .map(|p| p.join().expect("poster thread"))
+        .collect();
+    let peak_kb = process::peak_rss_kb(l.pid()).expect("VmHWM of the extension");
+    if std::env::var_os("MEASURE_PEAK_RSS").is_some() {
+        eprintln!("answers: {statuses:?}");
+        eprintln!("peak RSS after {floods} floods: {peak_kb} kB");
+        std::thread::sleep(Duration::from_secs(15));
+        eprintln!("RSS 15 s later: {} kB", rss_kb(l.pid()));
+    }
+    for status in &statuses {
+        assert_eq!(
+            status.as_ref().ok(),
+            Some(&200),
+            "every POST is answered 200 (the platform would resend a refused one): {status:?}\n{}",
+            l.log_text()
+        );
+    }
+    // Generous for a debug build: the release build peaks near 30 MB (README, "Memory").
+    assert!(
+        peak_kb < 96 * 1024,
+        "peak RSS {peak_kb} kB\n{}",
+        l.log_text()
+    );
+    assert!(
+        !l.log_lines_with("at most 10000 events").is_empty(),
+        "the refusal is logged once\n{}",
+        l.log_text()
+    );
+    // Still serving: the next invocation's telemetry is delivered.
+    let ids = l.invoke(1);
+    let out = l.shutdown();
+    assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
+    let delivered = l.events_delivered();
+    for pushed in l.expected() {
+        assert!(
+            delivered.contains(&pushed),
+            "{} not delivered after the flood\n{}",
+            pushed,
+            l.log_text()
+        );
+    }
+    assert!(ids.len() == 1);
+    let refused = l.summary_count("post_limit").unwrap_or(0);
+    let received = l.summary_count("received").unwrap_or(0);
+    assert!(
+        refused >= floods as u64 * (body.len() as u64 / 3 - 10_000),
+        "everything past the first 10,000 of each POST is refused and counted: {refused}\n{}",
+        l.log_text()
+    );
+    assert!(received >= refused, "{received} < {refused}");
+}
