@@ -11,8 +11,6 @@ use kte_test_support as support;
 
 use support::{process, Lambda, LambdaOptions};
 
-const T: Duration = Duration::from_secs(10);
-
 /// The listener's body cap at the default buffering (2 × 256 KiB + 1 MiB): the flood's
 /// bodies are just under it, as the platform's largest POSTs are.
 const MAX_BODY: usize = 2 * 262_144 + (1 << 20);
@@ -53,11 +51,19 @@ fn empty_objects(bytes: usize) -> Vec<u8> {
 /// full, and the extension still delivers the function's own telemetry afterwards.
 #[test]
 fn a_flood_of_empty_objects_neither_bloats_nor_stops_the_extension() {
-    let mut l = Lambda::start(
-        LambdaOptions::default()
-            .binary(support::extension_under_test!())
-            .env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25"),
-    );
+    let measuring = std::env::var_os("MEASURE_PEAK_RSS").is_some();
+    let mut opts = LambdaOptions::default()
+        .binary(support::extension_under_test!())
+        .env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25");
+    // POSTs are taken one at a time: in a debug build on a busy machine the last of the
+    // floods waits its turn for seconds (a release build answers each in milliseconds).
+    opts.runtime.telemetry_post_timeout = Duration::from_secs(120);
+    if !measuring {
+        // The smallest buffer, so the debug build drains it well within SHUTDOWN; the
+        // measurement keeps the default 8 MiB.
+        opts = opts.env("KINESIS_TELEMETRY_BUFFER_MAX_BYTES", "1048576");
+    }
+    let mut l = Lambda::start(opts);
     // The subscription exists once the first telemetry is pushed through it.
     l.invoke(1);
     let body = Arc::new(empty_objects(MAX_BODY - 64));
@@ -76,7 +82,7 @@ fn a_flood_of_empty_objects_neither_bloats_nor_stops_the_extension() {
         .map(|p| p.join().expect("poster thread"))
         .collect();
     let peak_kb = process::peak_rss_kb(l.pid()).expect("VmHWM of the extension");
-    if std::env::var_os("MEASURE_PEAK_RSS").is_some() {
+    if measuring {
         eprintln!("answers: {statuses:?}");
         eprintln!("peak RSS after {floods} floods: {peak_kb} kB");
         std::thread::sleep(Duration::from_secs(15));
@@ -90,9 +96,10 @@ fn a_flood_of_empty_objects_neither_bloats_nor_stops_the_extension() {
             l.log_text()
         );
     }
-    // Generous for a debug build: the release build peaks near 30 MB (README, "Memory").
+    // Generous for a debug build with a 1 MiB buffer (it peaked at 1 GB before; the release
+    // build peaks near 32 MB with the default 8 MiB buffer, see README "Memory").
     assert!(
-        peak_kb < 96 * 1024,
+        peak_kb < 64 * 1024,
         "peak RSS {peak_kb} kB\n{}",
         l.log_text()
     );
@@ -101,20 +108,21 @@ fn a_flood_of_empty_objects_neither_bloats_nor_stops_the_extension() {
         "the refusal is logged once\n{}",
         l.log_text()
     );
-    // Still serving: the next invocation's telemetry is delivered.
-    let ids = l.invoke(1);
+    // Still serving: once the flood's share of the buffer is sent (drop-newest meanwhile),
+    // the function's telemetry is delivered again.
+    l.invoke(2);
+    let before = l.pushed().len();
+    l.invoke(1);
     let out = l.shutdown();
     assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
     let delivered = l.events_delivered();
-    for pushed in l.expected() {
+    for pushed in &l.expected()[before..] {
         assert!(
-            delivered.contains(&pushed),
-            "{} not delivered after the flood\n{}",
-            pushed,
+            delivered.contains(pushed),
+            "{pushed} not delivered after the flood\n{}",
             l.log_text()
         );
     }
-    assert!(ids.len() == 1);
     let refused = l.summary_count("post_limit").unwrap_or(0);
     let received = l.summary_count("received").unwrap_or(0);
     assert!(
