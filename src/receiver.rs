@@ -295,6 +295,9 @@ struct Intake<'r> {
     part_bytes: usize,
     /// Elements seen, including those past the limit.
     elements: u64,
+    /// Of those, how many `received` counts already (see [`Intake::count`]).
+    counted: u64,
+    /// Bytes and filtered events seen and not yet counted.
     bytes: u64,
     filtered: u64,
     lambda_dropped: bool,
@@ -315,6 +318,7 @@ impl<'r> Intake<'r> {
             part: Vec::new(),
             part_bytes: 0,
             elements: 0,
+            counted: 0,
             bytes: 0,
             filtered: 0,
             lambda_dropped: false,
@@ -370,8 +374,19 @@ impl<'r> Intake<'r> {
         }
     }
 
+    /// Counts what was seen so far as received (and filtered): before its events reach the
+    /// buffer, so no reader of the counters sees an event delivered before it was received.
+    fn count(&mut self) {
+        let stats = &self.receiver.stats;
+        Stats::add(&stats.received, self.elements - self.counted);
+        self.counted = self.elements;
+        Stats::add(&stats.received_bytes, std::mem::take(&mut self.bytes));
+        Stats::add(&stats.filtered, std::mem::take(&mut self.filtered));
+    }
+
     /// Hands the part built so far to the buffer.
     fn hand_over(&mut self) {
+        self.count();
         let a = self.receiver.buffer.admit(std::mem::take(&mut self.part));
         self.part_bytes = 0;
         if a.spill_refused > 0 {
@@ -393,6 +408,7 @@ impl<'r> Intake<'r> {
         if parsed || !self.part.is_empty() {
             self.hand_over();
         }
+        self.count();
         let r = self.receiver;
         drop(self.running);
         if !self.lambda_dropped {
@@ -400,9 +416,6 @@ impl<'r> Intake<'r> {
         }
         let over = self.elements.saturating_sub(MAX_EVENTS_PER_POST);
         let stats = &r.stats;
-        Stats::add(&stats.received, self.elements);
-        Stats::add(&stats.received_bytes, self.bytes);
-        Stats::add(&stats.filtered, self.filtered);
         let a = self.admitted;
         Stats::add(&stats.spilled, a.spilled);
         stats.add_dropped(DropReason::BufferFull, a.refused);

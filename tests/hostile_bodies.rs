@@ -81,7 +81,12 @@ fn a_flood_of_empty_objects_neither_bloats_nor_stops_the_extension() {
         .into_iter()
         .map(|p| p.join().expect("poster thread"))
         .collect();
-    let peak_kb = process::peak_rss_kb(l.pid()).expect("VmHWM of the extension");
+    let peak_kb = process::peak_rss_kb(l.pid()).unwrap_or_else(|| {
+        panic!(
+            "the extension is gone (answers {statuses:?})\n{}",
+            l.log_text()
+        )
+    });
     if measuring {
         eprintln!("answers: {statuses:?}");
         eprintln!("peak RSS after {floods} floods: {peak_kb} kB");

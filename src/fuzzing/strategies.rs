@@ -20,9 +20,12 @@ fn text(max: usize) -> impl Strategy<Value = String> {
     prop::collection::vec(select(chars), 0..max).prop_map(String::from_iter)
 }
 
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
 /// A JSON string literal, quotes and escapes included.
 pub fn string() -> BoxedStrategy<String> {
-    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
     prop_oneof![
         3 => select(vec![
             "function",
@@ -38,12 +41,12 @@ pub fn string() -> BoxedStrategy<String> {
             "source",
             "",
         ])
-        .prop_map(move |s| quoted(s)),
-        3 => text(12).prop_map(move |s| quoted(&s)),
+        .prop_map(quoted),
+        3 => text(12).prop_map(|s| quoted(&s)),
         1 => select(vec![r#""func\u0074ion""#, r#""\ud83e\udd80""#, r#""a\"b\\c\n""#])
             .prop_map(str::to_string),
         1 => select(vec!["INFO", "[WARN]", "debug", "FATAL", "nope", ""])
-            .prop_map(move |lvl| quoted(&format!("2024-01-01T00:00:00Z\treq-1\t{lvl}\tm\n"))),
+            .prop_map(|lvl| quoted(&format!("2024-01-01T00:00:00Z\treq-1\t{lvl}\tm\n"))),
         1 => (200usize..700, select(vec!["x", "\\u0000", "é", "\\\""]))
             .prop_map(|(n, unit)| format!("\"{}\"", unit.repeat(n / unit.len().max(1)))),
     ]
