@@ -23,9 +23,10 @@
 //!
 //! Answers: 200 for every POST, including empty, non-array and malformed bodies: a non-2xx
 //! makes the platform resend the same batch again and again, so content we cannot use is
-//! counted and logged (once per kind) instead of refused. A body that turns malformed part
-//! way keeps the events before the fault (Lambda never sends one; nothing is gained by
-//! dropping what was good).
+//! counted and logged (once per kind) instead of refused. Such a body is ignored whole when
+//! it fits one part (every POST Lambda sends at the default buffering); a bigger one that
+//! turns malformed part way keeps the parts handed over before the fault, counted as usual,
+//! and ignores the rest (validating every body first would cost a second parse of each).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,7 +35,7 @@ use std::time::Instant;
 use log::{debug, warn};
 use serde_json::value::RawValue;
 
-use crate::buffer::{Admitted, Buffer, Entry, Mark};
+use crate::buffer::{Buffer, Entry, Mark};
 use crate::config::{
     PartitionKeyMode, BUFFERING_MAX_BYTES, BUFFERING_MAX_ITEMS, BUFFERING_TIMEOUT_MS, PREFIX,
 };
@@ -139,8 +140,7 @@ impl Receiver {
         }
     }
 
-    /// What an element marks for pacing; notes the running invocation and what Lambda says
-    /// it dropped.
+    /// What an element marks for pacing; notes the running invocation.
     fn mark_of(&self, item: &Item<'_>, running: &mut Option<Arc<str>>) -> Option<Mark> {
         match (&item.kind, item.request_id.as_deref()) {
             (Kind::Start, Some(id)) if !self.settings.concurrent => {
@@ -154,10 +154,7 @@ impl Receiver {
                 Some(Mark::Done(id.into()))
             }
             (Kind::Report, Some(id)) => Some(Mark::Report(id.into())),
-            (Kind::LogsDropped { records, bytes }, _) => {
-                self.lambda_dropped(*records, *bytes);
-                None
-            }
+            (Kind::LogsDropped { .. }, _) => None,
             _ => None,
         }
     }
@@ -295,17 +292,27 @@ struct Intake<'r> {
     part_bytes: usize,
     /// Elements seen, including those past the limit.
     elements: u64,
-    /// Of those, how many `received` counts already (see [`Intake::count`]).
-    counted: u64,
-    /// Bytes and filtered events seen and not yet counted.
-    bytes: u64,
-    filtered: u64,
+    /// What the part being built brought (counted when it is handed over).
+    seen: Seen,
     lambda_dropped: bool,
-    admitted: Admitted,
+    /// The buffer's first refusal of an episode of fullness came in this POST (log it).
+    became_full: bool,
     /// Set once the buffer refused an event of this POST: why later ones are refused unbuilt.
     refusing: Option<DropReason>,
-    /// Events refused without being built.
+}
+
+/// What the elements of one part brought, counted when the part is handed over (and not at
+/// all when the body turns out malformed before that).
+#[derive(Default)]
+struct Seen {
+    elements: u64,
+    bytes: u64,
+    filtered: u64,
+    /// Refused without being built (see `Intake::refusing`).
     unbuilt: u64,
+    /// `platform.logsDropped`: what Lambda says it dropped.
+    lambda_records: u64,
+    lambda_bytes: u64,
 }
 
 impl<'r> Intake<'r> {
@@ -318,28 +325,31 @@ impl<'r> Intake<'r> {
             part: Vec::new(),
             part_bytes: 0,
             elements: 0,
-            counted: 0,
-            bytes: 0,
-            filtered: 0,
+            seen: Seen::default(),
             lambda_dropped: false,
-            admitted: Admitted::default(),
+            became_full: false,
             refusing: None,
-            unbuilt: 0,
         }
     }
 
     fn element(&mut self, raw: &RawValue) {
         self.elements += 1;
+        self.seen.elements += 1;
         if self.elements > MAX_EVENTS_PER_POST {
             return;
         }
         let r = self.receiver;
         let item = event::item_of(raw);
-        self.bytes += item.raw.len() as u64;
-        self.lambda_dropped |= matches!(item.kind, Kind::LogsDropped { .. });
+        self.seen.bytes += item.raw.len() as u64;
+        if let Kind::LogsDropped { records, bytes } = item.kind {
+            self.lambda_dropped = true;
+            let s = &mut self.seen;
+            s.lambda_records = s.lambda_records.saturating_add(records);
+            s.lambda_bytes = s.lambda_bytes.saturating_add(bytes);
+        }
         let mark = r.mark_of(&item, &mut self.running);
         if !self.filter_noop && !r.settings.filter.keeps(&item.event_type, item.record) {
-            self.filtered += 1;
+            self.seen.filtered += 1;
             if mark.is_some() {
                 self.part.push(Entry { event: None, mark });
             }
@@ -349,7 +359,7 @@ impl<'r> Intake<'r> {
             // The buffer cannot take it: counted as refused, and its seq is skipped (a gap
             // in `seq` is how a consumer sees a loss).
             r.seq.fetch_add(1, Relaxed);
-            self.unbuilt += 1;
+            self.seen.unbuilt += 1;
             None
         } else {
             // A log line without an id of its own belongs to the invocation running now.
@@ -374,60 +384,55 @@ impl<'r> Intake<'r> {
         }
     }
 
-    /// Counts what was seen so far as received (and filtered): before its events reach the
-    /// buffer, so no reader of the counters sees an event delivered before it was received.
-    fn count(&mut self) {
-        let stats = &self.receiver.stats;
-        Stats::add(&stats.received, self.elements - self.counted);
-        self.counted = self.elements;
-        Stats::add(&stats.received_bytes, std::mem::take(&mut self.bytes));
-        Stats::add(&stats.filtered, std::mem::take(&mut self.filtered));
-    }
-
-    /// Hands the part built so far to the buffer.
+    /// Hands the part built so far to the buffer, having counted what it brought as
+    /// received (first, so no reader of the counters sees an event delivered before it was
+    /// received).
     fn hand_over(&mut self) {
-        self.count();
-        let a = self.receiver.buffer.admit(std::mem::take(&mut self.part));
+        let r = self.receiver;
+        let stats = &r.stats;
+        let seen = std::mem::take(&mut self.seen);
+        Stats::add(&stats.received, seen.elements);
+        Stats::add(&stats.received_bytes, seen.bytes);
+        Stats::add(&stats.filtered, seen.filtered);
+        if let Some(reason) = self.refusing.clone() {
+            stats.add_dropped(reason, seen.unbuilt);
+        }
+        if seen.lambda_records > 0 || seen.lambda_bytes > 0 {
+            r.lambda_dropped(seen.lambda_records, seen.lambda_bytes);
+        }
+        let a = r.buffer.admit(std::mem::take(&mut self.part));
         self.part_bytes = 0;
+        Stats::add(&stats.spilled, a.spilled);
+        stats.add_dropped(DropReason::BufferFull, a.refused);
+        stats.add_dropped(DropReason::SpillFull, a.spill_refused);
         if a.spill_refused > 0 {
             self.refusing = Some(DropReason::SpillFull);
         } else if a.refused > 0 {
             self.refusing = Some(DropReason::BufferFull);
         }
-        let t = &mut self.admitted;
-        t.kept += a.kept;
-        t.spilled += a.spilled;
-        t.refused += a.refused;
-        t.spill_refused += a.spill_refused;
-        t.became_full |= a.became_full;
+        self.became_full |= a.became_full;
     }
 
-    /// The rest to the buffer (also for a POST with no event: it tells the flusher that
-    /// telemetry arrived), then the counters and the once-per-episode lines.
+    /// The last part to the buffer (also for a POST with no event: it tells the flusher
+    /// that telemetry arrived), then the once-per-episode lines. A malformed body's last part
+    /// is dropped uncounted (see the module docs).
     fn finish(mut self, parsed: bool) {
-        if parsed || !self.part.is_empty() {
+        if parsed {
             self.hand_over();
         }
-        self.count();
         let r = self.receiver;
         drop(self.running);
-        if !self.lambda_dropped {
+        if parsed && !self.lambda_dropped {
             r.lambda_dropping.store(false, Relaxed);
         }
         let over = self.elements.saturating_sub(MAX_EVENTS_PER_POST);
-        let stats = &r.stats;
-        let a = self.admitted;
-        Stats::add(&stats.spilled, a.spilled);
-        stats.add_dropped(DropReason::BufferFull, a.refused);
-        stats.add_dropped(DropReason::SpillFull, a.spill_refused);
-        if let Some(reason) = self.refusing {
-            stats.add_dropped(reason, self.unbuilt);
+        if parsed {
+            r.stats.add_dropped(DropReason::PostLimit, over);
         }
-        stats.add_dropped(DropReason::PostLimit, over);
-        if a.became_full {
+        if self.became_full {
             r.log_full();
         }
-        if over > 0 {
+        if parsed && over > 0 {
             r.log_over_limit(self.elements);
         } else if parsed {
             r.over_limit.store(false, Relaxed);

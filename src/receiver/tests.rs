@@ -324,14 +324,31 @@ fn once_the_buffer_refuses_the_rest_of_the_post_is_neither_built_nor_truncated()
 }
 
 #[test]
-fn a_body_that_turns_malformed_keeps_the_events_before_the_fault() {
+fn a_body_that_turns_malformed_is_ignored_but_for_the_parts_handed_over_before() {
+    let dropped = r#"{"type":"platform.logsDropped","record":{"droppedRecords":5}}"#;
     let (r, b, stats) = receiver(settings());
-    let body = format!("[{TEXT},{AFTER},{{]");
+    let body = format!("[{TEXT},{dropped},{AFTER}");
     assert_eq!(r.post(body.as_bytes()), 200);
-    assert_eq!(b.held(), 2);
+    assert_eq!(b.held(), 0, "a body of one part is ignored whole");
+    assert_eq!(get(&stats.received), 0);
+    assert_eq!(get(&stats.lambda_dropped_events), 0, "its logsDropped too");
     let unusable: u64 = stats.bad_bodies.iter().map(get).sum();
     assert_eq!(unusable, 1);
-    assert_eq!(get(&stats.received), 2);
+
+    let (r, b, stats) = receiver_with_cap(settings(), 100_000);
+    let events = lines(PART_EVENTS + 10);
+    let body = format!("[{},{{]", events.join(","));
+    r.post(body.as_bytes());
+    assert_eq!(
+        b.held(),
+        PART_EVENTS as u64,
+        "the part before the fault stays"
+    );
+    assert_eq!(
+        get(&stats.received),
+        PART_EVENTS as u64,
+        "and is all that counts"
+    );
 }
 
 #[test]
