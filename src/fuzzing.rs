@@ -564,3 +564,50 @@ pub fn spill_segment(data: &[u8]) {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every fuzz target's seeds (`fuzz/seeds/<target>/`) pass its oracle, and every target
+    /// in `fuzz/fuzz_targets/` calls an entry point that exists here: the fuzz crate is its
+    /// own workspace, so nothing else would notice a rename.
+    #[test]
+    fn the_fuzz_seeds_pass_their_oracles() {
+        let entry: &[(&str, fn(&[u8]))] = &[
+            ("telemetry_post", super::telemetry_post),
+            ("listener_requests", super::listener_requests),
+            ("truncation", super::truncation),
+            ("spill_segment", super::spill_segment),
+            ("setting_values", super::setting_values),
+        ];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut targets: Vec<String> = std::fs::read_dir(root.join("fuzz_targets"))
+            .expect("fuzz/fuzz_targets")
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".rs")
+                    .map(String::from)
+            })
+            .collect();
+        targets.sort();
+        let mut names: Vec<String> = entry.iter().map(|(n, _)| n.to_string()).collect();
+        names.sort();
+        assert_eq!(targets, names, "one entry point per fuzz target");
+        for (name, run) in entry {
+            let source = std::fs::read_to_string(root.join(format!("fuzz_targets/{name}.rs")))
+                .expect("the target's source");
+            assert!(
+                source.contains(&format!("fuzzing::{name}(data)")),
+                "fuzz_targets/{name}.rs calls fuzzing::{name}"
+            );
+            let seeds = std::fs::read_dir(root.join("seeds").join(name)).expect("its seeds");
+            let mut n = 0;
+            for seed in seeds.flatten() {
+                run(&std::fs::read(seed.path()).expect("a seed"));
+                n += 1;
+            }
+            assert!(n > 0, "{name} has seeds");
+        }
+    }
+}
