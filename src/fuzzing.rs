@@ -570,9 +570,12 @@ mod tests {
     /// Every fuzz target's seeds (`fuzz/seeds/<target>/`) pass its oracle, and every target
     /// in `fuzz/fuzz_targets/` calls an entry point that exists here: the fuzz crate is its
     /// own workspace, so nothing else would notice a rename.
+    /// A fuzz target's entry point.
+    type Entry = (&'static str, fn(&[u8]));
+
     #[test]
     fn the_fuzz_seeds_pass_their_oracles() {
-        let entry: &[(&str, fn(&[u8]))] = &[
+        let entry: &[Entry] = &[
             ("telemetry_post", super::telemetry_post),
             ("listener_requests", super::listener_requests),
             ("truncation", super::truncation),
