@@ -25,6 +25,12 @@
 #                           build, copy the zips to dist/release/<version>/ under versioned names,
 #                           write their SHA256SUMS, and print the `aws lambda publish-layer-version`
 #                           commands for both architectures (docs/releasing.md)
+#   ./build.sh fuzz [SECONDS] [TARGET...]
+#                           run each fuzz target (fuzz/, cargo-fuzz) for SECONDS (default 60),
+#                           installing cargo-fuzz from crates.io when missing; nightly flags come
+#                           from a nightly toolchain when rustup has one, else RUSTC_BOOTSTRAP=1
+#                           on stable. Corpus in fuzz/corpus/<target> (seeded from fuzz/seeds),
+#                           findings in fuzz/artifacts/<target>; fails if any target finds one
 #
 # Reproducibility: the zips use a fixed timestamp (1980-01-01 00:00:00), one entry, fixed
 # attributes; the binaries are built with build paths remapped (--remap-path-prefix for rustc,
@@ -507,6 +513,61 @@ cmd_test() {
 	bash "$ROOT/.ci/cfn-lint.sh"
 }
 
+# ---------------------------------------------------------------------------------------------
+# fuzz
+# ---------------------------------------------------------------------------------------------
+
+cmd_fuzz() {
+	local seconds="${1:-60}"
+	[[ $# -eq 0 ]] || shift
+	[[ "$seconds" =~ ^[0-9]+$ ]] || die "fuzz: SECONDS must be a whole number, not '$seconds'"
+	if ! cargo fuzz --version >/dev/null 2>&1; then
+		log "cargo install cargo-fuzz --locked (crates.io)"
+		cargo install cargo-fuzz --locked || die "could not install cargo-fuzz"
+	fi
+	# cargo-fuzz passes nightly-only flags (-Z sanitizer...). A nightly toolchain if rustup
+	# has one; otherwise stable, told to accept them.
+	local toolchain=()
+	if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+		toolchain=(+nightly)
+	else
+		export RUSTC_BOOTSTRAP=1
+	fi
+	local targets=("$@")
+	((${#targets[@]})) || mapfile -t targets < <(cargo "${toolchain[@]}" fuzz list)
+	((${#targets[@]})) || die "fuzz: no targets found in fuzz/"
+	# Per-target libFuzzer flags. listener_requests drives a real listener whose threads
+	# outlive each input, so LeakSanitizer would report their buffers.
+	local -A flags=([listener_requests]="-detect_leaks=0")
+	local t out failed=() summary=() extra=()
+	for t in "${targets[@]}"; do
+		read -r -a extra <<<"${flags[$t]:-}"
+		mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+		out="$(mktemp)"
+		log "fuzz $t for ${seconds} s ${flags[$t]:-}"
+		# -timeout: one input taking 10 s is a finding (a hang); -rss_limit_mb: so is 2 GB.
+		if cargo "${toolchain[@]}" fuzz run "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+			-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+			"${extra[@]}" >"$out" 2>&1; then
+			summary+=("ok    $t: $(fuzz_stats "$out")")
+		else
+			tail -n 40 "$out" >&2
+			summary+=("FAIL  $t: $(fuzz_stats "$out") (see fuzz/artifacts/$t)")
+			failed+=("$t")
+		fi
+		rm -f "$out"
+	done
+	printf '%s\n' "${summary[@]}"
+	((${#failed[@]} == 0)) || die "fuzz: findings in ${failed[*]}"
+}
+
+# "N execs, cov C, corpus K" from a libFuzzer log.
+fuzz_stats() {
+	awk '/^Done [0-9]+ runs/ { runs = $2 }
+		/ cov: / { for (i = 1; i <= NF; i++) { if ($i == "cov:") cov = $(i + 1); if ($i == "corp:") corp = $(i + 1) } }
+		END { printf "%s execs, cov %s, corpus %s", runs ? runs : "?", cov ? cov : "?", corp ? corp : "?" }' "$1"
+}
+
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print } /^set /{ exit }' "$0"; }
 
 main() {
@@ -521,6 +582,7 @@ main() {
 	bench) cmd_bench "$@" ;;
 	test) cmd_test "$@" ;;
 	release) cmd_release "$@" ;;
+	fuzz) cmd_fuzz "$@" ;;
 	-h | --help | help) usage ;;
 	*)
 		usage >&2

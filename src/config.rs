@@ -26,8 +26,8 @@ use std::time::Duration;
 
 pub use delivery::{Credentials, Delivery};
 pub use known::*;
-pub use reader::Int;
 use reader::Reader;
+pub use reader::{Documented, Int};
 
 use crate::filter::{Filter, Level, TypeSelection, LEVEL_NAMES};
 use crate::limits::Limits;

@@ -16,8 +16,9 @@
 //!   invocations run concurrently.
 //! - `tenantId` (tenant isolation mode) is added to every event of an invocation whose
 //!   tenant is known, matched as `requestId` is (see `tenant`).
-//! - Events that are not JSON objects, or that already have a top-level `source`, are left
-//!   as they are.
+//! - Events that are not JSON objects, or that already have a top-level `source` (under any
+//!   spelling of the name: `"sour\u0063e"` is `source` too), are left as they are: an event
+//!   never has two `source` members.
 
 use crate::tenant::MAX_TENANT_ID_BYTES;
 
@@ -125,7 +126,7 @@ impl Origin {
         out.push('{');
         out.push_str(body);
         if body.trim().is_empty() {
-            out.truncate(1);
+            // `{}` or `{ }`: no member before ours, so no comma (the whitespace stays).
             out.push_str(&self.prefix[1..]);
         } else {
             out.push_str(&self.prefix);

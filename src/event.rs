@@ -6,14 +6,19 @@
 //! platform record). The only change ever made is additive and at the end: the enrichment
 //! object (see `enrich`), or the truncation of an event too big for a Kinesis record.
 //!
-//! [`parse_batch`] splits a POST body into [`Item`]s that borrow from it and carry what the
-//! extension looks at: the `type`, the record's own `requestId` and `tenantId`, and the counts
-//! of a `platform.logsDropped`.
+//! [`for_each_element`] walks a POST body element by element, and [`item_of`] reads what the
+//! extension looks at in one ([`Item`], borrowing from the body): the `type`, the record's
+//! own `requestId` and `tenantId`, the counts of a `platform.logsDropped`, and whether it has a `source` of
+//! its own. Neither builds anything per element, so a body of half a million tiny elements
+//! costs no more memory than one of ten; and neither fails on a valid JSON value of any
+//! shape (duplicate members, a `type` that is not a string): what cannot be read is absent.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// How an event's partition key is chosen (decided once, when it is admitted).
@@ -99,40 +104,18 @@ pub struct Item<'a> {
     /// The element's JSON text exactly as sent.
     pub raw: &'a str,
     /// Its `type` (empty when absent or not a string).
-    pub event_type: std::borrow::Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
     pub kind: Kind,
     /// Its `record` (for level filtering).
     pub record: Option<&'a RawValue>,
     /// The record's own `requestId` (platform events, JSON log lines).
-    pub request_id: Option<std::borrow::Cow<'a, str>>,
+    pub request_id: Option<Cow<'a, str>>,
     /// The record's own `tenantId` (tenant isolation mode: `platform.start`,
     /// `platform.report`, JSON log lines).
-    pub tenant_id: Option<std::borrow::Cow<'a, str>>,
+    pub tenant_id: Option<Cow<'a, str>>,
     /// Whether the event is a JSON object without a `source` field of its own (only those
     /// can be enriched).
     pub enrichable: bool,
-}
-
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    record: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    source: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct RecordHead<'a> {
-    #[serde(rename = "requestId", borrow, default)]
-    request_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(rename = "tenantId", borrow, default)]
-    tenant_id: Option<std::borrow::Cow<'a, str>>,
-    #[serde(rename = "droppedRecords", default)]
-    dropped_records: Option<u64>,
-    #[serde(rename = "droppedBytes", default)]
-    dropped_bytes: Option<u64>,
 }
 
 /// What is inside a telemetry POST body.
@@ -143,10 +126,15 @@ pub enum ParseError {
     Malformed(String),
 }
 
-/// Splits a POST body (a JSON array) into items, each keeping its raw JSON text.
-pub fn parse_batch(body: &[u8]) -> Result<Vec<Item<'_>>, ParseError> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    match first {
+/// Walks a POST body (a JSON array) and hands `each` every element's raw JSON text, in
+/// order, as it is parsed: nothing is collected, so memory does not grow with the number of
+/// elements, and the caller decides per element what to build. On malformed JSON the
+/// elements before the fault have been handed over already.
+pub fn for_each_element<'a>(
+    body: &'a [u8],
+    each: impl FnMut(&'a RawValue),
+) -> Result<(), ParseError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Err(ParseError::Empty),
         Some(b'[') => {}
         Some(_) => {
@@ -156,54 +144,159 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Item<'_>>, ParseError> {
             })
         }
     }
-    let items: Vec<&RawValue> =
-        serde_json::from_slice(body).map_err(|e| ParseError::Malformed(e.to_string()))?;
-    Ok(items.into_iter().map(item_of).collect())
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde::Deserializer::deserialize_seq(&mut de, Elements(each))
+        .and_then(|()| de.end())
+        .map_err(|e| ParseError::Malformed(e.to_string()))
 }
 
-fn item_of(raw: &RawValue) -> Item<'_> {
+/// Splits a POST body into items (tests; the receiver streams with [`for_each_element`]).
+#[cfg(test)]
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Item<'_>>, ParseError> {
+    let mut items = Vec::new();
+    for_each_element(body, |raw| items.push(item_of(raw)))?;
+    Ok(items)
+}
+
+struct Elements<F>(F);
+
+impl<'de, F: FnMut(&'de RawValue)> Visitor<'de> for Elements<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            (self.0)(raw);
+        }
+        Ok(())
+    }
+}
+
+/// What the extension reads of one element: its `type`, its `record`'s `requestId` and a
+/// `platform.logsDropped`'s counts, and whether it has a `source` of its own. Never fails on
+/// a valid JSON value: members of any type, unknown, duplicated (the last one counts, as in
+/// every JSON reader downstream) or with escaped names are all understood.
+pub fn item_of(raw: &RawValue) -> Item<'_> {
     let text = raw.get();
-    let is_object = text.starts_with('{');
-    let head = if is_object {
-        serde_json::from_str::<Head>(text).ok()
-    } else {
-        None
+    let [event_type, record, source] = members(text, ["type", "record", "source"]);
+    let event_type = event_type.and_then(string_of).unwrap_or_default();
+    let [request_id, tenant_id, dropped_records, dropped_bytes] = match record {
+        Some(r) => members(
+            r.get(),
+            ["requestId", "tenantId", "droppedRecords", "droppedBytes"],
+        ),
+        None => [None; 4],
     };
-    let (event_type, record, has_source) = match head {
-        Some(h) => (h.kind.unwrap_or_default(), h.record, h.source.is_some()),
-        None => (Default::default(), None, false),
-    };
-    let record_head = record
-        .filter(|r| r.get().starts_with('{'))
-        .and_then(|r| serde_json::from_str::<RecordHead>(r.get()).ok());
     let kind = match event_type.as_ref() {
         "platform.start" => Kind::Start,
         "platform.runtimeDone" => Kind::RuntimeDone,
         "platform.report" => Kind::Report,
         "platform.logsDropped" => Kind::LogsDropped {
-            records: record_head
-                .as_ref()
-                .and_then(|r| r.dropped_records)
-                .unwrap_or(0),
-            bytes: record_head
-                .as_ref()
-                .and_then(|r| r.dropped_bytes)
-                .unwrap_or(0),
+            records: dropped_records.and_then(count_of).unwrap_or(0),
+            bytes: dropped_bytes.and_then(count_of).unwrap_or(0),
         },
         crate::snapstart::RESTORE_START => Kind::RestoreStart,
         "function" | "extension" => Kind::Log,
         _ => Kind::Other,
     };
-    let (request_id, tenant_id) = record_head.map_or((None, None), |r| (r.request_id, r.tenant_id));
     Item {
         raw: text,
         event_type,
         kind,
         record,
-        request_id,
-        tenant_id,
-        enrichable: is_object && !has_source,
+        request_id: request_id.and_then(string_of),
+        tenant_id: tenant_id.and_then(string_of),
+        enrichable: text.starts_with('{') && source.is_none(),
     }
+}
+
+/// The raw value of each named member of the JSON object `text` (the last one when a name
+/// repeats), all `None` when `text` is not an object. Names are compared decoded, so
+/// `"sour\u0063e"` is `source`. Other members are skipped without being built.
+pub fn members<'a, const N: usize>(text: &'a str, names: [&str; N]) -> [Option<&'a RawValue>; N] {
+    if !text.starts_with('{') {
+        return [None; N];
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let found = Members {
+        names: &names,
+        found: [None; N],
+    };
+    serde::Deserializer::deserialize_map(&mut de, found).unwrap_or([None; N])
+}
+
+struct Members<'n, 'a, const N: usize> {
+    names: &'n [&'n str; N],
+    found: [Option<&'a RawValue>; N],
+}
+
+impl<'de, const N: usize> Visitor<'de> for Members<'_, 'de, N> {
+    type Value = [Option<&'de RawValue>; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        while let Some(at) = map.next_key_seed(Name(self.names))? {
+            match at {
+                Some(i) => self.found[i] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(self.found)
+    }
+}
+
+/// A member name: its index among the names looked for, if it is one (no allocation, even
+/// for an escaped name: serde_json decodes it into its scratch buffer).
+struct Name<'n, const N: usize>(&'n [&'n str; N]);
+
+impl<'de, const N: usize> DeserializeSeed<'de> for Name<'_, N> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for Name<'_, N> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|n| *n == name))
+    }
+}
+
+/// A JSON string's value (borrowed when it has no escapes), `None` for any other value.
+pub fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+}
+
+/// A count the platform sent: a non-negative JSON number, saturated to `u64` (a fraction is
+/// cut, `1e30` is `u64::MAX`); `None` for anything else.
+fn count_of(raw: &RawValue) -> Option<u64> {
+    let text = raw.get();
+    text.parse::<u64>().ok().or_else(|| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|n| *n >= 0.0)
+            .map(|n| n as u64)
+    })
 }
 
 #[cfg(test)]
@@ -251,6 +344,95 @@ mod tests {
     }
 
     #[test]
+    fn non_object_elements_are_carried_through() {
+        let items = parse(r#"[1, "x", null, {"type": 5}, {"type":"x","source":{}}]"#).unwrap();
+        assert_eq!(items.len(), 5);
+        assert!(items.iter().all(|e| e.kind == Kind::Other));
+        assert!(!items[0].enrichable && items[3].enrichable);
+        assert!(!items[4].enrichable, "has a source of its own");
+    }
+
+    #[test]
+    fn heads_of_any_shape_are_read_without_failing() {
+        // (element, type, requestId, enrichable)
+        let cases: &[(&str, &str, Option<&str>, bool)] = &[
+            // Duplicates: the last one counts, as in JSON readers downstream.
+            (
+                r#"{"type":"x","type":"function","record":{"requestId":"a","requestId":"b"}}"#,
+                "function",
+                Some("b"),
+                true,
+            ),
+            (r#"{"type":5,"source":1}"#, "", None, false),
+            (r#"{"type":null,"record":{"requestId":7}}"#, "", None, true),
+            (
+                r#"{"t\u0079pe":"platform.start","sour\u0063e":{}}"#,
+                "platform.start",
+                None,
+                false,
+            ),
+            (
+                r#"{"type":"func\u0074ion","record":{"requestId":"r\"1"}}"#,
+                "function",
+                Some("r\"1"),
+                true,
+            ),
+            (
+                r#"{"record":"text","type":"extension"}"#,
+                "extension",
+                None,
+                true,
+            ),
+            (r#"{}"#, "", None, true),
+            (r#"["type","source"]"#, "", None, false),
+        ];
+        for (element, event_type, request_id, enrichable) in cases {
+            let body = format!("[{element}]");
+            let items = parse(&body).unwrap();
+            let i = &items[0];
+            assert_eq!(i.raw, *element);
+            assert_eq!(i.event_type, *event_type, "{element}");
+            assert_eq!(i.request_id.as_deref(), *request_id, "{element}");
+            assert_eq!(i.enrichable, *enrichable, "{element}");
+        }
+    }
+
+    #[test]
+    fn logs_dropped_counts_saturate_and_ignore_what_is_not_a_count() {
+        let counts = |record: &str| {
+            let body = format!(r#"[{{"type":"platform.logsDropped","record":{record}}}]"#);
+            match parse(&body).unwrap()[0].kind {
+                Kind::LogsDropped { records, bytes } => (records, bytes),
+                ref k => panic!("{k:?}"),
+            }
+        };
+        assert_eq!(counts(r#"{"droppedRecords":3,"droppedBytes":40}"#), (3, 40));
+        assert_eq!(
+            counts(r#"{"droppedRecords":18446744073709551616,"droppedBytes":1e300}"#),
+            (u64::MAX, u64::MAX)
+        );
+        assert_eq!(
+            counts(r#"{"droppedRecords":2.9,"droppedBytes":-5}"#),
+            (2, 0)
+        );
+        assert_eq!(
+            counts(r#"{"droppedRecords":"7","droppedBytes":null}"#),
+            (0, 0)
+        );
+        assert_eq!(counts(r#""no counts""#), (0, 0));
+    }
+
+    #[test]
+    fn bad_bodies_are_classified() {
+        assert_eq!(parse("").unwrap_err(), ParseError::Empty);
+        assert_eq!(parse(" \n ").unwrap_err(), ParseError::Empty);
+        assert_eq!(parse(r#"{"type":"x"}"#).unwrap_err(), ParseError::NotArray);
+        assert!(matches!(parse("[{]"), Err(ParseError::Malformed(_))));
+        assert!(matches!(parse("nope"), Err(ParseError::Malformed(_))));
+        assert!(parse("[]").unwrap().is_empty());
+    }
+
+    #[test]
     fn the_2025_26_types_and_fields_are_read_and_kept() {
         // Shapes from the Telemetry API schema reference and the tenant isolation guide.
         let restore = r#"{"time":"t","type":"platform.restoreStart","record":{"functionName":"f","functionVersion":"3","instanceId":"i","instanceMaxMemory":256,"runtimeVersion":"java:21.v1","runtimeVersionArn":"arn"}}"#;
@@ -290,24 +472,5 @@ mod tests {
                 None
             ]
         );
-    }
-
-    #[test]
-    fn non_object_elements_are_carried_through() {
-        let items = parse(r#"[1, "x", null, {"type": 5}, {"type":"x","source":{}}]"#).unwrap();
-        assert_eq!(items.len(), 5);
-        assert!(items.iter().all(|e| e.kind == Kind::Other));
-        assert!(!items[0].enrichable && items[3].enrichable);
-        assert!(!items[4].enrichable, "has a source of its own");
-    }
-
-    #[test]
-    fn bad_bodies_are_classified() {
-        assert_eq!(parse("").unwrap_err(), ParseError::Empty);
-        assert_eq!(parse(" \n ").unwrap_err(), ParseError::Empty);
-        assert_eq!(parse(r#"{"type":"x"}"#).unwrap_err(), ParseError::NotArray);
-        assert!(matches!(parse("[{]"), Err(ParseError::Malformed(_))));
-        assert!(matches!(parse("nope"), Err(ParseError::Malformed(_))));
-        assert!(parse("[]").unwrap().is_empty());
     }
 }

@@ -13,8 +13,9 @@
 //! - A log line whose level cannot be told is kept: a level filter must never hide a line it
 //!   does not understand.
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::event;
 
 /// Telemetry API categories, as a subscription names them.
 pub const CATEGORIES: [&str; 3] = ["platform", "function", "extension"];
@@ -164,27 +165,16 @@ impl Level {
     }
 }
 
-#[derive(Deserialize)]
-struct LevelField<'a> {
-    #[serde(borrow, default)]
-    level: Option<std::borrow::Cow<'a, str>>,
-}
-
 /// The level of a `function` or `extension` record: the JSON log format's `level` field, or
 /// a level column of the Text format (tab-separated, within the first four columns: Node
 /// writes `time\trequestId\tINFO\tmessage`, Python `[INFO]\ttime\trequestId\tmessage`).
 /// `None` when the line carries no recognisable level.
 pub fn level_of(record: &RawValue) -> Option<Level> {
-    let raw = record.get();
-    if raw.starts_with('{') {
-        let f: LevelField = serde_json::from_str(raw).ok()?;
-        return f.level.as_deref().and_then(Level::parse);
+    if let [Some(level)] = event::members(record.get(), ["level"]) {
+        return event::string_of(level).as_deref().and_then(Level::parse);
     }
-    if raw.starts_with('"') {
-        let line: std::borrow::Cow<str> = serde_json::from_str(raw).ok()?;
-        return line.split('\t').take(4).find_map(Level::parse);
-    }
-    None
+    let line = event::string_of(record)?;
+    line.split('\t').take(4).find_map(Level::parse)
 }
 
 /// The whole filter: event types, then the minimum level of log lines.

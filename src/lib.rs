@@ -264,6 +264,11 @@ fn start_pipeline(
                 added,
             ),
             one_line: config.records.format == config::RecordFormat::Ndjson,
+            buffering: receiver::Buffering {
+                max_items: config.subscription.max_items,
+                max_bytes: config.subscription.max_bytes,
+                timeout_ms: config.subscription.timeout_ms,
+            },
         },
         buffer.clone(),
         stats.clone(),

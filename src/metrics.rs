@@ -107,7 +107,7 @@ pub fn line(
             "Count",
             json!(dropped(&|r| matches!(
                 r,
-                DropReason::Oversize | DropReason::SpillCorrupt
+                DropReason::Oversize | DropReason::SpillCorrupt | DropReason::PostLimit
             ))),
         ),
         ("EventsSpilled", "Count", json!(d.spilled)),

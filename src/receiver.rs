@@ -1,28 +1,46 @@
 //! The receiver: what happens to a telemetry POST's body, called by the listener's
 //! connection threads (see `listener` for the HTTP side).
 //!
-//! For each event, in order: note what pacing needs (`platform.start`, `runtimeDone`,
-//! `report`), what Lambda says it dropped (`platform.logsDropped`), a SnapStart restore
-//! (`platform.restoreStart`: this event and the ones after it carry the new environment id,
-//! see `snapstart`) and an invocation's tenant (see `tenant`); apply the user's filter
-//! (counted as `filtered`); truncate an event too big for a record; for NDJSON records, turn
-//! the line breaks between its JSON tokens into spaces (the only bytes ever changed, and only
-//! in that format); add the enrichment object; choose its partition key; then hand the batch
-//! to the buffer, which applies the memory cap. It never waits on the flusher or on Kinesis, so Lambda always
-//! gets its answer at once (a slow listener makes Lambda drop telemetry).
+//! For each element of the body, in order, as it is parsed: note what pacing needs
+//! (`platform.start`, `runtimeDone`, `report`), what Lambda says it dropped
+//! (`platform.logsDropped`), a SnapStart restore (`platform.restoreStart`: this event and the
+//! ones after it carry the new environment id, see `snapstart`) and an invocation's tenant
+//! (see `tenant`); apply the user's filter (counted as `filtered`); truncate an
+//! event too big for a record; for NDJSON records, turn the line breaks between its JSON
+//! tokens into spaces (the only bytes ever changed, and only in that format); add the
+//! enrichment object; choose its partition key; then hand it to the buffer, which applies the
+//! memory cap, in parts of at most [`PART_EVENTS`] events. It never waits on the flusher or
+//! on Kinesis, so Lambda always gets its answer at once (a slow listener makes Lambda drop
+//! telemetry).
+//!
+//! Memory per POST is bounded whatever the body holds (policy):
+//! - at most [`MAX_EVENTS_PER_POST`] elements are read, the platform's largest batch; the
+//!   rest are refused unread, counted as `post_limit` and logged once per episode;
+//! - once the buffer has refused an event of a POST, the rest of that POST is not built or
+//!   enriched: each is counted as the buffer refused it (`buffer_full` or `spill_full`),
+//!   marks for pacing still noted;
+//! - the body is parsed element by element ([`event::for_each_element`]), so the events
+//!   built and not yet in the buffer are one part, whatever the number of elements. POSTs are
+//!   taken one at a time (they share the running invocation), so that holds for all of them.
 //!
 //! Answers: 200 for every POST, including empty, non-array and malformed bodies: a non-2xx
 //! makes the platform resend the same batch again and again, so content we cannot use is
-//! counted and logged (once per kind) instead of refused.
+//! counted and logged (once per kind) instead of refused. Such a body is ignored whole when
+//! it fits one part (every POST Lambda sends at the default buffering); a bigger one that
+//! turns malformed part way keeps the parts handed over before the fault, counted as usual,
+//! and ignores the rest (validating every body first would cost a second parse of each).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use log::{debug, warn};
+use serde_json::value::RawValue;
 
 use crate::buffer::{Buffer, Entry, Mark};
-use crate::config::{PartitionKeyMode, PREFIX};
+use crate::config::{
+    PartitionKeyMode, BUFFERING_MAX_BYTES, BUFFERING_MAX_ITEMS, BUFFERING_TIMEOUT_MS, PREFIX,
+};
 use crate::enrich::Origin;
 use crate::event::{self, Event, Item, Key, Kind, ParseError};
 use crate::filter::Filter;
@@ -32,6 +50,14 @@ use crate::snapstart::{Environment, Signal};
 use crate::stats::{BadBody, DropReason, Stats};
 use crate::tenant::Tenants;
 use crate::truncate::truncate_event;
+
+/// The most elements read from one POST: the platform's largest batch
+/// (`BUFFERING_MAX_ITEMS` at its maximum). Lambda never sends more.
+pub const MAX_EVENTS_PER_POST: u64 = BUFFERING_MAX_ITEMS.max;
+/// Events built before they are handed to the buffer (which then says whether it took them).
+pub const PART_EVENTS: usize = 256;
+/// ... or this many bytes of them, whichever comes first.
+pub const PART_BYTES: usize = 256 << 10;
 
 /// What the receiver needs to know, fixed at start.
 pub struct Settings {
@@ -52,6 +78,16 @@ pub struct Settings {
     /// NDJSON records: an event's line breaks (whitespace between JSON tokens: a string
     /// cannot hold a raw one) become spaces so that each event stays one line.
     pub one_line: bool,
+    /// The subscription's buffering, named in the advice when Lambda drops telemetry.
+    pub buffering: Buffering,
+}
+
+/// The Telemetry API buffering the extension subscribed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffering {
+    pub max_items: u64,
+    pub max_bytes: u64,
+    pub timeout_ms: u64,
 }
 
 pub struct Receiver {
@@ -59,11 +95,13 @@ pub struct Receiver {
     buffer: Arc<Buffer>,
     stats: Arc<Stats>,
     /// The invocation between its `platform.start` and its `runtimeDone` (not concurrent).
+    /// Held for a whole POST: POSTs are taken one at a time.
     running: Mutex<Option<Arc<str>>>,
-    /// Enrichment sequence number: every event accepted by the receiver, before the cap,
-    /// under the current environment id.
+    /// Enrichment sequence number: every event accepted by the receiver, before the cap.
     seq: AtomicU64,
     lambda_dropping: AtomicBool,
+    /// An episode of POSTs over [`MAX_EVENTS_PER_POST`] is under way (logged once).
+    over_limit: AtomicBool,
     attribution: Mutex<Attribution>,
 }
 
@@ -86,8 +124,11 @@ struct Owner<'a> {
 impl Handler for Receiver {
     fn post(&self, body: &[u8]) -> u16 {
         Stats::add(&self.stats.posts, 1);
-        match event::parse_batch(body) {
-            Ok(items) => self.admit(items),
+        let mut intake = Intake::new(self);
+        let parsed = event::for_each_element(body, |raw| intake.element(raw));
+        intake.finish(parsed.is_ok());
+        match parsed {
+            Ok(()) => {}
             Err(ParseError::Empty) => self.bad_body(BadBody::Empty, "an empty body"),
             Err(ParseError::NotArray) => {
                 self.bad_body(BadBody::NotArray, "JSON that is not an array of events")
@@ -116,6 +157,7 @@ impl Receiver {
             running: Mutex::new(None),
             seq: AtomicU64::new(0),
             lambda_dropping: AtomicBool::new(false),
+            over_limit: AtomicBool::new(false),
             attribution: Mutex::new(attribution),
         }
     }
@@ -142,83 +184,22 @@ impl Receiver {
         }
     }
 
-    fn admit(&self, items: Vec<Item<'_>>) {
-        let now = Instant::now();
-        let received = items.len() as u64;
-        let (mut filtered, mut bytes, mut lambda_dropped) = (0u64, 0u64, false);
-        let mut entries = Vec::with_capacity(items.len());
-        let filter_noop = self.settings.filter.is_noop();
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let mut attribution = self.attribution.lock().unwrap_or_else(|e| e.into_inner());
-        self.refresh(&mut attribution);
-        for item in items {
-            bytes += item.raw.len() as u64;
-            let own_id = item.request_id.as_deref();
-            let own_tenant = item.tenant_id.as_deref();
-            if let (Some(id), Some(tenant)) = (own_id, own_tenant) {
-                attribution.tenants.learn(id, tenant);
+    /// What an element marks for pacing; notes the running invocation.
+    fn mark_of(&self, item: &Item<'_>, running: &mut Option<Arc<str>>) -> Option<Mark> {
+        match (&item.kind, item.request_id.as_deref()) {
+            (Kind::Start, Some(id)) if !self.settings.concurrent => {
+                *running = records::fixed_key(id);
+                None
             }
-            if item.kind == Kind::RestoreStart
-                && self.settings.environment.restored(Signal::RestoreStart)
-            {
-                self.refresh(&mut attribution);
+            (Kind::RuntimeDone, Some(id)) => {
+                if running.as_deref() == Some(id) {
+                    *running = None;
+                }
+                Some(Mark::Done(id.into()))
             }
-            let mark = match (&item.kind, own_id) {
-                (Kind::Start, Some(id)) if !self.settings.concurrent => {
-                    *running = records::fixed_key(id);
-                    None
-                }
-                (Kind::RuntimeDone, Some(id)) => {
-                    if running.as_deref() == Some(id) {
-                        *running = None;
-                    }
-                    Some(Mark::Done(id.into()))
-                }
-                (Kind::Report, Some(id)) => Some(Mark::Report(id.into())),
-                (Kind::LogsDropped { records, bytes }, _) => {
-                    self.lambda_dropped(*records, *bytes);
-                    lambda_dropped = true;
-                    None
-                }
-                _ => None,
-            };
-            if !filter_noop && !self.settings.filter.keeps(&item.event_type, item.record) {
-                filtered += 1;
-                entries.push(Entry { event: None, mark });
-                continue;
-            }
-            // A log line without an id of its own belongs to the invocation running now.
-            let inferred = match (&item.kind, own_id) {
-                (Kind::Log, None) => running.clone(),
-                _ => None,
-            };
-            let owner = Owner {
-                inferred: inferred.as_deref(),
-                tenant: attribution
-                    .tenants
-                    .of(own_tenant, own_id, inferred.as_deref()),
-            };
-            let event = self.event_of(&item, own_id, &owner, &attribution, now);
-            entries.push(Entry {
-                event: Some(event),
-                mark,
-            });
-        }
-        drop(attribution);
-        drop(running);
-        if !lambda_dropped {
-            self.lambda_dropping.store(false, Relaxed);
-        }
-        Stats::add(&self.stats.received, received);
-        Stats::add(&self.stats.received_bytes, bytes);
-        Stats::add(&self.stats.filtered, filtered);
-        let a = self.buffer.admit(entries);
-        Stats::add(&self.stats.spilled, a.spilled);
-        self.stats.add_dropped(DropReason::BufferFull, a.refused);
-        self.stats
-            .add_dropped(DropReason::SpillFull, a.spill_refused);
-        if a.became_full {
-            self.log_full();
+            (Kind::Report, Some(id)) => Some(Mark::Report(id.into())),
+            (Kind::LogsDropped { .. }, _) => None,
+            _ => None,
         }
     }
 
@@ -235,9 +216,13 @@ impl Receiver {
         let tenant = owner.tenant.as_deref();
         let s = &self.settings;
         let mut raw: std::borrow::Cow<str> = item.raw.into();
+        let mut enrichable = item.enrichable;
         if raw.len() > s.max_event_bytes {
             let original = raw.len();
             raw = truncate_event(&raw, s.max_event_bytes).into();
+            // What truncation kept decides: an object without a `source` (a non-object
+            // becomes one; a big `source` of its own is cut) takes ours, exactly one.
+            enrichable = raw.starts_with('{') && event::members(&raw, ["source"])[0].is_none();
             if self.stats.truncated.fetch_add(1, Relaxed) == 0 {
                 warn!(
                     "an event of {original} bytes is larger than a Kinesis record allows ({} bytes with its key): delivered with its record cut and marked \"truncated\"; further ones are counted in the shutdown summary. Raise {PREFIX}MAX_RECORD_BYTES if the stream allows bigger records",
@@ -250,7 +235,7 @@ impl Receiver {
         }
         let seq = self.seq.fetch_add(1, Relaxed);
         let enriched = match &a.origin {
-            Some(origin) if item.enrichable => origin.splice(&raw, seq, inferred, tenant),
+            Some(origin) if enrichable => origin.splice(&raw, seq, inferred, tenant),
             _ => None,
         };
         let raw: Box<str> = match enriched {
@@ -275,7 +260,18 @@ impl Receiver {
         Stats::add(&self.stats.lambda_dropped_bytes, bytes);
         if !self.lambda_dropping.swap(true, Relaxed) {
             warn!(
-                "Lambda dropped {records} telemetry events ({bytes} bytes) because this extension's listener fell behind (platform.logsDropped); if it recurs, lower {PREFIX}BUFFERING_MAX_ITEMS / {PREFIX}BUFFERING_MAX_BYTES or raise {PREFIX}BUFFERING_TIMEOUT_MS so Lambda sends fewer, larger batches"
+                "Lambda dropped {records} telemetry events ({bytes} bytes) because this extension's listener fell behind (platform.logsDropped); if it recurs, {}",
+                logs_dropped_advice(&self.settings.buffering)
+            );
+        }
+    }
+
+    /// One line per episode of POSTs over the platform's largest batch.
+    fn log_over_limit(&self, elements: u64) {
+        if !self.over_limit.swap(true, Relaxed) {
+            warn!(
+                "a telemetry POST held {elements} events, but Lambda sends at most {MAX_EVENTS_PER_POST} events in one batch: the first {MAX_EVENTS_PER_POST} were taken and the other {} refused unread (counted as post_limit); such a POST does not come from the Telemetry API. Further ones are counted in the shutdown summary",
+                elements - MAX_EVENTS_PER_POST
             );
         }
     }
@@ -299,6 +295,216 @@ impl Receiver {
                 "buffer full ({} events, {} bytes held) with Kinesis healthy: telemetry arrives faster than it can be sent between invocations, so newly arriving telemetry is dropped (counted as buffer_full); raise {which}, or use {PREFIX}FLUSH_STRATEGY=end so each invocation's telemetry is sent while it runs",
                 level.in_memory, level.bytes
             );
+        }
+    }
+}
+
+/// What to change when Lambda drops telemetry (pure): what makes each POST carry more (the
+/// settings not yet at their maximum, with the values in use), and what always helps.
+/// Lowering `BUFFERING_MAX_ITEMS` or `BUFFERING_MAX_BYTES` would make batches smaller.
+pub fn logs_dropped_advice(b: &Buffering) -> String {
+    let mut steps = Vec::new();
+    if b.max_bytes < BUFFERING_MAX_BYTES.max {
+        steps.push(format!(
+            "raise {PREFIX}BUFFERING_MAX_BYTES (now {}, at most {}) so each POST carries more",
+            b.max_bytes, BUFFERING_MAX_BYTES.max
+        ));
+    }
+    if b.max_items < BUFFERING_MAX_ITEMS.max {
+        steps.push(format!(
+            "raise {PREFIX}BUFFERING_MAX_ITEMS (now {}, at most {})",
+            b.max_items, BUFFERING_MAX_ITEMS.max
+        ));
+    }
+    if b.timeout_ms < BUFFERING_TIMEOUT_MS.max {
+        steps.push(format!(
+            "raise {PREFIX}BUFFERING_TIMEOUT_MS (now {} ms) so Lambda sends fewer, larger batches (an invocation's telemetry then arrives up to that much later)",
+            b.timeout_ms
+        ));
+    }
+    steps.push("lower the function's log volume".to_string());
+    let last = steps.pop().unwrap_or_default();
+    if steps.is_empty() {
+        last
+    } else {
+        format!("{}, or {last}", steps.join(", "))
+    }
+}
+
+/// One POST on its way into the buffer (see "Memory per POST" in the module docs).
+struct Intake<'r> {
+    receiver: &'r Receiver,
+    now: Instant,
+    running: MutexGuard<'r, Option<Arc<str>>>,
+    attribution: MutexGuard<'r, Attribution>,
+    filter_noop: bool,
+    /// Entries built and not yet handed to the buffer.
+    part: Vec<Entry>,
+    part_bytes: usize,
+    /// Elements seen, including those past the limit.
+    elements: u64,
+    /// What the part being built brought (counted when it is handed over).
+    seen: Seen,
+    lambda_dropped: bool,
+    /// The buffer's first refusal of an episode of fullness came in this POST (log it).
+    became_full: bool,
+    /// Set once the buffer refused an event of this POST: why later ones are refused unbuilt.
+    refusing: Option<DropReason>,
+}
+
+/// What the elements of one part brought, counted when the part is handed over (and not at
+/// all when the body turns out malformed before that).
+#[derive(Default)]
+struct Seen {
+    elements: u64,
+    bytes: u64,
+    filtered: u64,
+    /// Refused without being built (see `Intake::refusing`).
+    unbuilt: u64,
+    /// `platform.logsDropped`: what Lambda says it dropped.
+    lambda_records: u64,
+    lambda_bytes: u64,
+}
+
+impl<'r> Intake<'r> {
+    fn new(receiver: &'r Receiver) -> Intake<'r> {
+        let mut attribution = receiver
+            .attribution
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        receiver.refresh(&mut attribution);
+        Intake {
+            receiver,
+            now: Instant::now(),
+            running: receiver.running.lock().unwrap_or_else(|e| e.into_inner()),
+            attribution,
+            filter_noop: receiver.settings.filter.is_noop(),
+            part: Vec::new(),
+            part_bytes: 0,
+            elements: 0,
+            seen: Seen::default(),
+            lambda_dropped: false,
+            became_full: false,
+            refusing: None,
+        }
+    }
+
+    fn element(&mut self, raw: &RawValue) {
+        self.elements += 1;
+        self.seen.elements += 1;
+        if self.elements > MAX_EVENTS_PER_POST {
+            return;
+        }
+        let r = self.receiver;
+        let item = event::item_of(raw);
+        self.seen.bytes += item.raw.len() as u64;
+        let own_id = item.request_id.as_deref();
+        let own_tenant = item.tenant_id.as_deref();
+        if let (Some(id), Some(tenant)) = (own_id, own_tenant) {
+            self.attribution.tenants.learn(id, tenant);
+        }
+        if item.kind == Kind::RestoreStart && r.settings.environment.restored(Signal::RestoreStart)
+        {
+            r.refresh(&mut self.attribution);
+        }
+        if let Kind::LogsDropped { records, bytes } = item.kind {
+            self.lambda_dropped = true;
+            let s = &mut self.seen;
+            s.lambda_records = s.lambda_records.saturating_add(records);
+            s.lambda_bytes = s.lambda_bytes.saturating_add(bytes);
+        }
+        let mark = r.mark_of(&item, &mut self.running);
+        if !self.filter_noop && !r.settings.filter.keeps(&item.event_type, item.record) {
+            self.seen.filtered += 1;
+            if mark.is_some() {
+                self.part.push(Entry { event: None, mark });
+            }
+            return;
+        }
+        let event = if self.refusing.is_some() {
+            // The buffer cannot take it: counted as refused, and its seq is skipped (a gap
+            // in `seq` is how a consumer sees a loss).
+            r.seq.fetch_add(1, Relaxed);
+            self.seen.unbuilt += 1;
+            None
+        } else {
+            // A log line without an id of its own belongs to the invocation running now.
+            let inferred = match (&item.kind, own_id) {
+                (Kind::Log, None) => self.running.clone(),
+                _ => None,
+            };
+            let owner = Owner {
+                inferred: inferred.as_deref(),
+                tenant: self
+                    .attribution
+                    .tenants
+                    .of(own_tenant, own_id, inferred.as_deref()),
+            };
+            let e = r.event_of(&item, own_id, &owner, &self.attribution, self.now);
+            self.part_bytes += e.cost();
+            Some(e)
+        };
+        if event.is_some() || mark.is_some() {
+            self.part.push(Entry { event, mark });
+        }
+        if self.part.len() >= PART_EVENTS || self.part_bytes >= PART_BYTES {
+            self.hand_over();
+        }
+    }
+
+    /// Hands the part built so far to the buffer, having counted what it brought as
+    /// received (first, so no reader of the counters sees an event delivered before it was
+    /// received).
+    fn hand_over(&mut self) {
+        let r = self.receiver;
+        let stats = &r.stats;
+        let seen = std::mem::take(&mut self.seen);
+        Stats::add(&stats.received, seen.elements);
+        Stats::add(&stats.received_bytes, seen.bytes);
+        Stats::add(&stats.filtered, seen.filtered);
+        if let Some(reason) = self.refusing.clone() {
+            stats.add_dropped(reason, seen.unbuilt);
+        }
+        if seen.lambda_records > 0 || seen.lambda_bytes > 0 {
+            r.lambda_dropped(seen.lambda_records, seen.lambda_bytes);
+        }
+        let a = r.buffer.admit(std::mem::take(&mut self.part));
+        self.part_bytes = 0;
+        Stats::add(&stats.spilled, a.spilled);
+        stats.add_dropped(DropReason::BufferFull, a.refused);
+        stats.add_dropped(DropReason::SpillFull, a.spill_refused);
+        if a.spill_refused > 0 {
+            self.refusing = Some(DropReason::SpillFull);
+        } else if a.refused > 0 {
+            self.refusing = Some(DropReason::BufferFull);
+        }
+        self.became_full |= a.became_full;
+    }
+
+    /// The last part to the buffer (also for a POST with no event: it tells the flusher
+    /// that telemetry arrived), then the once-per-episode lines. A malformed body's last part
+    /// is dropped uncounted (see the module docs).
+    fn finish(mut self, parsed: bool) {
+        if parsed {
+            self.hand_over();
+        }
+        let r = self.receiver;
+        drop(self.running);
+        drop(self.attribution);
+        if parsed && !self.lambda_dropped {
+            r.lambda_dropping.store(false, Relaxed);
+        }
+        let over = self.elements.saturating_sub(MAX_EVENTS_PER_POST);
+        if parsed {
+            r.stats.add_dropped(DropReason::PostLimit, over);
+        }
+        if self.became_full {
+            r.log_full();
+        }
+        if parsed && over > 0 {
+            r.log_over_limit(self.elements);
+        } else if parsed {
+            r.over_limit.store(false, Relaxed);
         }
     }
 }

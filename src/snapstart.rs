@@ -87,8 +87,7 @@ impl Environment {
         }
     }
 
-    /// An environment with a known id (tests).
-    #[cfg(test)]
+    /// An environment with a known id (tests, fuzzing).
     pub fn with_id(snap_start: bool, id: &str) -> Environment {
         let env = Environment::new(snap_start);
         *env.id.lock().unwrap() = Arc::from(id);

@@ -23,6 +23,9 @@ pub enum DropReason {
     SpillCorrupt,
     /// A single event could never fit a Kinesis record, even truncated.
     Oversize,
+    /// Past the largest batch the platform sends in one POST (`BUFFERING_MAX_ITEMS` at most):
+    /// refused unread, so no POST can make the extension build more than that many events.
+    PostLimit,
     /// Kinesis refused the request for a reason retrying cannot fix.
     Fatal(String),
     /// Still held when the SHUTDOWN deadline came.
@@ -36,6 +39,7 @@ impl DropReason {
             DropReason::SpillFull => "spill_full".into(),
             DropReason::SpillCorrupt => "spill_corrupt".into(),
             DropReason::Oversize => "oversize".into(),
+            DropReason::PostLimit => "post_limit".into(),
             DropReason::Fatal(code) => code.clone(),
             DropReason::ShutdownDeadline => "shutdown_deadline".into(),
         }
@@ -146,14 +150,16 @@ impl Snapshot {
     }
 
     pub fn dropped_total(&self) -> u64 {
-        self.dropped.values().sum()
+        self.dropped.values().fold(0, |a, n| a.saturating_add(*n))
     }
 }
 
 impl Stats {
+    /// Adds to a counter, saturating: some counts come from the platform (`droppedRecords`
+    /// of `platform.logsDropped`) and must stick at `u64::MAX` rather than wrap to small.
     pub fn add(counter: &AtomicU64, n: u64) {
         if n > 0 {
-            counter.fetch_add(n, Relaxed);
+            let _ = counter.fetch_update(Relaxed, Relaxed, |c| Some(c.saturating_add(n)));
         }
     }
 
@@ -162,7 +168,8 @@ impl Stats {
             return;
         }
         let mut map = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(reason).or_default() += n;
+        let count = map.entry(reason).or_default();
+        *count = count.saturating_add(n);
     }
 
     pub fn dropped(&self) -> BTreeMap<DropReason, u64> {
@@ -218,7 +225,7 @@ impl Stats {
     pub fn summary(&self, held: u64) -> String {
         let get = |c: &AtomicU64| c.load(Relaxed);
         let dropped = self.dropped();
-        let total: u64 = dropped.values().sum();
+        let total = dropped.values().fold(0u64, |a, n| a.saturating_add(*n));
         let reasons = if dropped.is_empty() {
             String::new()
         } else {
@@ -234,7 +241,11 @@ impl Stats {
         } else {
             String::new()
         };
-        let bad: u64 = self.bad_bodies.iter().map(get).sum();
+        let bad = self
+            .bad_bodies
+            .iter()
+            .map(get)
+            .fold(0u64, |a, n| a.saturating_add(n));
         let l = &self.listener;
         let refused = l.refusals();
         format!(
@@ -351,6 +362,19 @@ mod tests {
         assert_eq!(d.dropped.get(&DropReason::BufferFull), Some(&2));
         assert_eq!(d.dropped.get(&DropReason::Oversize), Some(&1));
         assert_eq!(d.dropped_total(), 3);
+    }
+
+    #[test]
+    fn counters_saturate_instead_of_wrapping() {
+        let s = Stats::default();
+        Stats::add(&s.lambda_dropped_events, u64::MAX - 1);
+        Stats::add(&s.lambda_dropped_events, 5);
+        assert_eq!(s.lambda_dropped_events.load(Relaxed), u64::MAX);
+        s.add_dropped(DropReason::PostLimit, u64::MAX);
+        s.add_dropped(DropReason::PostLimit, 1);
+        s.add_dropped(DropReason::BufferFull, 1);
+        assert_eq!(s.snapshot().dropped_total(), u64::MAX);
+        assert!(s.summary(0).contains(&format!("dropped={}", u64::MAX)));
     }
 
     #[test]

@@ -295,6 +295,28 @@ mod tests {
         }
     }
 
+    mod properties {
+        //! The oracle is `fuzzing::check_truncation` (shared with the `truncation` fuzz target):
+        //! within the limit, valid JSON, the size recorded, the record a prefix of the original.
+        use crate::fuzzing::check_truncation;
+        use crate::fuzzing::strategies::event;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+            #[test]
+            fn events(e in event(), limit in 0usize..1_200) {
+                check_truncation(&e, limit);
+            }
+
+            #[test]
+            fn any_text(e in any::<String>(), limit in 0usize..400) {
+                check_truncation(&e, limit);
+            }
+        }
+    }
+
     #[test]
     fn truncating_a_12_mib_escaped_event_is_fast() {
         let event =

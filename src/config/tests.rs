@@ -369,3 +369,84 @@ fn the_readme_settings_rows_match_the_code() {
         assert_eq!(default, real, "README default of {name}");
     }
 }
+
+mod properties {
+    //! Setting values: whatever a variable holds, reading it never panics and yields a value
+    //! in range or a problem naming the variable. The whole-config oracle is
+    //! `fuzzing::check_settings` (shared with the `setting_values` fuzz target).
+    use crate::config::reader::{Documented, Reader};
+    use crate::config::{KNOWN, PREFIX};
+    use crate::fuzzing::check_settings;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            prop::collection::vec(
+                select(vec!['0', '1', '5', '9', '_', ' ', '+', '-', '.', 'e', 'x']),
+                0..24
+            )
+            .prop_map(String::from_iter),
+            select(vec![
+                "0",
+                "1",
+                "9001",
+                "1e3",
+                "18446744073709551616",
+                "-1",
+                " 42 ",
+                "1_000",
+                "true",
+                "kpl",
+                "none",
+                "platform.report,function",
+                "FunctionName,StreamName",
+                ":x",
+                "arn:aws:kinesis:eu-west-1:123456789012:stream/s",
+                "http://127.0.0.1:1",
+            ])
+            .prop_map(str::to_string),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn any_values_of_any_settings(
+            vars in prop::collection::vec((0..KNOWN.len(), value()), 0..8)
+        ) {
+            let vars: Vec<(String, String)> = vars
+                .into_iter()
+                .map(|(i, v)| (format!("{PREFIX}{}", KNOWN[i].name), v))
+                .collect();
+            check_settings(&vars);
+        }
+
+        #[test]
+        fn an_integer_setting_is_in_range_or_a_problem(i in 0..KNOWN.len(), v in value()) {
+            let Documented::Int(int) = KNOWN[i].default else {
+                return Ok(());
+            };
+            let var = format!("{PREFIX}{}", int.name);
+            let get = |name: &str| (name == var).then(|| v.clone());
+            let mut r = Reader { get: &get, problems: Vec::new() };
+            let n = r.int(int);
+            prop_assert!((int.min..=int.max).contains(&n), "{} = {n}", int.name);
+            let t = v.trim().replace('_', "");
+            let taken = t.parse::<u64>().ok().filter(|n| (int.min..=int.max).contains(n));
+            match taken {
+                Some(given) => {
+                    prop_assert_eq!(n, given);
+                    prop_assert!(r.problems.is_empty());
+                }
+                None if v.trim().is_empty() => prop_assert_eq!(n, int.default),
+                None => prop_assert!(
+                    r.problems.iter().any(|p| p.message.contains(&var)),
+                    "{var}={v:?} gave {n} silently"
+                ),
+            }
+        }
+    }
+}

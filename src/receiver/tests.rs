@@ -27,6 +27,11 @@ fn settings() -> Settings {
         concurrent: false,
         max_event_bytes: 4_000,
         one_line: true,
+        buffering: Buffering {
+            max_items: 10_000,
+            max_bytes: 262_144,
+            timeout_ms: 25,
+        },
     }
 }
 
@@ -249,6 +254,203 @@ fn a_full_buffer_refuses_the_newest_and_counts_them() {
     assert_eq!(stats.dropped().get(&DropReason::BufferFull), Some(&500));
 }
 
+fn receiver_with_cap(s: Settings, max_events: usize) -> (Receiver, Arc<Buffer>, Arc<Stats>) {
+    let (b, _) = Buffer::new(
+        BufferCap {
+            max_events,
+            max_bytes: 64 << 20,
+        },
+        None,
+    );
+    let b = Arc::new(b);
+    let stats = Arc::new(Stats::default());
+    (Receiver::new(s, b.clone(), stats.clone()), b, stats)
+}
+
+fn lines(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!(r#"{{"type":"function","record":"line {i}"}}"#))
+        .collect()
+}
+
+fn body_of(events: &[String]) -> Vec<u8> {
+    format!("[{}]", events.join(",")).into_bytes()
+}
+
+#[test]
+fn a_post_over_the_platform_s_largest_batch_is_cut_there_and_counted() {
+    let (r, b, stats) = receiver_with_cap(settings(), 100_000);
+    assert_eq!(r.post(&body_of(&lines(10_500))), 200);
+    assert_eq!(b.held(), 10_000, "the platform's largest batch is taken");
+    assert_eq!(get(&stats.received), 10_500);
+    assert_eq!(stats.dropped().get(&DropReason::PostLimit), Some(&500));
+    let events = buffered(&b);
+    assert!(
+        events[9_999].raw.contains("line 9999"),
+        "the first ones, in order"
+    );
+    // A batch of exactly the limit loses nothing.
+    let (r, b, stats) = receiver_with_cap(settings(), 100_000);
+    r.post(&body_of(&lines(10_000)));
+    assert_eq!(b.held(), 10_000);
+    assert!(stats.dropped().is_empty());
+}
+
+#[test]
+fn once_the_buffer_refuses_the_rest_of_the_post_is_neither_built_nor_truncated() {
+    let (r, b, stats) = receiver_with_cap(settings(), 3);
+    let mut events = lines(PART_EVENTS + 40);
+    let big = format!(r#"{{"type":"function","record":"{}"}}"#, "x".repeat(10_000));
+    events.push(big);
+    let done = r#"{"type":"platform.runtimeDone","record":{"requestId":"req-9"}}"#;
+    events.push(done.to_string());
+    r.post(&body_of(&events));
+    assert_eq!(b.held(), 3);
+    assert_eq!(
+        get(&stats.truncated),
+        0,
+        "the oversize event came after the refusal: never built"
+    );
+    let n = events.len() as u64;
+    assert_eq!(
+        stats.dropped().get(&DropReason::BufferFull),
+        Some(&(n - 3)),
+        "each refused, built or not, counted once"
+    );
+    assert_eq!(get(&stats.received), n);
+    assert!(
+        b.done_ticket("req-9").is_some(),
+        "pacing marks still noted for refused events"
+    );
+}
+
+#[test]
+fn a_body_that_turns_malformed_is_ignored_but_for_the_parts_handed_over_before() {
+    let dropped = r#"{"type":"platform.logsDropped","record":{"droppedRecords":5}}"#;
+    let (r, b, stats) = receiver(settings());
+    let body = format!("[{TEXT},{dropped},{AFTER}");
+    assert_eq!(r.post(body.as_bytes()), 200);
+    assert_eq!(b.held(), 0, "a body of one part is ignored whole");
+    assert_eq!(get(&stats.received), 0);
+    assert_eq!(get(&stats.lambda_dropped_events), 0, "its logsDropped too");
+    let unusable: u64 = stats.bad_bodies.iter().map(get).sum();
+    assert_eq!(unusable, 1);
+
+    let (r, b, stats) = receiver_with_cap(settings(), 100_000);
+    let events = lines(PART_EVENTS + 10);
+    let body = format!("[{},{{]", events.join(","));
+    r.post(body.as_bytes());
+    assert_eq!(
+        b.held(),
+        PART_EVENTS as u64,
+        "the part before the fault stays"
+    );
+    assert_eq!(
+        get(&stats.received),
+        PART_EVENTS as u64,
+        "and is all that counts"
+    );
+}
+
+#[test]
+fn an_event_never_gets_a_second_source() {
+    let sources = |raw: &str| crate::fuzzing::source_keys(raw).unwrap();
+    // Heads that used to fail to parse (so the event's own `source` went unseen).
+    let own = [
+        r#"{"type":"function","type":"extension","source":{"a":1},"record":"r"}"#,
+        r#"{"type":5,"source":"mine","record":"r"}"#,
+        r#"{"type":"function","sour\u0063e":1,"record":"r"}"#,
+        r#"{"type":["function"],"record":{"requestId":7},"source":null}"#,
+    ];
+    let (r, b, _) = receiver(settings());
+    r.post(&body(&own));
+    let events = buffered(&b);
+    assert_eq!(events.len(), own.len());
+    for (e, original) in events.iter().zip(own) {
+        assert_eq!(&*e.raw, original, "left as Lambda sent it");
+        assert_eq!(sources(&e.raw), 1, "{}", e.raw);
+    }
+    // Truncated events: a big `source` of their own is cut and ours takes its place; a
+    // small one is kept; a non-object becomes an object and gets ours.
+    let pad = "x".repeat(5_000);
+    let big_source = format!(r#"{{"type":"function","source":"{pad}","record":"{pad}"}}"#);
+    let small_source = format!(r#"{{"type":"function","source":"s","record":"{pad}"}}"#);
+    let not_object = format!(r#""{pad}""#);
+    let (r, b, stats) = receiver(settings());
+    r.post(&body(&[&big_source, &small_source, &not_object]));
+    let events = buffered(&b);
+    assert_eq!(get(&stats.truncated), 3);
+    for e in &events {
+        assert_eq!(sources(&e.raw), 1, "{}", e.raw);
+        let v: Value = serde_json::from_str(&e.raw).unwrap();
+        assert!(v["truncated"]["originalBytes"].is_u64(), "{}", e.raw);
+    }
+    let source =
+        |i: usize| serde_json::from_str::<Value>(&events[i].raw).unwrap()["source"].clone();
+    assert_eq!(source(0)["function"], "orders");
+    assert_eq!(source(1), "s");
+    assert_eq!(source(2)["function"], "orders");
+}
+
+#[test]
+fn lambda_s_dropped_counts_saturate_instead_of_wrapping() {
+    let (r, _, stats) = receiver(settings());
+    let huge = r#"{"type":"platform.logsDropped","record":{"droppedRecords":18446744073709551615,"droppedBytes":1e30}}"#;
+    r.post(&body(&[huge, huge]));
+    assert_eq!(get(&stats.lambda_dropped_events), u64::MAX);
+    assert_eq!(get(&stats.lambda_dropped_bytes), u64::MAX);
+}
+
+#[test]
+fn the_logs_dropped_advice_names_what_makes_batches_bigger() {
+    // (buffering, must contain, must not contain)
+    let cases: &[(Buffering, &[&str], &[&str])] = &[
+        (
+            Buffering {
+                max_items: 10_000,
+                max_bytes: 262_144,
+                timeout_ms: 25,
+            },
+            &[
+                "raise KINESIS_TELEMETRY_BUFFERING_MAX_BYTES (now 262144, at most 1048576)",
+                "raise KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS (now 25 ms)",
+                "or lower the function's log volume",
+            ],
+            &["BUFFERING_MAX_ITEMS", "lower KINESIS"],
+        ),
+        (
+            Buffering {
+                max_items: 1_000,
+                max_bytes: 1_048_576,
+                timeout_ms: 30_000,
+            },
+            &[
+                "raise KINESIS_TELEMETRY_BUFFERING_MAX_ITEMS (now 1000, at most 10000)",
+                "or lower the function's log volume",
+            ],
+            &["BUFFERING_MAX_BYTES", "BUFFERING_TIMEOUT_MS"],
+        ),
+        (
+            Buffering {
+                max_items: 10_000,
+                max_bytes: 1_048_576,
+                timeout_ms: 30_000,
+            },
+            &["lower the function's log volume"],
+            &["raise", ", or"],
+        ),
+    ];
+    for (b, wanted, unwanted) in cases {
+        let advice = logs_dropped_advice(b);
+        for w in *wanted {
+            assert!(advice.contains(w), "{advice:?} lacks {w:?}");
+        }
+        for u in *unwanted {
+            assert!(!advice.contains(u), "{advice:?} has {u:?}");
+        }
+    }
+}
+
 fn source_of(e: &Event) -> Value {
     let v: Value = serde_json::from_str(&e.raw).unwrap();
     v["source"].clone()
@@ -395,5 +597,32 @@ fn without_tenants_nothing_is_added() {
             Some("e0e0e0e0e0e0e0e0"),
             "the environment key"
         );
+    }
+}
+
+mod properties {
+    //! Hostile bodies through the receiver: the oracle is `fuzzing::check_post` (shared with
+    //! the `telemetry_post` fuzz target).
+    use crate::fuzzing::strategies::{batch, json_ish};
+    use crate::fuzzing::{check_post, Variant};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn arbitrary_event_arrays(variant in any::<u8>(), body in batch()) {
+            check_post(Variant::from_byte(variant), body.as_bytes());
+        }
+
+        #[test]
+        fn json_ish_bytes(variant in any::<u8>(), body in json_ish()) {
+            check_post(Variant::from_byte(variant), &body);
+        }
+
+        #[test]
+        fn arbitrary_bytes(variant in any::<u8>(), body in prop::collection::vec(any::<u8>(), 0..256)) {
+            check_post(Variant::from_byte(variant), &body);
+        }
     }
 }
