@@ -571,7 +571,10 @@ impl<S: Sink> Flusher<S> {
                 self.history.last_invocation_bytes =
                     (received - self.received_bytes_at_invoke.min(received)) as usize;
                 self.received_bytes_at_invoke = received;
-                let fit = self.health.fit_to_hold(now, self.settings.pacing.max_added);
+                // Not before the start-up connect probe has answered: an unreachable Kinesis
+                // must not cost the first invocations their budget.
+                let fit = !self.probe_pending
+                    && self.health.fit_to_hold(now, self.settings.pacing.max_added);
                 let hold = pacing::decide(
                     &self.settings.pacing,
                     &self.history,

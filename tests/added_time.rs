@@ -21,10 +21,13 @@ use support::{telemetry_records, Lambda, LambdaOptions};
 /// runtimeDone, which comes 25 ms after the function's lines).
 const RELEASED_WITHIN: Duration = Duration::from_millis(800);
 
+/// The extension's own defaults, the added-time budget included (the harness otherwise
+/// widens it for tests about delivery).
 fn opts() -> LambdaOptions {
     LambdaOptions::default()
         .binary(support::extension_under_test!())
         .env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25")
+        .unset("KINESIS_TELEMETRY_MAX_ADDED_MS")
 }
 
 /// INVOKE → the extension's next `/event/next`, for each invocation.

@@ -11,10 +11,13 @@ use support::{Lambda, LambdaOptions};
 
 const T: Duration = Duration::from_secs(10);
 
+/// The extension's own pacing defaults, the added-time budget included (the harness
+/// otherwise widens it for tests about delivery).
 fn opts() -> LambdaOptions {
     LambdaOptions::default()
         .binary(support::extension_under_test!())
         .env("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "25")
+        .unset("KINESIS_TELEMETRY_MAX_ADDED_MS")
 }
 
 /// When the fake Kinesis stored the record holding `text` (as Lambda sent it).
