@@ -100,9 +100,9 @@ impl<S: Sink> Flusher<S> {
                 warn!(
                     "the stream is at its write limit: {throttled} of {records} records throttled{shards}; \
                      this environment now sends at about {} KB/s and raises it while records are accepted \
-                     (the rest waits in the buffer). Add shards or use on-demand capacity; a `function` or \
-                     `environment` partition key (KINESIS_TELEMETRY_PARTITION_KEY) puts a whole function's \
-                     volume on one shard, `random` spreads it",
+                     (the rest waits in the buffer). Add shards or use on-demand capacity; a fixed partition key (KINESIS_TELEMETRY_PARTITION_KEY) \
+                     puts all its records on one shard (`function`: the whole function's, `environment`: one \
+                     environment's, `tenant`: one tenant's), `random` spreads them",
                     (rate / 1000.0).round()
                 );
             }

@@ -51,7 +51,7 @@ Lambda Managed Instances:
 Extension settings (shorthands for --env):
   --strategy adaptive|end|background       KINESIS_TELEMETRY_FLUSH_STRATEGY     [adaptive]
   --record-format ndjson|event|kpl         KINESIS_TELEMETRY_RECORD_FORMAT      [ndjson]
-  --partition-key random|request_id|function|environment
+  --partition-key random|request_id|function|environment|tenant
                                            KINESIS_TELEMETRY_PARTITION_KEY      [random]
   --no-enrich                              KINESIS_TELEMETRY_ENRICH=false
   --env KEY=VALUE        any variable for the extension (repeatable; a later one wins)
@@ -216,7 +216,7 @@ fn parse() -> Result<Args, String> {
                 setting(&mut a.cfg, "RECORD_FORMAT", v);
             }
             "--partition-key" => {
-                let allowed = ["random", "request_id", "function", "environment"];
+                let allowed = ["random", "request_id", "function", "environment", "tenant"];
                 let v = one_of(&flag, val()?, &allowed)?;
                 setting(&mut a.cfg, "PARTITION_KEY", v);
             }
