@@ -10,12 +10,15 @@
 //! - Throttled: the send rate drops to a fraction ([`DECREASE`]) of what Kinesis accepted
 //!   from this environment over the last second (at least [`MIN_BYTES_PER_SEC`]), with a
 //!   random spread of ±[`JITTER`] so that environments do not move in lockstep.
-//! - Every answer with nothing throttled raises the rate gently ([`INCREASE`] of it, at least
-//!   [`MIN_INCREASE`] a second); past what nothing ever limited ([`UNLIMITED_ABOVE`]) the
-//!   limit is lifted.
-//! - A token bucket of one second's worth spaces requests: a request carries at most the
-//!   tokens there are (never less than one record), and the next waits for the bucket to
-//!   refill. Throttled records are resent no sooner than the rate allows.
+//! - While answers come back with nothing throttled the rate rises gently, by [`INCREASE`] of
+//!   it a second (at least [`MIN_INCREASE`] a second, in proportion to the time since the last
+//!   raise: how often requests go does not change how fast it climbs); past what nothing ever
+//!   limited ([`UNLIMITED_ABOVE`]) the limit is lifted.
+//! - A token bucket of a tenth of a second's worth (at least [`MIN_BURST_BYTES`]) spaces and
+//!   sizes requests: a request carries at most the tokens there are (never less than one
+//!   record), and the next waits for the bucket to refill. Throttled records are resent no
+//!   sooner than the rate allows, and requests stay short, so one in flight when a function
+//!   returns holds its invocation only briefly.
 //!
 //! Pure: the caller passes the time and the random draw; nothing here does I/O.
 
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 pub const DECREASE: f64 = 0.7;
 /// Every fully accepted answer raises the rate by this share ...
 pub const INCREASE: f64 = 0.1;
-/// ... and at least this many bytes a second.
+/// ... and at least this many bytes a second, each second.
 pub const MIN_INCREASE: f64 = 32.0 * 1024.0;
 /// Never below this (a sixteenth of a shard): a small request waits a fraction of a second,
 /// a full record under half a second, however little got through.
@@ -37,17 +40,28 @@ pub const UNLIMITED_ABOVE: f64 = 10.0 * 1024.0 * 1024.0;
 pub const JITTER: f64 = 0.1;
 /// The accepted rate is measured over this long.
 const ACCEPTED_WINDOW: Duration = Duration::from_secs(1);
+/// The bucket holds this much of the rate's worth ...
+pub const BURST: Duration = Duration::from_millis(100);
+/// ... and at least this many bytes (a full packed record fits).
+pub const MIN_BURST_BYTES: f64 = 32.0 * 1024.0;
+
+/// The most tokens the bucket holds at `rate` (pure).
+fn burst(rate: f64) -> f64 {
+    (rate * BURST.as_secs_f64()).max(MIN_BURST_BYTES)
+}
 
 /// The stream's send rate and its token bucket.
 #[derive(Debug, Clone, Default)]
 pub struct Congestion {
     /// Bytes per second this environment may send; `None`: no limit.
     rate: Option<f64>,
-    /// Bytes that may be sent now (at most one second's worth).
+    /// Bytes that may be sent now (at most a [`BURST`]'s worth).
     tokens: f64,
     refilled: Option<Instant>,
     /// (when, bytes accepted), over the last [`ACCEPTED_WINDOW`].
     accepted: VecDeque<(Instant, usize)>,
+    /// When the rate was last set or raised.
+    raised: Option<Instant>,
 }
 
 /// What one answer was, for the rate.
@@ -65,14 +79,14 @@ impl Congestion {
         self.rate
     }
 
-    /// The tokens at `now` (the bucket refills at the rate, up to one second's worth).
+    /// The tokens at `now` (the bucket refills at the rate, up to a [`BURST`]'s worth).
     fn tokens_at(&self, now: Instant) -> f64 {
         match self.rate {
             Some(rate) => {
                 let since = self
                     .refilled
                     .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-                (self.tokens + rate * since.as_secs_f64()).min(rate)
+                (self.tokens + rate * since.as_secs_f64()).min(burst(rate))
             }
             None => 0.0,
         }
@@ -92,8 +106,8 @@ impl Congestion {
     /// When a request of `bytes` may go (`None`: now).
     pub fn wait(&self, now: Instant, bytes: usize) -> Option<Instant> {
         let rate = self.rate?;
-        // A request larger than a second's worth goes once the bucket is full.
-        let need = (bytes as f64).min(rate) - self.tokens_at(now);
+        // A request larger than the bucket goes once the bucket is full.
+        let need = (bytes as f64).min(burst(rate)) - self.tokens_at(now);
         (need > 0.0).then(|| now + Duration::from_secs_f64(need / rate))
     }
 
@@ -129,9 +143,16 @@ impl Congestion {
             self.refill(now);
             self.rate = Some(rate);
             self.tokens = self.tokens.min(0.0);
+            self.raised = Some(now);
         } else if let Some(r) = self.rate {
-            let raised = r + (r * INCREASE).max(MIN_INCREASE);
+            let since = self
+                .raised
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t))
+                .as_secs_f64();
+            self.refill(now);
+            let raised = r + (r * INCREASE).max(MIN_INCREASE) * since;
             self.rate = (raised <= UNLIMITED_ABOVE).then_some(raised);
+            self.raised = Some(now);
         }
         started
     }
@@ -191,14 +212,25 @@ mod tests {
         assert_eq!(at - now, ms(100), "42 KB at 420 KB/s");
         assert_eq!(
             c.wait(now, 2_000_000).unwrap() - now,
-            ms(1_000),
-            "at most a second's worth"
+            ms(100),
+            "at most the bucket's worth: a tenth of a second's"
         );
-        // A second later the bucket holds a second's worth, no more.
-        assert_eq!(c.allowance(now + ms(1_000)), Some(420_000));
-        assert_eq!(c.allowance(now + ms(5_000)), Some(420_000));
-        c.sent(now + ms(5_000), 420_000);
+        // Later the bucket holds a tenth of a second's worth, no more.
+        assert_eq!(c.allowance(now + ms(1_000)), Some(42_000));
+        assert_eq!(c.allowance(now + ms(5_000)), Some(42_000));
+        c.sent(now + ms(5_000), 42_000);
         assert_eq!(c.allowance(now + ms(5_000)), Some(0));
+        // A slow rate still lets a full record through.
+        let mut slow = Congestion::default();
+        let nothing = Answer {
+            accepted_bytes: 0,
+            throttled: 1,
+        };
+        slow.answered(now, nothing, 0.5);
+        assert_eq!(
+            slow.allowance(now + ms(10_000)),
+            Some(MIN_BURST_BYTES as usize)
+        );
     }
 
     #[test]
@@ -217,17 +249,25 @@ mod tests {
             throttled: 0,
         };
         let mut before = first;
-        for i in 0..10 {
-            c.answered(t0 + ms(10 * i), ok, 0.5);
+        for i in 1..=10 {
+            // An answer every 100 ms: a tenth of a second's rise each.
+            c.answered(t0 + ms(100 * i), ok, 0.5);
             let now = c.rate().unwrap();
-            assert!(
-                now > before && now <= before * (1.0 + INCREASE) + MIN_INCREASE + 1.0,
-                "{before} -> {now}"
-            );
+            let most = before + (before * INCREASE).max(MIN_INCREASE) / 10.0;
+            assert!(now > before && now <= most + 1.0, "{before} -> {now}");
             before = now;
         }
+        assert!(
+            before <= first * 1.2 + 2.0 * MIN_INCREASE,
+            "a second of answers raises it by about a tenth, however many: {first} -> {before}"
+        );
+        // Many answers in no time raise it by nothing.
+        for _ in 0..1_000 {
+            c.answered(t0 + ms(1_000), ok, 0.5);
+        }
+        assert_eq!(c.rate(), Some(before));
         // Throttled again: down to 0.7 × min(rate, accepted over the last second).
-        c.answered(t0 + ms(200), throttled, 0.5);
+        c.answered(t0 + ms(1_100), throttled, 0.5);
         assert!(c.rate().unwrap() <= before * DECREASE + 1.0);
     }
 
@@ -265,11 +305,12 @@ mod tests {
             accepted_bytes: 1,
             throttled: 0,
         };
-        let mut answers = 0;
+        let mut seconds = 0;
         while c.rate().is_some() {
-            c.answered(t0, ok, 0.5);
-            answers += 1;
-            assert!(answers < 1_000, "the limit is lifted in the end");
+            seconds += 1;
+            c.answered(t0 + Duration::from_secs(seconds), ok, 0.5);
+            assert!(seconds < 120, "the limit is lifted in the end");
         }
+        assert!(seconds > 10, "but gently: {seconds} s");
     }
 }

@@ -581,6 +581,7 @@ impl<S: Sink> Flusher<S> {
                     &self.buffer.level(),
                     self.buffer.cap(),
                     fit,
+                    self.congestion.rate().is_some(),
                 );
                 self.note_hold(hold);
                 let until = window::invoke_window_end(now, deadline);
@@ -638,7 +639,9 @@ impl<S: Sink> Flusher<S> {
         let runtime_done_missing = [Some(hold), was].iter().flatten().any(|h| {
             matches!(
                 h.reason,
-                pacing::Reason::NoRuntimeDone | pacing::Reason::Unhealthy
+                pacing::Reason::NoRuntimeDone
+                    | pacing::Reason::Unhealthy
+                    | pacing::Reason::StreamAtLimit
             )
         });
         if flipped && (adaptive || runtime_done_missing) {

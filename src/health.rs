@@ -54,8 +54,9 @@ pub fn latency_seen(took: Duration, timed_out: bool) -> Duration {
 pub enum Observation {
     /// Every record delivered.
     Ok,
-    /// Some records were accepted, the rest throttled or failed: Kinesis is up, the stream
-    /// is busy. Not a failure (pacing goes on as usual); the rest waits a base backoff.
+    /// Some records were accepted, or every one refused was throttled: Kinesis is up, the
+    /// stream is busy. Not a failure (pacing goes on, at the stream's send rate); the rest
+    /// waits a base backoff.
     Partial,
     /// Nothing was accepted: every record must be resent (throttled, 5xx, connection
     /// error, timeout).

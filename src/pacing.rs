@@ -120,6 +120,8 @@ pub enum Reason {
     NoRuntimeDone,
     /// Kinesis is failing, slow or unreachable: the function's time is not spent on it.
     Unhealthy,
+    /// The stream is at its write limit: holding adds time without adding throughput.
+    StreamAtLimit,
 }
 
 impl Reason {
@@ -136,6 +138,9 @@ impl Reason {
             Reason::Unhealthy => {
                 "Kinesis is failing, slow or unreachable: sending only while functions run, and at SHUTDOWN"
             }
+            Reason::StreamAtLimit => {
+                "the stream is at its write limit: sending while functions run, at the rate it accepts"
+            }
         }
     }
 }
@@ -149,13 +154,15 @@ pub struct Hold {
 
 /// Whether to hold this invocation (pure; `history` already includes its INVOKE).
 /// `kinesis_fit`: the last request did not fail and requests finish within the added-time
-/// budget (`Health::fit_to_hold`).
+/// budget (`Health::fit_to_hold`); `stream_limited`: records were throttled and the stream's
+/// send rate is limited (`congestion`): holding would only wait for the shard.
 pub fn decide(
     pacing: &Pacing,
     history: &History,
     level: &Level,
     cap: &BufferCap,
     kinesis_fit: bool,
+    stream_limited: bool,
 ) -> Hold {
     let hold = |reason| Hold { hold: true, reason };
     let background = |reason| Hold {
@@ -167,6 +174,9 @@ pub fn decide(
     }
     if !kinesis_fit {
         return background(Reason::Unhealthy);
+    }
+    if stream_limited {
+        return background(Reason::StreamAtLimit);
     }
     if history.missed_runtime_done >= MISSED_RUNTIME_DONE_LIMIT {
         return background(Reason::NoRuntimeDone);
@@ -331,6 +341,7 @@ mod tests {
                 &level(1, *bytes),
                 &cap(),
                 true,
+                false,
             );
             assert_eq!(
                 (d.hold, d.reason),
@@ -345,9 +356,9 @@ mod tests {
         for strategy in [Strategy::End, Strategy::Adaptive] {
             let mut h = history(&[2_000, 2_000, 2_000], 0);
             h.missed_runtime_done = MISSED_RUNTIME_DONE_LIMIT - 1;
-            assert!(decide(&pacing(strategy), &h, &level(1, 0), &cap(), true).hold);
+            assert!(decide(&pacing(strategy), &h, &level(1, 0), &cap(), true, false).hold);
             h.missed_runtime_done = MISSED_RUNTIME_DONE_LIMIT;
-            let d = decide(&pacing(strategy), &h, &level(1, 0), &cap(), true);
+            let d = decide(&pacing(strategy), &h, &level(1, 0), &cap(), true, false);
             assert_eq!(
                 (d.hold, d.reason),
                 (false, Reason::NoRuntimeDone),
@@ -364,6 +375,7 @@ mod tests {
             &level(60_000, 1_000),
             &cap(),
             true,
+            false,
         );
         assert_eq!((d.hold, d.reason), (true, Reason::Pressure));
     }
@@ -382,6 +394,7 @@ mod tests {
                     &level(1, bytes),
                     &cap(),
                     false,
+                    true,
                 );
                 assert_eq!(
                     (d.hold, d.reason),
@@ -389,6 +402,26 @@ mod tests {
                     "{strategy:?} {gaps:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn no_strategy_holds_while_the_stream_is_at_its_write_limit() {
+        for strategy in [Strategy::End, Strategy::Adaptive] {
+            let h = history(&[2_000, 2_000, 2_000], 6 << 20);
+            let d = decide(
+                &pacing(strategy),
+                &h,
+                &level(1, 6 << 20),
+                &cap(),
+                true,
+                true,
+            );
+            assert_eq!(
+                (d.hold, d.reason),
+                (false, Reason::StreamAtLimit),
+                "{strategy:?}"
+            );
         }
     }
 

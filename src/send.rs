@@ -281,8 +281,13 @@ impl<S: Sink> Flusher<S> {
             // A large request cut at the budget was long, not refused; one cut right after
             // it started says nothing of Kinesis either.
             Observation::Cut
-        } else if records_ok > 0 {
-            debug!("PutRecords: {resend_events} events to resend, the rest accepted");
+        } else if records_ok > 0 || plan.throttled == plan.resend.len() {
+            // Some accepted, or all refused for throughput: Kinesis answers, the stream is
+            // busy. Throttling is not an outage: the send rate (`congestion`) paces it.
+            debug!(
+                "PutRecords: {resend_events} events to resend ({} throttled)",
+                plan.throttled
+            );
             Observation::Partial
         } else {
             debug!("PutRecords: {resend_events} events to resend ({result:?})");

@@ -199,10 +199,11 @@ fn a_slow_kinesis_at_shutdown_loses_nothing_uncounted_and_exits_in_time() {
     );
 }
 
-/// Every record throttled through 15 invocations, 40 ms apart, with a backoff cap of 60 s:
-/// at least 8 failures in a row for the backoff to grow on (25 ms × 2^7 = 3.2 s, past
-/// SHUTDOWN's window), nothing in the stream; then Kinesis takes records again.
-fn throttled_until_the_backoff_has_grown() -> Lambda {
+/// Every request failing (503) through 15 invocations, 40 ms apart, with a backoff cap of
+/// 60 s: at least 8 failures in a row for the backoff to grow on (25 ms × 2^7 = 3.2 s, past
+/// SHUTDOWN's window), nothing in the stream; then Kinesis takes records again. (Throttling
+/// alone is not a failure: the send rate paces it, see `tests/records.rs`.)
+fn failing_until_the_backoff_has_grown() -> Lambda {
     let mut l = Lambda::start(
         opts()
             .env("KINESIS_TELEMETRY_FLUSH_STRATEGY", "background")
@@ -212,29 +213,29 @@ fn throttled_until_the_backoff_has_grown() -> Lambda {
             // Functions that run long enough for a probe while Kinesis fails.
             .run_for(Duration::from_millis(100)),
     );
-    l.kinesis.throttle_next_records(1_000_000);
+    l.kinesis.fail_next_requests(1_000_000, 503);
     for _ in 0..15 {
         l.invoke(1);
         std::thread::sleep(Duration::from_millis(40));
     }
-    let throttled = l.kinesis.stats().records_throttled;
+    let failed = l.kinesis.stats().rejected;
     assert!(
-        throttled >= 8,
-        "the backoff had {throttled} failures to grow on\n{}",
+        failed >= 8,
+        "the backoff had {failed} failures to grow on\n{}",
         l.log_text()
     );
     assert!(l.kinesis.records().is_empty());
-    l.kinesis.throttle_next_records(0);
+    l.kinesis.clear_faults();
     l
 }
 
-/// Throttling long enough for the retries' backoff to grow past SHUTDOWN's window (a 60 s
+/// Failures long enough for the retries' backoff to grow past SHUTDOWN's window (a 60 s
 /// cap): the drain does not wait the backoff out, and does not give up on it; it retries at
 /// the base spacing, so once Kinesis takes records again everything is in the stream before
 /// the deadline.
 #[test]
-fn a_backoff_grown_by_throttling_does_not_cost_the_shutdown_drain() {
-    let mut l = throttled_until_the_backoff_has_grown();
+fn a_backoff_grown_by_failures_does_not_cost_the_shutdown_drain() {
+    let mut l = failing_until_the_backoff_has_grown();
     let out = l.shutdown();
     assert!(out.exited_ok_before_deadline(), "{out:?}\n{}", l.log_text());
     assert_eq!(
@@ -251,7 +252,7 @@ fn a_backoff_grown_by_throttling_does_not_cost_the_shutdown_drain() {
 /// waited instead of sitting out a backoff of up to a minute while the buffer fills.
 #[test]
 fn after_a_long_outage_the_next_invocation_probes_and_delivers() {
-    let mut l = throttled_until_the_backoff_has_grown();
+    let mut l = failing_until_the_backoff_has_grown();
     for _ in 0..3 {
         l.invoke(1);
         std::thread::sleep(Duration::from_millis(40));
