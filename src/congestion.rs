@@ -14,11 +14,12 @@
 //!   it a second (at least [`MIN_INCREASE`] a second, in proportion to the time since the last
 //!   raise: how often requests go does not change how fast it climbs); past what nothing ever
 //!   limited ([`UNLIMITED_ABOVE`]) the limit is lifted.
-//! - A token bucket of a tenth of a second's worth (at least [`MIN_BURST_BYTES`]) spaces and
-//!   sizes requests: a request carries at most the tokens there are (never less than one
-//!   record), and the next waits for the bucket to refill. Throttled records are resent no
-//!   sooner than the rate allows, and requests stay short, so one in flight when a function
-//!   returns holds its invocation only briefly.
+//! - A token bucket of a second's worth (at least [`MIN_BURST_BYTES`]) spaces and sizes
+//!   requests: while the rate is limited, the next request waits until the bucket holds
+//!   what is queued (at most a second's worth) and carries at most the tokens there are
+//!   (never less than one record). Throttled records are resent no sooner than the rate
+//!   allows, and requests go about once a second, few and full, so few invocations of a busy
+//!   function have a request in flight when they return (each costs one request's latency).
 //!
 //! Pure: the caller passes the time and the random draw; nothing here does I/O.
 
@@ -41,7 +42,7 @@ pub const JITTER: f64 = 0.1;
 /// The accepted rate is measured over this long.
 const ACCEPTED_WINDOW: Duration = Duration::from_secs(1);
 /// The bucket holds this much of the rate's worth ...
-pub const BURST: Duration = Duration::from_millis(100);
+pub const BURST: Duration = Duration::from_secs(1);
 /// ... and at least this many bytes (a full packed record fits).
 pub const MIN_BURST_BYTES: f64 = 32.0 * 1024.0;
 
@@ -212,13 +213,13 @@ mod tests {
         assert_eq!(at - now, ms(100), "42 KB at 420 KB/s");
         assert_eq!(
             c.wait(now, 2_000_000).unwrap() - now,
-            ms(100),
-            "at most the bucket's worth: a tenth of a second's"
+            ms(1_000),
+            "at most the bucket's worth: a second's"
         );
-        // Later the bucket holds a tenth of a second's worth, no more.
-        assert_eq!(c.allowance(now + ms(1_000)), Some(42_000));
-        assert_eq!(c.allowance(now + ms(5_000)), Some(42_000));
-        c.sent(now + ms(5_000), 42_000);
+        // Later the bucket holds a second's worth, no more.
+        assert_eq!(c.allowance(now + ms(1_000)), Some(420_000));
+        assert_eq!(c.allowance(now + ms(5_000)), Some(420_000));
+        c.sent(now + ms(5_000), 420_000);
         assert_eq!(c.allowance(now + ms(5_000)), Some(0));
         // A slow rate still lets a full record through.
         let mut slow = Congestion::default();
@@ -229,7 +230,7 @@ mod tests {
         slow.answered(now, nothing, 0.5);
         assert_eq!(
             slow.allowance(now + ms(10_000)),
-            Some(MIN_BURST_BYTES as usize)
+            Some(MIN_BYTES_PER_SEC as usize)
         );
     }
 

@@ -669,6 +669,9 @@ impl<S: Sink> Flusher<S> {
             Some((ticket, _)) => (true, self.buffer.unsettled_through(ticket)),
             None => (false, false),
         };
+        // While the stream's send rate is limited, the next request waits until it may carry
+        // what is queued (up to a second's worth): few, full requests.
+        let rate_wait = self.congestion.wait(now, level.bytes);
         let run_left = match o.w.kind {
             Kind::Invoke { .. } => self
                 .history
@@ -693,13 +696,10 @@ impl<S: Sink> Flusher<S> {
             report_seen,
             last_arrival: self.buffer.last_admission(),
             due_at: level.oldest.map(|t| t + p.freshness),
-            backoff_until: self.health.backoff_until(now).max(
-                // A request of a record's worth waits for the stream's send rate.
-                self.congestion
-                    .wait(now, self.settings.records.target_bytes.min(level.bytes)),
-            ),
+            backoff_until: self.health.backoff_until(now).max(rate_wait),
             struggling: self.health.struggling(),
-            probe_from: self.health.probe_from(now),
+            // SHUTDOWN's drain, too, sends no faster than the stream takes records.
+            probe_from: self.health.probe_from(now).max(rate_wait),
             time_needed: self.health.time_needed(now),
             failing: self.health.unhealthy(now, self.settings.pacing.max_added),
             run_left,

@@ -242,6 +242,15 @@ pub fn next_step(w: &Window, v: &View) -> Step {
                     _ => Step::Close(Close::NoTime),
                 }
             } else {
+                // A window that is not held waits (a backoff, the stream's send rate) only
+                // while the function is expected to run: its runtimeDone reaches the
+                // extension a buffering timeout after the function returned, too late to
+                // close then without adding that much.
+                if let Some(t) = v.backoff_until {
+                    if v.run_left.is_none_or(|left| v.now + left < t) {
+                        return Step::Close(Close::End);
+                    }
+                }
                 try_send(
                     w,
                     v,

@@ -115,6 +115,7 @@ fn every_window_kind_decides_as_documented() {
                 struggling: true,
                 backoff_until: Some(now + ms(900)),
                 probe_from: Some(now + ms(20)),
+                run_left: Some(ms(30)),
                 ..v
             },
             want: Step::Wait(now + ms(20)),
@@ -173,15 +174,39 @@ fn every_window_kind_decides_as_documented() {
             want: Step::Close(Close::End),
         },
         Case {
-            name: "bg: backoff inside the window",
+            name: "bg: backoff inside the window, while the function runs",
             kind: background(),
             requests: 1,
             until_ms: 3000,
             view: View {
                 backoff_until: Some(now + ms(50)),
+                run_left: Some(ms(200)),
                 ..v
             },
             want: Step::Wait(now + ms(50)),
+        },
+        Case {
+            name: "bg: a backoff past the function's expected end: close",
+            kind: background(),
+            requests: 1,
+            until_ms: 3000,
+            view: View {
+                backoff_until: Some(now + ms(50)),
+                run_left: Some(ms(20)),
+                ..v
+            },
+            want: Step::Close(Close::End),
+        },
+        Case {
+            name: "bg: a backoff with the function's run unknown: close",
+            kind: background(),
+            requests: 1,
+            until_ms: 3000,
+            view: View {
+                backoff_until: Some(now + ms(10)),
+                ..v
+            },
+            want: Step::Close(Close::End),
         },
         Case {
             name: "bg: backoff past the window",
