@@ -6,14 +6,18 @@
 //! into shards that are already full (the throttled bytes are paid for in CPU, signed, base64
 //! encoded and, in a VPC, in NAT-gateway traffic). So:
 //!
-//! - Not limited until Kinesis throttles a record.
+//! - Not limited until Kinesis throttles a record while this environment has been writing
+//!   in earnest: at least [`MIN_MEASURED_BYTES`] accepted over the last second. A few records
+//!   throttled with little accepted say nothing of a rate (they wait a base backoff, as any
+//!   resend).
 //! - Throttled: the send rate drops to a fraction ([`DECREASE`]) of what Kinesis accepted
 //!   from this environment over the last second (at least [`MIN_BYTES_PER_SEC`]), with a
 //!   random spread of ±[`JITTER`] so that environments do not move in lockstep.
 //! - While answers come back with nothing throttled the rate rises gently, by [`INCREASE`] of
 //!   it a second (at least [`MIN_INCREASE`] a second, in proportion to the time since the last
 //!   raise: how often requests go does not change how fast it climbs); past what nothing ever
-//!   limited ([`UNLIMITED_ABOVE`]) the limit is lifted.
+//!   limited ([`UNLIMITED_ABOVE`]), or after [`QUIET`] with nothing throttled, the limit is
+//!   lifted.
 //! - A token bucket of a second's worth (at least [`MIN_BURST_BYTES`]) spaces and sizes
 //!   requests: while the rate is limited, the next request waits until the bucket holds
 //!   what is queued (at most a second's worth) and carries at most the tokens there are
@@ -35,6 +39,10 @@ pub const MIN_INCREASE: f64 = 32.0 * 1024.0;
 /// Never below this (a sixteenth of a shard): a small request waits a fraction of a second,
 /// a full record under half a second, however little got through.
 pub const MIN_BYTES_PER_SEC: f64 = 64.0 * 1024.0;
+/// Throttling starts a limit only with at least this much accepted over the last second.
+pub const MIN_MEASURED_BYTES: usize = 128 << 10;
+/// This long without a throttled record lifts the limit.
+pub const QUIET: Duration = Duration::from_secs(5);
 /// A rate above this (10 shards' worth) is no limit at all.
 pub const UNLIMITED_ABOVE: f64 = 10.0 * 1024.0 * 1024.0;
 /// Random spread of a new rate (±).
@@ -63,6 +71,8 @@ pub struct Congestion {
     accepted: VecDeque<(Instant, usize)>,
     /// When the rate was last set or raised.
     raised: Option<Instant>,
+    /// When a record was last throttled.
+    throttled_at: Option<Instant>,
 }
 
 /// What one answer was, for the rate.
@@ -131,9 +141,15 @@ impl Congestion {
         {
             self.accepted.pop_front();
         }
+        let accepted: usize = self.accepted.iter().map(|(_, b)| *b).sum();
+        if a.throttled > 0 {
+            self.throttled_at = Some(now);
+        }
+        if a.throttled > 0 && self.rate.is_none() && accepted < MIN_MEASURED_BYTES {
+            return false;
+        }
         let started = self.rate.is_none() && a.throttled > 0;
         if a.throttled > 0 {
-            let accepted: usize = self.accepted.iter().map(|(_, b)| *b).sum();
             let measured = accepted as f64 / ACCEPTED_WINDOW.as_secs_f64();
             let from = match self.rate {
                 Some(r) => r.min(measured.max(MIN_BYTES_PER_SEC)),
@@ -152,7 +168,10 @@ impl Congestion {
                 .as_secs_f64();
             self.refill(now);
             let raised = r + (r * INCREASE).max(MIN_INCREASE) * since;
-            self.rate = (raised <= UNLIMITED_ABOVE).then_some(raised);
+            let quiet = self
+                .throttled_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= QUIET);
+            self.rate = (raised <= UNLIMITED_ABOVE && !quiet).then_some(raised);
             self.raised = Some(now);
         }
         started
@@ -165,6 +184,22 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_few_records_throttled_with_little_written_start_no_limit() {
+        let t0 = Instant::now();
+        let mut c = Congestion::default();
+        let a = Answer {
+            accepted_bytes: 5_000,
+            throttled: 3,
+        };
+        assert!(!c.answered(t0, a, 0.5));
+        assert_eq!(
+            c.rate(),
+            None,
+            "5 KB accepted says nothing of the stream's rate"
+        );
     }
 
     #[test]
@@ -223,11 +258,17 @@ mod tests {
         assert_eq!(c.allowance(now + ms(5_000)), Some(0));
         // A slow rate still lets a full record through.
         let mut slow = Congestion::default();
+        let earnest = Answer {
+            accepted_bytes: MIN_MEASURED_BYTES,
+            throttled: 0,
+        };
         let nothing = Answer {
             accepted_bytes: 0,
             throttled: 1,
         };
-        slow.answered(now, nothing, 0.5);
+        slow.answered(now, earnest, 0.5);
+        slow.answered(now + ms(500), nothing, 0.0);
+        slow.answered(now + ms(1_600), nothing, 0.0);
         assert_eq!(
             slow.allowance(now + ms(10_000)),
             Some(MIN_BYTES_PER_SEC as usize)
@@ -293,25 +334,34 @@ mod tests {
     fn nothing_accepted_still_leaves_a_trickle_and_a_long_calm_lifts_the_limit() {
         let t0 = Instant::now();
         let mut c = Congestion::default();
+        // Writing in earnest (a second's worth accepted), then nothing accepted at all.
         c.answered(
             t0,
+            Answer {
+                accepted_bytes: MIN_MEASURED_BYTES,
+                throttled: 0,
+            },
+            0.5,
+        );
+        c.answered(
+            t0 + ms(900),
             Answer {
                 accepted_bytes: 0,
                 throttled: 500,
             },
             0.5,
         );
-        assert_eq!(c.rate(), Some(MIN_BYTES_PER_SEC));
+        assert!(c.rate().is_some_and(|r| r <= MIN_MEASURED_BYTES as f64));
         let ok = Answer {
             accepted_bytes: 1,
             throttled: 0,
         };
-        let mut seconds = 0;
+        let mut tenths = 0;
         while c.rate().is_some() {
-            seconds += 1;
-            c.answered(t0 + Duration::from_secs(seconds), ok, 0.5);
-            assert!(seconds < 120, "the limit is lifted in the end");
+            tenths += 1;
+            c.answered(t0 + ms(900 + 100 * tenths), ok, 0.5);
+            assert!(tenths < 1_000, "the limit is lifted in the end");
         }
-        assert!(seconds > 10, "but gently: {seconds} s");
+        assert_eq!(tenths, 50, "after {QUIET:?} with nothing throttled");
     }
 }

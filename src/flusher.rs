@@ -670,8 +670,14 @@ impl<S: Sink> Flusher<S> {
             None => (false, false),
         };
         // While the stream's send rate is limited, the next request waits until it may carry
-        // what is queued (up to a second's worth): few, full requests.
-        let rate_wait = self.congestion.wait(now, level.bytes);
+        // what it can hold of what is queued (up to a second's worth): few, full requests.
+        // A fixed key gets one record per request (see `records`).
+        let r = &self.settings.records;
+        let next_request = match r.partition_key {
+            crate::config::PartitionKeyMode::Random => level.bytes,
+            _ => level.bytes.min(r.target_bytes),
+        };
+        let rate_wait = self.congestion.wait(now, next_request);
         let run_left = match o.w.kind {
             Kind::Invoke { .. } => self
                 .history
@@ -698,8 +704,9 @@ impl<S: Sink> Flusher<S> {
             due_at: level.oldest.map(|t| t + p.freshness),
             backoff_until: self.health.backoff_until(now).max(rate_wait),
             struggling: self.health.struggling(),
-            // SHUTDOWN's drain, too, sends no faster than the stream takes records.
-            probe_from: self.health.probe_from(now).max(rate_wait),
+            // SHUTDOWN's drain is the last chance: it does not wait for the send rate (its
+            // resends are spaced by the base backoff).
+            probe_from: self.health.probe_from(now),
             time_needed: self.health.time_needed(now),
             failing: self.health.unhealthy(now, self.settings.pacing.max_added),
             run_left,

@@ -296,7 +296,9 @@ impl Health {
                 self.failures = 0;
                 let wait = retry::backoff(0, policy.backoff_base, policy.backoff_max, rng);
                 self.backoff_until = Some(now + wait);
-                self.probe_from = None;
+                // SHUTDOWN's drain spaces its resends by this too (a busy stream is not
+                // hammered in the last window).
+                self.probe_from = Some(now + wait);
                 let was = std::mem::replace(&mut self.struggling, false);
                 was.then_some(Change::Recovered)
             }
