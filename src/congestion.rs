@@ -73,6 +73,8 @@ pub struct Congestion {
     raised: Option<Instant>,
     /// When a record was last throttled.
     throttled_at: Option<Instant>,
+    /// The last answer refused every record for throughput.
+    refusing: bool,
 }
 
 /// What one answer was, for the rate.
@@ -88,6 +90,12 @@ impl Congestion {
     /// The current limit in bytes per second; `None` when not limited.
     pub fn rate(&self) -> Option<f64> {
         self.rate
+    }
+
+    /// The stream is at its write limit: the rate is limited, or the last answer throttled
+    /// every record (nothing got through to measure a rate by).
+    pub fn at_limit(&self) -> bool {
+        self.rate.is_some() || self.refusing
     }
 
     /// The tokens at `now` (the bucket refills at the rate, up to a [`BURST`]'s worth).
@@ -145,6 +153,7 @@ impl Congestion {
         if a.throttled > 0 {
             self.throttled_at = Some(now);
         }
+        self.refusing = a.throttled > 0 && a.accepted_bytes == 0;
         if a.throttled > 0 && self.rate.is_none() && accepted < MIN_MEASURED_BYTES {
             return false;
         }
@@ -200,6 +209,15 @@ mod tests {
             None,
             "5 KB accepted says nothing of the stream's rate"
         );
+        assert!(!c.at_limit());
+        let none_through = Answer {
+            accepted_bytes: 0,
+            throttled: 4,
+        };
+        c.answered(t0, none_through, 0.5);
+        assert!(c.at_limit(), "every record refused: the stream is full");
+        c.answered(t0, a, 0.5);
+        assert!(!c.at_limit(), "some got through again");
     }
 
     #[test]

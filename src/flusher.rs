@@ -180,6 +180,15 @@ impl FlusherHandle {
         }
         // The budget (or the deadline's margin) is over with the window still open: cut
         // what is in flight and give the flusher a moment to settle and close.
+        log::debug!(
+            "window {}: {} over with the window open: cutting what is in flight",
+            self.window,
+            if budget_end.is_some() {
+                "the added-time budget"
+            } else {
+                "the deadline's margin"
+            }
+        );
         if let Some(cut) = &self.interrupt {
             cut.fire();
         }
@@ -581,7 +590,7 @@ impl<S: Sink> Flusher<S> {
                     &self.buffer.level(),
                     self.buffer.cap(),
                     fit,
-                    self.congestion.rate().is_some(),
+                    self.congestion.at_limit(),
                 );
                 self.note_hold(hold);
                 let until = window::invoke_window_end(now, deadline);

@@ -67,3 +67,29 @@ fn the_changelog_starts_with_this_version_and_versions_only_go_up() {
         assert_ne!(date, "unreleased", "{v}: only the newest can be unreleased");
     }
 }
+
+/// An executable name or argument that is not UTF-8 must not abort the process (a release
+/// build aborts on panic, and an extension crash resets the customer's environment): started
+/// under such a name with a non-UTF-8 argument and no Runtime API, it says why it cannot run
+/// and exits 1 by itself.
+#[test]
+fn a_non_utf8_name_or_argument_is_no_crash() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::env::temp_dir().join(format!("kte-non-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join(OsStr::from_bytes(b"kinesis-\xff\xfe-extension"));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(support::extension_under_test!(), &link).unwrap();
+    let out = Command::new(&link)
+        .arg(OsStr::from_bytes(b"--\xff"))
+        .env_clear()
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the extension binary runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("internal error"), "{stderr}");
+}

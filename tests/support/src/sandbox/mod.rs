@@ -309,6 +309,9 @@ fn start(cfg: &SandboxConfig, seat: Option<&Seat>) -> Result<Lambda, String> {
         kinesis: cfg.kinesis_config(),
         binary: cfg.binary.clone(),
         wait_for_init: false,
+        // The extension's own added-time budget, not the test harness's wider one: the
+        // sandbox measures what users get.
+        unset: vec!["KINESIS_TELEMETRY_MAX_ADDED_MS".to_owned()],
         ..LambdaOptions::default()
     };
     if let Some(seat) = seat {
