@@ -282,11 +282,32 @@ pub fn source_keys(text: &str) -> Option<usize> {
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
             let mut n = 0;
-            while let Some(k) = map.next_key::<String>()? {
-                n += usize::from(k == "source");
+            while let Some(IsSource(yes)) = map.next_key::<IsSource>()? {
+                n += usize::from(yes);
                 map.next_value::<IgnoredAny>()?;
             }
             Ok(n)
+        }
+    }
+    /// Whether a member's name, decoded, is `source`. Read as bytes: a name may hold an
+    /// escaped lone surrogate (`"\uDDDD"`), valid JSON text that no Rust `String` can hold.
+    struct IsSource(bool);
+    impl<'de> serde::Deserialize<'de> for IsSource {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Name;
+            impl<'de> Visitor<'de> for Name {
+                type Value = IsSource;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a member name")
+                }
+                fn visit_bytes<E>(self, b: &[u8]) -> Result<IsSource, E> {
+                    Ok(IsSource(b == b"source"))
+                }
+                fn visit_str<E>(self, s: &str) -> Result<IsSource, E> {
+                    Ok(IsSource(s == "source"))
+                }
+            }
+            d.deserialize_bytes(Name)
         }
     }
     let mut de = serde_json::Deserializer::from_str(text);
