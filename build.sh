@@ -356,7 +356,7 @@ cmd_arm64_smoke() {
 	CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc \
 		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc \
 		CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
-		cargo test --target "${TRIPLE[arm64]}" --bins ||
+		cargo test --target "${TRIPLE[arm64]}" --lib ||
 		die "the unit tests fail on arm64 under qemu"
 
 	log "arm64 smoke OK (exit status $rc_arm on both architectures; sandbox run and unit tests passed)"
