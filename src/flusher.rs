@@ -394,24 +394,24 @@ impl<S: Sink> Flusher<S> {
         loop {
             self.buffer.listen(self.open.is_some());
             self.note_done();
-            let step = self
-                .open
-                .as_ref()
-                .map(|o| window::next_step(&o.w, &self.view(o)));
-            let wait_until = match step {
+            let decided = self.open.as_ref().map(|o| {
+                let view = self.view(o);
+                (window::next_step(&o.w, &view), view)
+            });
+            let wait_until = match decided {
                 None => None,
-                Some(Step::Send) => {
-                    self.send_in_window();
+                Some((Step::Send, view)) => {
+                    self.send_in_window(&view);
                     continue;
                 }
-                Some(Step::Close(reason)) => {
+                Some((Step::Close(reason), _)) => {
                     let done = self.close(reason, &ack_tx);
                     if done {
                         return;
                     }
                     continue;
                 }
-                Some(Step::Wait(t)) => Some(t),
+                Some((Step::Wait(t), _)) => Some(t),
             };
             // Idle between windows, or waiting inside one: for an order, for telemetry, or
             // for the time to come.
@@ -736,8 +736,8 @@ impl<S: Sink> Flusher<S> {
     }
 
     /// One request inside the open window, then what it teaches the window.
-    fn send_in_window(&mut self) {
-        let view = self.open.as_ref().map(|o| self.view(o));
+    /// `v`: the view the window decided on (what it says of Kinesis and the function's run).
+    fn send_in_window(&mut self, v: &View) {
         let Some(o) = self.open.as_mut() else {
             return;
         };
@@ -748,7 +748,7 @@ impl<S: Sink> Flusher<S> {
         // to (the window's decision made sure that leaves time for one), or, a recovery probe,
         // within the added-time budget.
         let (mut until, mut probe) = (o.w.until, false);
-        if let (Some(v), Kind::Invoke { .. }) = (view, &o.w.kind) {
+        if let Kind::Invoke { .. } = &o.w.kind {
             if v.failing {
                 match v.run_left {
                     Some(left) if left >= v.time_needed => until = until.min(now + left),
