@@ -34,7 +34,7 @@ impl Key {
     /// Bytes the key takes in a record (a random key's length is fixed).
     pub fn len(&self) -> usize {
         match self {
-            Key::Random => crate::records::RANDOM_KEY_CHARS,
+            Key::Random => crate::delivery::records::RANDOM_KEY_CHARS,
             Key::Fixed(k) => k.len(),
         }
     }
@@ -198,7 +198,7 @@ pub fn item_of(raw: &RawValue) -> Item<'_> {
             records: dropped_records.and_then(count_of).unwrap_or(0),
             bytes: dropped_bytes.and_then(count_of).unwrap_or(0),
         },
-        crate::snapstart::RESTORE_START => Kind::RestoreStart,
+        crate::lifecycle::snapstart::RESTORE_START => Kind::RestoreStart,
         "function" | "extension" => Kind::Log,
         _ => Kind::Other,
     };

@@ -15,36 +15,16 @@
 
 #![deny(unsafe_code)]
 
-mod buffer;
 mod config;
-mod congestion;
-mod enrich;
+mod delivery;
 mod event;
-mod filter;
-mod flusher;
-mod health;
+mod intake;
 mod kinesis;
-mod kpl;
 mod lifecycle;
-mod limits;
-mod listener;
-mod logging;
 mod metrics;
-mod pacing;
-mod receiver;
-mod records;
-mod retry;
 mod rng;
-mod runtime_api;
-mod send;
-mod sign;
-mod snapstart;
-mod spill;
-mod spilled;
 mod stats;
-mod tenant;
-mod truncate;
-mod window;
+mod store;
 
 /// Entry points for the fuzz targets (`fuzz/`) and the property tests: not an API.
 #[doc(hidden)]
@@ -55,9 +35,9 @@ use std::sync::Arc;
 use log::{error, info, warn};
 
 use config::{Config, Delivery, PartitionKeyMode};
-use enrich::{FunctionInfo, Origin};
+use intake::enrich::{FunctionInfo, Origin};
+use lifecycle::runtime_api::{Registration, RuntimeApi, Subscribed};
 use lifecycle::{Lifecycle, Pipeline};
-use runtime_api::{Registration, RuntimeApi, Subscribed};
 use stats::Stats;
 
 /// The name Lambda knows this extension by when the file is not renamed.
@@ -72,7 +52,7 @@ pub fn main() -> i32 {
         println!("{DEFAULT_NAME} {}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
-    logging::init();
+    lifecycle::logging::init();
     // The release build aborts on panic (smaller binary); say why in one line first.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("[kinesis-telemetry] ERROR internal error, exiting: {info}");
@@ -169,8 +149,8 @@ fn fail_init(api: &RuntimeApi, id: &str, reason: &str, message: &str) -> i32 {
 fn bind_listener(
     config: &Config,
     stats: &Stats,
-) -> Result<listener::Listener, (&'static str, String)> {
-    let mut secret = [0u8; listener::PATH_SECRET_BYTES];
+) -> Result<intake::listener::Listener, (&'static str, String)> {
+    let mut secret = [0u8; intake::listener::PATH_SECRET_BYTES];
     if let Err(e) = rng::os_entropy(&mut secret) {
         // Still far better than no path; say so rather than go without telemetry.
         warn!("the OS gave no entropy ({e}): the telemetry listener's path comes from the clock-seeded generator, which code in the sandbox could guess");
@@ -179,13 +159,13 @@ fn bind_listener(
             *b = weak.next_u64() as u8;
         }
     }
-    listener::Listener::bind_for_platform(
+    intake::listener::Listener::bind_for_platform(
         config.bind_address,
         config.port,
-        listener::secret_path(&secret),
-        listener::Limits {
+        intake::listener::secret_path(&secret),
+        intake::listener::Limits {
             max_body: config.max_body_bytes(),
-            ..listener::Limits::default()
+            ..intake::listener::Limits::default()
         },
         stats.listener.clone(),
     )
@@ -230,19 +210,21 @@ fn start_pipeline(
         account: registration.account_id.clone(),
         memory_mb: config.lambda.memory_mb,
     };
-    let environment = Arc::new(snapstart::Environment::new(config.lambda.snap_start));
+    let environment = Arc::new(lifecycle::snapstart::Environment::new(
+        config.lambda.snap_start,
+    ));
     let origin = Origin::new(&function, environment.id().to_string());
 
-    let spill = spilled::open_logged(&config.spill);
+    let spill = store::spill::open_logged(&config.spill);
     Stats::add(
         &stats.recovered,
         spill.as_ref().map_or(0, |s| s.found_at_open()),
     );
-    let (buffer, woken) = buffer::Buffer::new(config.buffer.clone(), spill);
+    let (buffer, woken) = store::buffer::Buffer::new(config.buffer.clone(), spill);
     let buffer = Arc::new(buffer);
 
     let fixed_key = match config.records.partition_key {
-        PartitionKeyMode::Function => records::fixed_key(&function.name),
+        PartitionKeyMode::Function => delivery::records::fixed_key(&function.name),
         _ => None,
     };
     let added = if config.enrich {
@@ -250,21 +232,21 @@ fn start_pipeline(
     } else {
         0
     };
-    let receiver = receiver::Receiver::new(
-        receiver::Settings {
+    let receiver = intake::receiver::Receiver::new(
+        intake::receiver::Settings {
             filter: config.filter.clone(),
             origin: config.enrich.then(|| origin.clone()),
             partition_key: config.records.partition_key,
             fixed_key,
             environment: environment.clone(),
             concurrent,
-            max_event_bytes: records::max_event_bytes(
+            max_event_bytes: delivery::records::max_event_bytes(
                 &config.records.limits,
                 config.records.format,
                 added,
             ),
             one_line: config.records.format == config::RecordFormat::Ndjson,
-            buffering: receiver::Buffering {
+            buffering: intake::receiver::Buffering {
                 max_items: config.subscription.max_items,
                 max_bytes: config.subscription.max_bytes,
                 timeout_ms: config.subscription.timeout_ms,
@@ -291,13 +273,13 @@ fn start_pipeline(
             stream_name: delivery.stream.stream_name().to_string(),
         },
     );
-    let flusher = flusher::spawn(flusher::Parts {
-        sink: flusher::KinesisSink::new(
+    let flusher = delivery::flusher::spawn(delivery::flusher::Parts {
+        sink: delivery::flusher::KinesisSink::new(
             client,
             delivery.stream.clone(),
             config.http.connect_timeout,
         ),
-        settings: flusher::Settings {
+        settings: delivery::flusher::Settings {
             pacing: config.pacing.clone(),
             records: config.records.clone(),
             http: config.http.clone(),

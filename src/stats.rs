@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::listener::{ListenerStats, Refusals};
+use crate::intake::listener::{ListenerStats, Refusals};
 
 /// Why events were dropped. Fatal Kinesis errors carry the AWS error code.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -3,7 +3,7 @@
 //! warning for unknown variables and the docs check all read them from here.
 
 use super::reader::{Int, Known};
-use crate::limits as batch;
+use crate::kinesis::limits as batch;
 
 /// The prefix every extension setting shares.
 pub const PREFIX: &str = "KINESIS_TELEMETRY_";
@@ -80,7 +80,7 @@ pub const SPILL_MAX_BYTES: Int = Int::new("SPILL_MAX_BYTES", 0, 0, 10 << 30);
 pub const SPILL_MIN_BYTES: u64 = 1 << 20;
 
 pub const DEFAULT_METRICS_NAMESPACE: &str = "KinesisTelemetryExtension";
-pub const DEFAULT_SPILL_DIR: &str = crate::spill::DEFAULT_DIR;
+pub const DEFAULT_SPILL_DIR: &str = crate::store::segments::DEFAULT_DIR;
 
 /// Schema versions the Telemetry API accepts.
 pub const SCHEMA_VERSIONS: [&str; 3] = ["2022-07-01", "2022-12-13", "2025-01-29"];

@@ -1,6 +1,6 @@
 use super::*;
+use crate::kinesis::limits as batch;
 use crate::kinesis::StreamTarget;
-use crate::limits as batch;
 use std::collections::HashMap;
 
 fn parse(vars: &[(&str, &str)]) -> (Config, Vec<Problem>) {

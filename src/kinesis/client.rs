@@ -14,7 +14,7 @@ use super::{
     RequestError, StreamTarget, TimeoutPhase, CONTENT_TYPE, PUT_RECORDS_TARGET, SIGNING_SERVICE,
 };
 use crate::config::Credentials;
-use crate::sign::Signer;
+use crate::kinesis::sign::Signer;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! own Python module as a third-party check ([`deaggregate_with_python`]).
 //!
 //! The Rust decoder is written from the format (`MAGIC ++ protobuf(AggregatedRecord)
-//! ++ MD5(protobuf)`), not from `src/kpl.rs`, and reads all of it, not only what the
+//! ++ MD5(protobuf)`), not from `src/kinesis/kpl.rs`, and reads all of it, not only what the
 //! extension writes: several partition keys, explicit hash keys, tags, unknown fields
 //! (skipped by wire type, as protobuf parsers do). It is strict where consumers are
 //! lenient, because a test must see what they would hide:
@@ -286,7 +286,7 @@ pub fn deaggregate_with_python(
 
 /// A known answer from AWS's own aggregator (`aws-kinesis-agg` 1.2.3
 /// `RecordAggregator`, one key, no explicit hash key): the key, the user records,
-/// and the aggregated bytes it built from them. `src/kpl.rs` must build the same.
+/// and the aggregated bytes it built from them. `src/kinesis/kpl.rs` must build the same.
 pub fn aws_vector() -> (&'static str, Vec<Vec<u8>>, Vec<u8>) {
     let records = vec![
         br#"{"time":"2024-01-01T00:00:00.000Z","type":"platform.start","record":{"requestId":"r-1"}}"#

@@ -84,7 +84,7 @@ impl RunSettings {
     }
 
     /// Whether the extension's filter keeps an event of type `kind` whose log level (for
-    /// `function` and `extension` lines) is `level`: the same rules as `src/filter.rs`
+    /// `function` and `extension` lines) is `level`: the same rules as `src/intake/filter.rs`
     /// (categories or single platform types; lines without a level are kept).
     pub fn keeps(&self, kind: &str, level: Option<&str>) -> bool {
         let category = if kind.starts_with("platform.") {

@@ -29,8 +29,8 @@ pub use known::*;
 use reader::Reader;
 pub use reader::{Documented, Int};
 
-use crate::filter::{Filter, Level, TypeSelection, LEVEL_NAMES};
-use crate::limits::Limits;
+use crate::intake::filter::{Filter, Level, TypeSelection, LEVEL_NAMES};
+use crate::kinesis::limits::Limits;
 
 /// Telemetry API subscription settings, validated against the documented ranges.
 #[derive(Debug, Clone, PartialEq)]
@@ -358,9 +358,9 @@ fn read_lambda_env(r: &Reader<'_>) -> LambdaEnv {
         managed_instances: r
             .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
             .is_some_and(|v| v.eq_ignore_ascii_case(MANAGED_INSTANCES_INIT_TYPE)),
-        snap_start: r
-            .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
-            .is_some_and(|v| v.eq_ignore_ascii_case(crate::snapstart::SNAP_START_INIT_TYPE)),
+        snap_start: r.raw("AWS_LAMBDA_INITIALIZATION_TYPE").is_some_and(|v| {
+            v.eq_ignore_ascii_case(crate::lifecycle::snapstart::SNAP_START_INIT_TYPE)
+        }),
         max_concurrency: r
             .raw("AWS_LAMBDA_MAX_CONCURRENCY")
             .and_then(|v| v.parse().ok()),

@@ -33,16 +33,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use log::{info, warn};
 
-use crate::buffer::{Buffer, Done};
 use crate::config::{Http, Pacing, RecordSettings};
-use crate::congestion::Congestion;
-use crate::health::{Health, RetryPolicy, Trouble};
+use crate::delivery::congestion::Congestion;
+use crate::delivery::health::{Health, RetryPolicy, Trouble};
+use crate::delivery::pacing::{self, History, Hold};
+use crate::delivery::window::{self, Close, Kind, Step, View, Window};
 use crate::kinesis::{Interrupt, PutRecordsResponse, Record, RequestError};
 use crate::metrics::Metrics;
-use crate::pacing::{self, History, Hold};
 use crate::rng::Rng;
 use crate::stats::{DropReason, Stats};
-use crate::window::{self, Close, Kind, Step, View, Window};
+use crate::store::buffer::{Buffer, Done};
 
 /// How long past a window's end the lifecycle still waits for its acknowledgement (a
 /// request's timeout firing, the last bookkeeping).
@@ -473,13 +473,13 @@ impl<S: Sink> Flusher<S> {
                 self.health.observe(
                     now,
                     took,
-                    crate::health::Observation::Retry,
+                    crate::delivery::health::Observation::Retry,
                     &policy,
                     &mut self.rng,
                 );
                 let budget = self.settings.pacing.max_added;
                 let err: Result<(), RequestError> = Err(e);
-                self.log_trouble(crate::health::diagnose(&err, took, budget));
+                self.log_trouble(crate::delivery::health::diagnose(&err, took, budget));
             }
         }
     }
@@ -775,7 +775,7 @@ impl<S: Sink> Flusher<S> {
         self.count_spill_losses();
         if let Some(o) = self.open.as_mut() {
             // A fatal refusal, or a request cut at the budget: the invocation gets no more.
-            o.w.refused |= sent.is_fatal() || sent == crate::send::Sent::Cut;
+            o.w.refused |= sent.is_fatal() || sent == crate::delivery::send::Sent::Cut;
         }
     }
 

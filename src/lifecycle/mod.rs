@@ -11,16 +11,20 @@
 //! counted as dropped, the summary line is logged, and the process exits at least
 //! [`EXIT_MARGIN`] before the deadline.
 
+pub mod logging;
+pub mod runtime_api;
+pub mod snapstart;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{error, info, warn};
 
-use crate::buffer::Buffer;
-use crate::flusher::{FlusherHandle, ACK_SLACK};
-use crate::runtime_api::{ApiError, NextEvent, Registration, RuntimeApi};
-use crate::snapstart::Environment;
+use crate::delivery::flusher::{FlusherHandle, ACK_SLACK};
 use crate::stats::{DropReason, Stats};
+use crate::store::buffer::Buffer;
+use runtime_api::{ApiError, NextEvent, Registration, RuntimeApi};
+use snapstart::Environment;
 
 /// The process exits at least this long before SHUTDOWN's `deadlineMs` (docs/design.md's promise).
 pub const EXIT_MARGIN: Duration = Duration::from_millis(100);

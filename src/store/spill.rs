@@ -1,4 +1,4 @@
-//! Events in the spill file: the buffer's view of [`crate::spill::Spill`], which stores
+//! Events in the spill file: the buffer's view of [`crate::store::segments::Spill`], which stores
 //! opaque byte records. This module turns an event into a record and back (its JSON text,
 //! when it was received, its partition key) and keeps the events' buffer tickets in order.
 //!
@@ -21,7 +21,7 @@ use log::{info, warn};
 
 use crate::config::SpillSettings;
 use crate::event::{Event, Key};
-use crate::spill::{Recovered, Refused, Spill, SpillError};
+use crate::store::segments::{Recovered, Refused, Spill, SpillError};
 
 const VERSION: u8 = 1;
 

@@ -22,6 +22,9 @@
 mod client;
 mod connect;
 mod error;
+pub mod kpl;
+pub mod limits;
+pub mod sign;
 
 pub use client::{probe_connect, ClientSettings, KinesisClient};
 pub use connect::Interrupt;

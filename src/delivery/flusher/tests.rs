@@ -1,12 +1,12 @@
 //! The flusher thread against a scripted Kinesis: windows, holds, retries, shutdown.
 
 use super::*;
-use crate::buffer::{Entry, Mark};
 use crate::config::{BufferCap, MetricsSettings, RecordFormat, Strategy};
 use crate::event::{self, Event, Key, Kind as EventKind};
+use crate::kinesis::limits::Limits;
 use crate::kinesis::RecordOutcome;
-use crate::limits::Limits;
 use crate::metrics::DimensionValues;
+use crate::store::buffer::{Entry, Mark};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;

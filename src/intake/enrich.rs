@@ -20,7 +20,7 @@
 //!   spelling of the name: `"sour\u0063e"` is `source` too), are left as they are: an event
 //!   never has two `source` members.
 
-use crate::tenant::MAX_TENANT_ID_BYTES;
+use crate::intake::tenant::MAX_TENANT_ID_BYTES;
 
 /// The name of the added top-level field.
 pub const FIELD: &str = "source";

@@ -25,15 +25,15 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::buffer::Buffer;
 use crate::config::{self, BufferCap, Config, Documented, PartitionKeyMode, KNOWN, PREFIX};
-use crate::enrich::{FunctionInfo, Origin};
 use crate::event::{Event, Key};
-use crate::filter::{Filter, Level, TypeSelection};
-use crate::listener::Handler;
-use crate::receiver::{self, Receiver, MAX_EVENTS_PER_POST};
+use crate::intake::enrich::{FunctionInfo, Origin};
+use crate::intake::filter::{Filter, Level, TypeSelection};
+use crate::intake::listener::Handler;
+use crate::intake::receiver::{self, Receiver, MAX_EVENTS_PER_POST};
+use crate::intake::truncate::truncate_event;
 use crate::stats::Stats;
-use crate::truncate::truncate_event;
+use crate::store::buffer::Buffer;
 
 #[cfg(test)]
 pub mod strategies;
@@ -131,7 +131,7 @@ pub fn check_post(v: Variant, body: &[u8]) {
                 PartitionKeyMode::Random
             },
             fixed_key: None,
-            environment: Arc::new(crate::snapstart::Environment::with_id(
+            environment: Arc::new(crate::lifecycle::snapstart::Environment::with_id(
                 false,
                 "f0f0f0f0f0f0f0f0",
             )),
@@ -475,7 +475,8 @@ pub fn check_settings(vars: &[(String, String)]) {
 /// hand on. Requests must go to `/`; default limits. It must never panic nor hang, whatever
 /// the bytes.
 pub fn listener_stream(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
-    crate::listener::serve_bytes(pieces, "/", crate::listener::Limits::default()).bodies
+    crate::intake::listener::serve_bytes(pieces, "/", crate::intake::listener::Limits::default())
+        .bodies
 }
 
 /// Bytes a peer sends on one telemetry connection: the first byte says where to split the
@@ -497,8 +498,8 @@ pub fn listener_requests(data: &[u8]) {
 /// The spill file: `data` as a segment (recovery yields only frames really there, in order)
 /// and as records (they come back whole), then as one spilled event's record.
 pub fn spill(data: &[u8]) {
-    crate::spill::fuzz_segment(data);
-    crate::spilled::fuzz_record(data);
+    crate::store::segments::fuzz_segment(data);
+    crate::store::spill::fuzz_record(data);
 }
 
 /// A spill segment file as found in /tmp at start (see [`spill`]).

@@ -16,8 +16,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::delivery::retry;
 use crate::kinesis::{RequestError, TimeoutPhase};
-use crate::retry;
 use crate::rng::Rng;
 
 /// Do not start a Kinesis request with less time than this left, whatever the estimate.

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::health::MIN_REQUEST_TIME;
+use crate::delivery::health::MIN_REQUEST_TIME;
 
 /// The extension calls `/event/next` at least this long before an invocation's deadline.
 pub const INVOKE_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
@@ -132,7 +132,7 @@ pub enum Step {
 /// configured one, or what is left of the window, less what a blocking socket wait may
 /// overrun it by. Linux's timer wheel rounds a long timeout up to its level's granularity,
 /// up to an eighth of it (a 900 ms wait was seen to end 46 ms late), and the lifecycle stops
-/// waiting for the window to close [`crate::flusher::ACK_SLACK`] after its end: the request
+/// waiting for the window to close [`crate::delivery::flusher::ACK_SLACK`] after its end: the request
 /// must be over by then, never in flight when Lambda freezes the sandbox.
 pub fn request_timeout(configured: Duration, now: Instant, until: Instant) -> Duration {
     let left = until.saturating_duration_since(now);
@@ -163,7 +163,7 @@ pub fn invoke_window_end(now: Instant, deadline: Instant) -> Instant {
 
 /// Where a window ends once its invocation's runtimeDone arrived at `done_at` (pure): the
 /// added-time budget after it, less the close slack, so that the flusher closes the window
-/// itself before the lifecycle loop would cut its request ([`crate::flusher::FlusherHandle`]).
+/// itself before the lifecycle loop would cut its request ([`crate::delivery::flusher::FlusherHandle`]).
 pub fn after_done_end(until: Instant, done_at: Instant, max_added: Duration) -> Instant {
     until.min(done_at + max_added.saturating_sub(CLOSE_SLACK))
 }

@@ -24,9 +24,9 @@ use std::sync::Arc;
 
 use crate::config::RecordFormat;
 use crate::event::{Event, Key};
+use crate::kinesis::kpl;
+use crate::kinesis::limits::{Limits, MAX_PARTITION_KEY_CHARS, MIN_PARTITION_KEY_CHARS};
 use crate::kinesis::{Data, Record};
-use crate::kpl;
-use crate::limits::{Limits, MAX_PARTITION_KEY_CHARS, MIN_PARTITION_KEY_CHARS};
 use crate::rng::Rng;
 
 /// Length of a random partition key (hex digits of 64 random bits).

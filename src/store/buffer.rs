@@ -31,7 +31,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::BufferCap;
 use crate::event::Event;
-use crate::spilled::Spilled;
+use crate::store::spill::Spilled;
 
 /// How many recent `runtimeDone` marks are kept (one per invocation; concurrency never
 /// applies to them: Managed Instances have no runtimeDone).

@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::BufferCap;
-use crate::enrich::FunctionInfo;
-use crate::filter::{Level, TypeSelection};
+use crate::intake::enrich::FunctionInfo;
+use crate::intake::filter::{Level, TypeSelection};
 use serde_json::Value;
 
 fn origin() -> Origin {

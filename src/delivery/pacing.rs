@@ -24,8 +24,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::buffer::Level;
 use crate::config::{BufferCap, Pacing, Strategy};
+use crate::store::buffer::Level;
 
 /// Invocations held while there is no history to judge the gap between invocations.
 pub const WARM_UP_INVOCATIONS: usize = 3;

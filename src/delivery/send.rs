@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use crate::buffer::Fate;
-use crate::flusher::{Flusher, Sink};
-use crate::health::{self, Change, Observation};
+use crate::delivery::flusher::{Flusher, Sink};
+use crate::delivery::health::{self, Change, Observation};
+use crate::delivery::records;
+use crate::delivery::retry;
+use crate::delivery::window;
 use crate::kinesis::{Record, RequestError};
-use crate::records;
-use crate::retry;
 use crate::stats::{DropReason, Stats};
-use crate::window;
+use crate::store::buffer::Fate;
 
 /// The shards named in throttled records' messages ("Rate exceeded for shard shardId-…").
 fn throttled_shards(
@@ -78,7 +78,7 @@ impl<S: Sink> Flusher<S> {
         records: usize,
     ) {
         let jitter = self.rng.next_u64() as f64 / (u64::MAX as f64 + 1.0);
-        let answer = crate::congestion::Answer {
+        let answer = crate::delivery::congestion::Answer {
             accepted_bytes,
             throttled,
         };

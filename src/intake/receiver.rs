@@ -37,19 +37,19 @@ use std::time::Instant;
 use log::{debug, warn};
 use serde_json::value::RawValue;
 
-use crate::buffer::{Buffer, Entry, Mark};
 use crate::config::{
     PartitionKeyMode, BUFFERING_MAX_BYTES, BUFFERING_MAX_ITEMS, BUFFERING_TIMEOUT_MS, PREFIX,
 };
-use crate::enrich::Origin;
+use crate::delivery::records;
 use crate::event::{self, Event, Item, Key, Kind, ParseError};
-use crate::filter::Filter;
-use crate::listener::Handler;
-use crate::records;
-use crate::snapstart::{Environment, Signal};
+use crate::intake::enrich::Origin;
+use crate::intake::filter::Filter;
+use crate::intake::listener::Handler;
+use crate::intake::tenant::Tenants;
+use crate::intake::truncate::truncate_event;
+use crate::lifecycle::snapstart::{Environment, Signal};
 use crate::stats::{BadBody, DropReason, Stats};
-use crate::tenant::Tenants;
-use crate::truncate::truncate_event;
+use crate::store::buffer::{Buffer, Entry, Mark};
 
 /// The most elements read from one POST: the platform's largest batch
 /// (`BUFFERING_MAX_ITEMS` at its maximum). Lambda never sends more.

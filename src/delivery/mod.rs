@@ -1,0 +1,10 @@
+//! Delivery: from the buffer to Kinesis, paced so that the function's time stays its own.
+
+pub mod congestion;
+pub mod flusher;
+pub mod health;
+pub mod pacing;
+pub mod records;
+pub mod retry;
+pub mod send;
+pub mod window;

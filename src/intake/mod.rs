@@ -1,0 +1,14 @@
+//! Intake: from the Telemetry API's POSTs to events in the buffer.
+//!
+//! The [`listener`] is a small hardened HTTP/1.1 server that only the platform can reach
+//! (secret path, bounded slots, read timeouts); it hands whole bodies to the [`receiver`],
+//! which parses them element by element, drops what the [`filter`] excludes, [`truncate`]s
+//! what is too big for a record, [`enrich`]es each event with where it came from (and its
+//! [`tenant`]), and admits it to the buffer. Nothing here waits on Kinesis.
+
+pub mod enrich;
+pub mod filter;
+pub mod listener;
+pub mod receiver;
+pub mod tenant;
+pub mod truncate;
