@@ -347,7 +347,7 @@ cmd_arm64_smoke() {
 	[[ "$rc_arm" == "$rc_x86" ]] || die "arm64 exit status $rc_arm differs from x86_64 status $rc_x86"
 
 	log "check 4: under qemu, a short run in the local sandbox delivers every event to the mock Kinesis"
-	cargo build --release -p kte-test-support --bin sandbox
+	cargo build --release -p kte-sandbox --bin sandbox
 	KINESIS_TELEMETRY_EXTENSION_BIN="$bin" KINESIS_TELEMETRY_EXTENSION_WRAPPER=qemu-aarch64-static \
 		"$TARGET_DIR/release/sandbox" --invocations 20 --lines 5 --progress-every 10 ||
 		die "the arm64 binary under qemu did not deliver every event in the sandbox"
@@ -461,7 +461,7 @@ cmd_release() {
 # local, bench: the sandbox
 # ---------------------------------------------------------------------------------------------
 
-# The sandbox (binary `sandbox` of the test-support crate, tests/support/src/bin/sandbox) runs
+# The sandbox (binary `sandbox` of the kte-sandbox crate, tests/sandbox/src/bin/sandbox) runs
 # the release extension next to it in target/release/; `cargo run` would not build that, so
 # both are built first, in one invocation (one feature resolution, as for the layer build).
 run_sandbox() {
@@ -492,7 +492,7 @@ cmd_bench() {
 		export KINESIS_TELEMETRY_EXTENSION_BIN
 	fi
 	log "benchmarking $KINESIS_TELEMETRY_EXTENSION_BIN"
-	cargo build --release -p kte-test-support --bin sandbox
+	cargo build --release -p kte-sandbox --bin sandbox
 	exec "$TARGET_DIR/release/sandbox" --bench "$@"
 }
 
@@ -504,7 +504,7 @@ cmd_test() {
 	# Test peers: a venv in .venv with moto[server] (a real Kinesis implementation with IAM
 	# auth, for tests/moto.rs) and cfn-lint (for template.yml).
 	bash "$ROOT/.ci/python-tools.sh"
-	# --workspace: the test-support crate's own tests too (once, not per test binary).
+	# --workspace: the test-support and sandbox crates' own tests too (once, not per test binary).
 	if cargo nextest --version >/dev/null 2>&1; then
 		cargo nextest run --workspace --no-fail-fast "$@"
 	else

@@ -9,8 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+use kte_sandbox as sandbox;
 use kte_test_support as support;
-use support::sandbox::{self, Faults, Outage, Pace, Report, SandboxConfig, Workload};
+use sandbox::{Faults, Outage, Pace, Report, SandboxConfig, Workload};
 
 fn workload(invocations: usize) -> Workload {
     Workload {

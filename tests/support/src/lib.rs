@@ -11,9 +11,11 @@
 //! ```
 //!
 //! Used by the root package's integration tests (`tests/*.rs`, a dev-dependency) and by
-//! the local sandbox (`src/bin/sandbox`, `./build.sh local`). Its own unit tests (the
-//! fakes' pure parts: SigV4, dates, subscription and PutRecords validation) run once,
-//! with `cargo nextest run --workspace`. Linux only (the sandbox uses signals and `/proc`).
+//! the local sandbox (the `kte-sandbox` crate in `tests/sandbox`, `./build.sh local`). Its
+//! own tests run once, with `cargo nextest run --workspace`: unit tests of the fakes' pure
+//! parts (SigV4, dates, subscription and PutRecords validation) beside them, and in `tests/`
+//! one file per fake testing it over the wire (it must reject what AWS rejects, with AWS's
+//! shapes). Linux only (signals, `/proc`).
 //!
 //! Which binary runs: [`extension_under_test!`] in tests (the one Cargo built for them),
 //! [`extension_binary`] in the sandbox (next to it in `target/<profile>/`); either way
@@ -34,7 +36,6 @@ pub mod lambda;
 pub mod moto;
 pub mod process;
 pub mod rng;
-pub mod sandbox;
 pub mod sigv4;
 pub mod tcp;
 pub mod telemetry_pusher;

@@ -14,7 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use kte_test_support::sandbox::{self, Faults, Pace, Percentiles, Report, SandboxConfig, Workload};
+use kte_sandbox as sandbox;
+use kte_sandbox::{Faults, Pace, Percentiles, Report, SandboxConfig, Workload};
 
 mod faults;
 mod fleet;

@@ -16,7 +16,7 @@ use super::counters::ExtensionCounters;
 use super::in_flight::InFlightReport;
 use super::settings::RunSettings;
 use super::FUNCTION_NAME;
-use crate::fake_kinesis::ShardUse;
+use kte_test_support::fake_kinesis::ShardUse;
 
 /// Emitted, delivered, lost and duplicated events of one type.
 #[derive(Clone, Debug, Default, Serialize)]

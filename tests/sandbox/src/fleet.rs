@@ -25,8 +25,8 @@ use serde::Serialize;
 use super::faults::FaultSwitch;
 use super::report::{count, Report};
 use super::{pass, session, Echo, Pace, SandboxConfig};
-use crate::fake_kinesis::{test_credentials, FakeKinesis, KinesisConfig, ShardLimits};
-use crate::sigv4::Credentials;
+use kte_test_support::fake_kinesis::{test_credentials, FakeKinesis, KinesisConfig, ShardLimits};
+use kte_test_support::sigv4::Credentials;
 
 /// The access key environment `i` signs with (20 characters, like AWS's).
 pub fn environment_access_key(i: usize) -> String {
@@ -489,7 +489,7 @@ pub fn render_fleet(f: &FleetReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::Percentiles;
+    use crate::Percentiles;
 
     #[test]
     fn fleet_access_keys_are_aws_length_and_distinct() {

@@ -12,11 +12,11 @@ use super::faults::FaultSwitch;
 use super::ledger::{Emitter, Telemetry};
 use super::report::{ms, ShutdownReport, Startup};
 use super::{pass, Pace, SandboxConfig, INIT_LIMIT};
-use crate::events::MANAGED_INSTANCES_INIT_TYPE;
-use crate::process::{cpu_time_live, exit_cpu, exited_unreaped, peak_rss_kb, signal};
-use crate::rng::fresh_uuid;
-use crate::tcp::InFlight;
-use crate::{clock, Lambda};
+use kte_test_support::events::MANAGED_INSTANCES_INIT_TYPE;
+use kte_test_support::process::{cpu_time_live, exit_cpu, exited_unreaped, peak_rss_kb, signal};
+use kte_test_support::rng::fresh_uuid;
+use kte_test_support::tcp::InFlight;
+use kte_test_support::{clock, Lambda};
 
 /// One invocation as the sandbox ran it.
 #[derive(Clone, Debug)]

@@ -20,7 +20,7 @@ use super::faults::FaultSwitch;
 use super::ledger::{Emitter, Telemetry};
 use super::session::{Invocation, Run};
 use super::{pass, Pace, Workload};
-use crate::rng::fresh_uuid;
+use kte_test_support::rng::fresh_uuid;
 
 /// How often the main thread looks at the extension's log while the workers run.
 const POLL: Duration = Duration::from_millis(50);

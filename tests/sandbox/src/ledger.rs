@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use super::report::ms;
 use super::{LogFormat, FUNCTION_NAME};
-use crate::fake_runtime::RuntimeHandle;
-use crate::{clock, EventFactory};
+use kte_test_support::fake_runtime::RuntimeHandle;
+use kte_test_support::{clock, EventFactory};
 
 /// One emitted event.
 #[derive(Clone, Debug)]

@@ -1,12 +1,12 @@
 //! `sandbox`: runs the real extension binary in a simulated Lambda execution environment
 //! against mocked endpoints and reports what happened (`./build.sh local`), or measures it
-//! (`--bench`). See `--help`; the simulation itself is [`kte_test_support::sandbox`].
+//! (`--bench`). See `--help`; the simulation itself is [`kte_sandbox`].
 
 mod bench;
 mod throughput;
 
+use kte_sandbox as sandbox;
 use kte_test_support as support;
-use support::sandbox;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -69,7 +69,7 @@ impl Run<'_> {
                 .cfg
                 .binary
                 .clone()
-                .unwrap_or_else(crate::extension_binary)
+                .unwrap_or_else(kte_test_support::extension_binary)
                 .display()
                 .to_string(),
             settings: RunSettings::from_log(&self.lambda.log()),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use kte_test_support::sandbox::{Faults, Outage, Pace, Report, SandboxConfig, Workload};
+use kte_sandbox::{Faults, Outage, Pace, Report, SandboxConfig, Workload};
 
 use super::{
     busy, dropped, managed, mb, ms_of, p, quick, share, summary, Out, Session, COLD_STARTS,

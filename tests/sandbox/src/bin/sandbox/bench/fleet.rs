@@ -16,7 +16,8 @@
 
 use serde_json::json;
 
-use kte_test_support::sandbox::{self, FleetReport, Pace, SandboxConfig, Workload};
+use kte_sandbox as sandbox;
+use kte_sandbox::{FleetReport, Pace, SandboxConfig, Workload};
 
 use super::Out;
 

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use kte_test_support::sandbox::{Faults, Pace, Report, SandboxConfig, Workload};
+use kte_sandbox::{Faults, Pace, Report, SandboxConfig, Workload};
 use kte_test_support::KinesisFault;
 
 use super::{summary, Out, Session};

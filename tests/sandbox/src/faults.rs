@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::pass;
-use crate::fake_kinesis::{KinesisFault, KinesisHandle};
+use kte_test_support::fake_kinesis::{KinesisFault, KinesisHandle};
 
 /// Longer than any session: an outage ended by a condition is scripted as this long, then
 /// cut short.

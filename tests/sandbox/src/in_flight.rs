@@ -2,7 +2,7 @@
 //! freezes the environment right after, so a request or connect open then stays open
 //! across the freeze (the peer may time it out meanwhile, and the extension finds it broken
 //! or answered late at the thaw). Observed from the kernel's sockets by the mock
-//! ([`crate::fake_kinesis::KinesisHandle::in_flight`]) the moment the sandbox sees each
+//! ([`kte_test_support::fake_kinesis::KinesisHandle::in_flight`]) the moment the sandbox sees each
 //! `/event/next`; only on default Lambda with the mock Kinesis.
 
 use serde::Serialize;

@@ -6,7 +6,7 @@
 //! run, SHUTDOWN) and prints those asked for, prefixed `[extension] `. `HARNESS_ECHO_LOG=1`
 //! (the sandbox's `--verbose`) makes the harness print every line itself, live.
 
-use crate::Lambda;
+use kte_test_support::Lambda;
 
 /// Which extension log lines to print (to stderr).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

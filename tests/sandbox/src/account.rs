@@ -20,7 +20,7 @@ use std::time::Instant;
 use super::report::{ms, Cost, FailedPost, Order, Percentiles, Report, TypeCount};
 use super::session::Run;
 use super::FUNCTION_NAME;
-use crate::telemetry_records::{self, Enriched};
+use kte_test_support::telemetry_records::{self, Enriched};
 
 /// Provisioned streams bill a PUT payload unit per 25 KB of a record (taken as KiB).
 pub const PUT_PAYLOAD_UNIT_BYTES: u64 = 25 * 1024;

@@ -1,6 +1,6 @@
 //! The local sandbox: a simulated Lambda execution environment around the real extension
-//! binary, built on the strict fakes ([`FakeRuntime`](crate::fake_runtime::FakeRuntime) for the
-//! Extensions and Telemetry APIs, [`FakeKinesis`](crate::fake_kinesis::FakeKinesis) for PutRecords) and
+//! binary, built on the strict fakes ([`FakeRuntime`](kte_test_support::fake_runtime::FakeRuntime) for the
+//! Extensions and Telemetry APIs, [`FakeKinesis`](kte_test_support::fake_kinesis::FakeKinesis) for PutRecords) and
 //! the harness that starts the process ([`Lambda`]).
 //!
 //! What one [`run`] does, the way Lambda does it:
@@ -38,11 +38,12 @@
 //! `fleet`; gathering the measurements in `collect` and the checking off in `account`; the
 //! extension's own counts in `counters`; the settings it reported using (never those asked
 //! for) in `settings`; the [`Report`] and its pass/fail rules in `report`; the text form in
-//! `render`; the extension's log lines in `echo`; signals and CPU readings in
-//! [`crate::process`].
+//! `render`; the extension's log lines in `echo`; signals and CPU readings in the harness's
+//! [`process`](kte_test_support::process).
 //!
-//! Used by the `sandbox` binary (the README's `./build.sh local`, and the benchmarks)
-//! and by `tests/sandbox.rs`. Linux only (signals, `/proc`).
+//! Used by the `sandbox` binary (`src/bin/sandbox`: the README's `./build.sh local`, and the
+//! benchmarks) and by the root package's `tests/sandbox.rs`. Linux only (signals, `/proc`).
+#![forbid(unsafe_code)]
 
 mod account;
 mod collect;
@@ -75,11 +76,11 @@ pub use report::{
 };
 pub use settings::RunSettings;
 
-use crate::events::MANAGED_INSTANCES_INIT_TYPE;
-use crate::fake_kinesis::{KinesisConfig, ShardLimits};
-use crate::process::{pin_own_threads, pin_thread};
-use crate::{Lambda, LambdaOptions, RuntimeConfig};
 use fleet::Seat;
+use kte_test_support::events::MANAGED_INSTANCES_INIT_TYPE;
+use kte_test_support::fake_kinesis::{KinesisConfig, ShardLimits};
+use kte_test_support::process::{pin_own_threads, pin_thread};
+use kte_test_support::{Lambda, LambdaOptions, RuntimeConfig};
 use session::Run;
 
 /// Lambda's whole SHUTDOWN phase with external extensions.
@@ -397,7 +398,7 @@ fn session(
 }
 
 /// The simulated function is busy (or the sandbox is frozen) for `d`.
-pub(super) fn pass(d: Duration) {
+pub(crate) fn pass(d: Duration) {
     if !d.is_zero() {
         thread::sleep(d);
     }
