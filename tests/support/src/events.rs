@@ -298,4 +298,51 @@ mod tests {
             odd
         );
     }
+
+    #[test]
+    fn factory_has_the_tenant_and_snap_start_shapes() {
+        let mut f = EventFactory::default();
+        assert_eq!(
+            f.init_start_snap_start()["record"]["initializationType"],
+            "snap-start"
+        );
+        let plain = f.platform_start("r-0");
+        assert!(plain["record"].get("tenantId").is_none());
+        f.tenant = Some("BlueTenant".into());
+        let start = f.platform_start("r-1");
+        assert_eq!(start["record"]["tenantId"], "BlueTenant");
+        assert!(start["record"]["functionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(":function:fake-function"));
+        f.tenant = Some("GreenTenant".into());
+        // The report and JSON lines name their own invocation's tenant, whatever comes next.
+        assert_eq!(
+            f.report("r-1", Duration::from_millis(3))["record"]["tenantId"],
+            "BlueTenant"
+        );
+        assert_eq!(f.function_json("r-1")["record"]["tenantId"], "BlueTenant");
+        assert!(f.function_text("r-1")["record"].is_string());
+        assert!(f.runtime_done("r-1", Duration::from_millis(3))["record"]
+            .get("tenantId")
+            .is_none());
+        let spans: Vec<Value> = f.runtime_done("r-1", Duration::from_millis(3))["record"]["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].clone())
+            .collect();
+        assert_eq!(
+            spans,
+            ["responseLatency", "responseDuration", "runtimeOverhead"]
+        );
+        f.note_restore(Duration::from_millis(15));
+        let first = f.report("r-0", Duration::from_millis(3));
+        assert_eq!(first["record"]["metrics"]["restoreDurationMs"], 15.0);
+        assert!(first["record"].get("tenantId").is_none());
+        let second = f.report("r-0", Duration::from_millis(3));
+        assert!(second["record"]["metrics"]
+            .get("restoreDurationMs")
+            .is_none());
+    }
 }
