@@ -9,11 +9,9 @@
 //! get an error): the sandbox binary uses the same harness.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -23,7 +21,7 @@ use crate::events::EventFactory;
 use crate::fake_kinesis::{self, FakeKinesis, KinesisConfig};
 use crate::fake_runtime::{FakeRuntime, RuntimeConfig};
 use crate::telemetry_records::{self, Enriched};
-use crate::{clock, extension_binary};
+use crate::{clock, extension_binary, pipes};
 
 /// The added-time budget the harness gives the extension unless a test unsets it (see
 /// [`Lambda::try_start`]).
@@ -241,25 +239,17 @@ impl Lambda {
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
 
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, pipes_closed) = crossbeam_channel::unbounded();
         let echo = std::env::var_os("HARNESS_ECHO_LOG").is_some();
-        let pipes: Vec<Box<dyn Read + Send>> = vec![
-            Box::new(child.stderr.take().expect("piped")),
-            Box::new(child.stdout.take().expect("piped")),
-        ];
-        for pipe in pipes {
-            let (log, tx) = (log.clone(), tx.clone());
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if echo {
-                        eprintln!("[ext] {line}");
-                    }
-                    log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-                }
-                let _ = tx.send(SystemTime::now());
-            });
-        }
+        let captured = log.clone();
+        let pipes_closed = pipes::drain_lines(&mut child, move |line| {
+            if echo {
+                eprintln!("[ext] {line}");
+            }
+            captured
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line);
+        });
 
         let mut lambda = Lambda {
             events: EventFactory::new(&opts.runtime.function_name),

@@ -34,6 +34,7 @@ pub mod kinesis_api;
 pub mod kpl;
 pub mod lambda;
 pub mod moto;
+pub mod pipes;
 pub mod process;
 pub mod rng;
 pub mod sigv4;

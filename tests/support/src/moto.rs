@@ -29,14 +29,14 @@
 //! fails and says how to fix it (`bash .ci/python-tools.sh`, which `./build.sh test`
 //! runs first).
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::pipes;
 
 /// Region moto's stream is created in, and the one clients must sign for.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -155,24 +155,16 @@ impl Moto {
         // request, and a full pipe would block the server.
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, lines) = crossbeam_channel::unbounded::<String>();
-        let pipes: Vec<Box<dyn Read + Send>> = vec![
-            Box::new(child.stderr.take().expect("piped")),
-            Box::new(child.stdout.take().expect("piped")),
-        ];
-        for pipe in pipes {
-            let (log, tx) = (log.clone(), tx.clone());
-            thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let line = strip_ansi(&line);
-                    log.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        drop(tx);
+        let captured = log.clone();
+        // `lines` disconnects once both pipes have closed (their threads drop their `tx`).
+        pipes::drain_lines(&mut child, move |line| {
+            let line = strip_ansi(&line);
+            captured
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line.clone());
+            let _ = tx.send(line);
+        });
 
         let deadline = Instant::now() + START_TIMEOUT;
         let port = loop {
@@ -333,14 +325,19 @@ impl Moto {
             .env_clear()
             .envs(python_env(&self.region, key))
             .stdin(Stdio::null());
-        let Finished { ok, stdout, stderr } = run_with_timeout(cmd, START_TIMEOUT);
-        let stdout = String::from_utf8_lossy(&stdout);
+        let done = pipes::run_to_end(cmd, None, START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cannot run moto_admin.py {}: {e}", args[0]));
+        let stdout = String::from_utf8_lossy(&done.stdout);
+        let killed = match done.in_time {
+            true => String::new(),
+            false => format!("\n(killed after {START_TIMEOUT:?})"),
+        };
         assert!(
-            ok,
-            "moto_admin.py {} failed:\n{}\n{}\n--- moto ---\n{}",
+            done.ok(),
+            "moto_admin.py {} failed:\n{}\n{}{killed}\n--- moto ---\n{}",
             args[0],
             stdout,
-            String::from_utf8_lossy(&stderr),
+            String::from_utf8_lossy(&done.stderr),
             self.log_text()
         );
         serde_json::from_str(stdout.trim())
@@ -400,54 +397,6 @@ fn python_env(region: &str, key: (&str, &str)) -> Vec<(&'static str, String)> {
         ("AWS_ACCESS_KEY_ID", key.0.to_owned()),
         ("AWS_SECRET_ACCESS_KEY", key.1.to_owned()),
     ]
-}
-
-/// What a finished helper command printed; `ok` is exit 0 within the timeout.
-struct Finished {
-    ok: bool,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-}
-
-/// Runs `cmd` to completion, killing it after `timeout`.
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Finished {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-    let err_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_end(&mut buf);
-        }
-        buf
-    });
-    let (tx, done) = crossbeam_channel::bounded(1);
-    let out_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut buf);
-        }
-        let _ = tx.send(());
-        buf
-    });
-    let finished = done.recv_timeout(timeout).is_ok();
-    if !finished {
-        let _ = child.kill();
-    }
-    let status = child.wait().map(|s| s.success()).unwrap_or(false);
-    let stdout = out_reader.join().unwrap_or_default();
-    let mut stderr = err_reader.join().unwrap_or_default();
-    if !finished {
-        stderr.extend_from_slice(format!("\n(killed after {timeout:?})").as_bytes());
-    }
-    Finished {
-        ok: finished && status,
-        stdout,
-        stderr,
-    }
 }
 
 fn log_text(log: &Mutex<Vec<String>>) -> String {
