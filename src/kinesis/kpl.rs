@@ -227,67 +227,19 @@ mod tests {
         Ok((keys, records))
     }
 
-    /// Known answers from AWS's own aggregator, `aws-kinesis-agg` 1.2.3 on PyPI
-    /// (protobuf 7.36.2, six 1.17.0). Made once by hand in a scratch venv:
-    ///
-    /// ```text
-    /// python3 -m venv /tmp/kpl-venv && /tmp/kpl-venv/bin/pip install aws-kinesis-agg six
-    /// from aws_kinesis_agg.aggregator import RecordAggregator
-    /// a = RecordAggregator()
-    /// for d in DATA: assert a.add_user_record(KEY, d) is None   # no explicit hash key
-    /// pk, ehk, agg = a.clear_and_get().get_contents()           # ehk is None
-    /// print(agg.hex())
-    /// ```
-    ///
-    /// The Python aggregator serializes with protobuf's own encoder (fields in
-    /// number order, `partition_key_index = 0` present, empty `data` present), so
-    /// the bytes match exactly; its deaggregator also decodes them back to the
-    /// inputs. Its own size estimate (`get_size_bytes`) over-counts the key table
-    /// once per record (211 for the 175 bytes of the first vector): do not copy it.
+    /// Known answers from AWS's own aggregator, `aws-kinesis-agg` 1.2.3: the one copy is
+    /// `kte_test_support::kpl::aws_vectors` (how they were made is written there), which the
+    /// support crate's decoder and AWS's de-aggregator read back too.
     #[test]
     fn bytes_match_aws_kinesis_agg_known_answers() {
-        let cases: [(&str, Vec<Vec<u8>>, &str); 2] = [
-            (
-                // JSON event, non-ASCII text (2-, 3- and 4-byte UTF-8), binary bytes
-                // including the magic itself.
-                KEY,
-                vec![
-                    br#"{"time":"2024-01-01T00:00:00.000Z","type":"platform.start","record":{"requestId":"r-1"}}"#.to_vec(),
-                    "h\u{e9}llo w\u{f6}rld \u{2713} \u{1f980}".as_bytes().to_vec(),
-                    vec![0x00, 0xFF, 0xF3, 0x89, 0x9A, 0xC2, 0x80, 0x7F, 0x0A],
-                ],
-                concat!(
-                    "f3899ac2",
-                    "0a10613162326333643465356636303731381a5c08001a587b2274696d65223a2232",
-                    "3032342d30312d30315430303a30303a30302e3030305a222c2274797065223a2270",
-                    "6c6174666f726d2e7374617274222c227265636f7264223a7b227265717565737449",
-                    "64223a22722d31227d7d1a1a08001a1668c3a96c6c6f2077c3b6726c6420e29c9320",
-                    "f09fa6801a0d08001a0900fff3899ac2807f0a",
-                    "81fe064d2c4a33a239284e81213de5fc",
-                ),
-            ),
-            (
-                // Non-ASCII key (5 chars, 7 bytes), an empty record, and a record
-                // whose data length (200) and Record length (205) take 2-byte varints.
-                "cl\u{e9}-\u{fc}",
-                vec![Vec::new(), (0..200).collect()],
-                concat!(
-                    "f3899ac2",
-                    "0a07636cc3a92dc3bc1a0408001a001acd0108001ac801",
-                    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
-                    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f",
-                    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f",
-                    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f",
-                    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f",
-                    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf",
-                    "c0c1c2c3c4c5c6c7",
-                    "61069567378dbfd37c81017cb8cf903b",
-                ),
-            ),
-        ];
-        for (key, blobs, hex) in cases {
-            let expected = hex::decode(hex).unwrap();
-            assert_eq!(hex::encode(agg(key, &blobs)), hex, "key {key:?}");
+        let vectors = kte_test_support::kpl::aws_vectors();
+        assert_eq!(vectors.len(), 2, "both known answers");
+        for (key, blobs, expected) in vectors {
+            assert_eq!(
+                hex::encode(agg(key, &blobs)),
+                hex::encode(&expected),
+                "key {key:?}"
+            );
             assert_eq!(len_of(key, &blobs), expected.len(), "key {key:?}");
         }
     }

@@ -21,14 +21,14 @@
 //! and the script fails loudly where the module would silently pass a corrupt
 //! aggregated record through as a plain one. Plain records come back as they went in.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::thread;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
+
+use crate::pipes;
 
 /// The aggregation format's 4-byte prefix.
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
@@ -216,55 +216,30 @@ pub fn deaggregate_with_python(
         .collect();
     let input = serde_json::to_vec(&input).map_err(|e| e.to_string())?;
 
-    let mut child = Command::new(&python)
-        .arg(SCRIPT)
+    let mut cmd = Command::new(&python);
+    cmd.arg(SCRIPT)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PYTHONUTF8", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    let done = pipes::run_to_end(cmd, Some(input), PYTHON_TIMEOUT)
         .map_err(|e| format!("cannot run {} {SCRIPT}: {e}", python.display()))?;
-    // Feed stdin and drain both pipes on their own threads: a large input or
-    // output must not fill a pipe while the other side waits.
-    let mut stdin = child.stdin.take().expect("piped");
-    let writer = thread::spawn(move || stdin.write_all(&input));
-    let mut stderr = child.stderr.take().expect("piped");
-    let err_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let mut stdout = child.stdout.take().expect("piped");
-    let (done_tx, done) = crossbeam_channel::bounded(1);
-    let out_reader = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        let _ = done_tx.send(());
-        buf
-    });
-    let finished = done.recv_timeout(PYTHON_TIMEOUT).is_ok();
-    if !finished {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(|e| e.to_string())?;
-    let written = writer.join().expect("stdin writer");
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    if !finished {
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    if !done.in_time {
         return Err(format!(
             "kpl_deaggregate.py killed after {PYTHON_TIMEOUT:?}\n{stderr}"
         ));
     }
-    if !status.success() {
+    if !done.status.success() {
         return Err(format!(
-            "kpl_deaggregate.py failed ({status}): {}",
+            "kpl_deaggregate.py failed ({}): {}",
+            done.status,
             stderr.trim()
         ));
     }
-    written.map_err(|e| format!("writing to kpl_deaggregate.py: {e}"))?;
+    done.stdin_written
+        .map_err(|e| format!("writing to kpl_deaggregate.py: {e}"))?;
+    let stdout = done.stdout;
 
     let out: Vec<Value> = serde_json::from_slice(&stdout).map_err(|e| {
         format!(
@@ -284,27 +259,77 @@ pub fn deaggregate_with_python(
         .collect()
 }
 
-/// A known answer from AWS's own aggregator (`aws-kinesis-agg` 1.2.3
-/// `RecordAggregator`, one key, no explicit hash key): the key, the user records,
-/// and the aggregated bytes it built from them. `src/kinesis/kpl.rs` must build the same.
-pub fn aws_vector() -> (&'static str, Vec<Vec<u8>>, Vec<u8>) {
-    let records = vec![
-        br#"{"time":"2024-01-01T00:00:00.000Z","type":"platform.start","record":{"requestId":"r-1"}}"#
-            .to_vec(),
-        "h\u{e9}llo w\u{f6}rld \u{2713} \u{1f980}".as_bytes().to_vec(),
-        vec![0x00, 0xFF, 0xF3, 0x89, 0x9A, 0xC2, 0x80, 0x7F, 0x0A],
+/// Known answers from AWS's own aggregator: for each, the partition key, the user records,
+/// and the aggregated record AWS built from them. The one copy: `src/kinesis/kpl.rs`'s tests
+/// check that the extension's encoder builds exactly these bytes, this module's decoder and
+/// AWS's de-aggregator (`tests/kpl.rs`) that they read back.
+///
+/// Made once by hand with `aws-kinesis-agg` 1.2.3 from PyPI (protobuf 7.36.2, six 1.17.0)
+/// in a scratch venv:
+///
+/// ```text
+/// python3 -m venv /tmp/kpl-venv && /tmp/kpl-venv/bin/pip install aws-kinesis-agg six
+/// from aws_kinesis_agg.aggregator import RecordAggregator
+/// a = RecordAggregator()
+/// for d in DATA: assert a.add_user_record(KEY, d) is None   # no explicit hash key
+/// pk, ehk, agg = a.clear_and_get().get_contents()           # ehk is None
+/// print(agg.hex())
+/// ```
+///
+/// The Python aggregator serializes with protobuf's own encoder (fields in number order,
+/// `partition_key_index = 0` present, empty `data` present), so the bytes match exactly;
+/// its deaggregator also decodes them back to the inputs. Its own size estimate
+/// (`get_size_bytes`) over-counts the key table once per record (211 for the 175 bytes of
+/// the first vector): do not copy it.
+pub fn aws_vectors() -> Vec<(&'static str, Vec<Vec<u8>>, Vec<u8>)> {
+    let cases: [(&str, Vec<Vec<u8>>, &str); 2] = [
+        (
+            // JSON event, non-ASCII text (2-, 3- and 4-byte UTF-8), binary bytes including
+            // the magic itself.
+            "a1b2c3d4e5f60718",
+            vec![
+                br#"{"time":"2024-01-01T00:00:00.000Z","type":"platform.start","record":{"requestId":"r-1"}}"#.to_vec(),
+                "h\u{e9}llo w\u{f6}rld \u{2713} \u{1f980}".as_bytes().to_vec(),
+                vec![0x00, 0xFF, 0xF3, 0x89, 0x9A, 0xC2, 0x80, 0x7F, 0x0A],
+            ],
+            concat!(
+                "f3899ac2",
+                "0a10613162326333643465356636303731381a5c08001a587b2274696d65223a2232",
+                "3032342d30312d30315430303a30303a30302e3030305a222c2274797065223a2270",
+                "6c6174666f726d2e7374617274222c227265636f7264223a7b227265717565737449",
+                "64223a22722d31227d7d1a1a08001a1668c3a96c6c6f2077c3b6726c6420e29c9320",
+                "f09fa6801a0d08001a0900fff3899ac2807f0a",
+                "81fe064d2c4a33a239284e81213de5fc",
+            ),
+        ),
+        (
+            // Non-ASCII key (5 chars, 7 bytes), an empty record, and a record whose data
+            // length (200) and Record length (205) take 2-byte varints.
+            "cl\u{e9}-\u{fc}",
+            vec![Vec::new(), (0..200).collect()],
+            concat!(
+                "f3899ac2",
+                "0a07636cc3a92dc3bc1a0408001a001acd0108001ac801",
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f",
+                "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f",
+                "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f",
+                "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f",
+                "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf",
+                "c0c1c2c3c4c5c6c7",
+                "61069567378dbfd37c81017cb8cf903b",
+            ),
+        ),
     ];
-    let aggregated = hex::decode(concat!(
-        "f3899ac2",
-        "0a10613162326333643465356636303731381a5c08001a587b2274696d65223a2232",
-        "3032342d30312d30315430303a30303a30302e3030305a222c2274797065223a2270",
-        "6c6174666f726d2e7374617274222c227265636f7264223a7b227265717565737449",
-        "64223a22722d31227d7d1a1a08001a1668c3a96c6c6f2077c3b6726c6420e29c9320",
-        "f09fa6801a0d08001a0900fff3899ac2807f0a",
-        "81fe064d2c4a33a239284e81213de5fc",
-    ))
-    .expect("hex");
-    ("a1b2c3d4e5f60718", records, aggregated)
+    cases
+        .into_iter()
+        .map(|(key, records, hex)| (key, records, hex::decode(hex).expect("hex")))
+        .collect()
+}
+
+/// The first of [`aws_vectors`] (one key, three records of every kind).
+pub fn aws_vector() -> (&'static str, Vec<Vec<u8>>, Vec<u8>) {
+    aws_vectors().swap_remove(0)
 }
 
 /// Wraps protobuf bytes as an aggregated record (magic, bytes, their MD5): for
@@ -321,14 +346,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_the_aws_vector() {
-        let (key, records, aggregated) = aws_vector();
-        let expected: Vec<(String, Vec<u8>)> = records
-            .iter()
-            .map(|d| (key.to_owned(), d.clone()))
-            .collect();
-        assert_eq!(deaggregate_keyed(&aggregated).unwrap(), expected);
-        assert_eq!(deaggregate(&aggregated).unwrap(), records);
+    fn decodes_the_aws_vectors() {
+        let vectors = aws_vectors();
+        assert_eq!(vectors.len(), 2);
+        for (key, records, aggregated) in vectors {
+            let expected: Vec<(String, Vec<u8>)> = records
+                .iter()
+                .map(|d| (key.to_owned(), d.clone()))
+                .collect();
+            assert_eq!(deaggregate_keyed(&aggregated).unwrap(), expected, "{key}");
+            assert_eq!(deaggregate(&aggregated).unwrap(), records, "{key}");
+        }
     }
 
     #[test]
