@@ -259,6 +259,9 @@ pub fn deaggregate_with_python(
         .collect()
 }
 
+/// One known answer: (partition key, user records, the aggregated record built from them).
+pub type KnownAnswer = (&'static str, Vec<Vec<u8>>, Vec<u8>);
+
 /// Known answers from AWS's own aggregator: for each, the partition key, the user records,
 /// and the aggregated record AWS built from them. The one copy: `src/kinesis/kpl.rs`'s tests
 /// check that the extension's encoder builds exactly these bytes, this module's decoder and
@@ -281,7 +284,7 @@ pub fn deaggregate_with_python(
 /// its deaggregator also decodes them back to the inputs. Its own size estimate
 /// (`get_size_bytes`) over-counts the key table once per record (211 for the 175 bytes of
 /// the first vector): do not copy it.
-pub fn aws_vectors() -> Vec<(&'static str, Vec<Vec<u8>>, Vec<u8>)> {
+pub fn aws_vectors() -> Vec<KnownAnswer> {
     let cases: [(&str, Vec<Vec<u8>>, &str); 2] = [
         (
             // JSON event, non-ASCII text (2-, 3- and 4-byte UTF-8), binary bytes including
@@ -328,7 +331,7 @@ pub fn aws_vectors() -> Vec<(&'static str, Vec<Vec<u8>>, Vec<u8>)> {
 }
 
 /// The first of [`aws_vectors`] (one key, three records of every kind).
-pub fn aws_vector() -> (&'static str, Vec<Vec<u8>>, Vec<u8>) {
+pub fn aws_vector() -> KnownAnswer {
     aws_vectors().swap_remove(0)
 }
 
