@@ -8,7 +8,7 @@
 //! running process, missing threads that ended meanwhile) and [`cpu_time`] (`/proc/<pid>/stat`
 //! in clock ticks, 10 ms).
 //!
-//! The crate's only `unsafe` code: thin calls into libc, each with its `SAFETY` note.
+//! Most of the crate's `unsafe` code (the other is `tcp::set_backlog`): thin calls into libc, each with its `SAFETY` note.
 #![allow(unsafe_code)]
 
 use std::thread;
