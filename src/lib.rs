@@ -52,7 +52,7 @@ pub fn main() -> i32 {
         println!("{DEFAULT_NAME} {}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
-    lifecycle::logging::init();
+    lifecycle::logging::init(&format!("{}LOG_LEVEL", config::PREFIX));
     // The release build aborts on panic (smaller binary); say why in one line first.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("[kinesis-telemetry] ERROR internal error, exiting: {info}");
@@ -163,9 +163,9 @@ fn bind_listener(
         config.bind_address,
         config.port,
         intake::listener::secret_path(&secret),
-        intake::listener::Limits {
+        intake::listener::ListenerLimits {
             max_body: config.max_body_bytes(),
-            ..intake::listener::Limits::default()
+            ..intake::listener::ListenerLimits::default()
         },
         stats.listener.clone(),
     )

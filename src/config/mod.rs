@@ -29,7 +29,7 @@ pub use known::*;
 use reader::Reader;
 pub use reader::{Documented, Int};
 
-use crate::intake::filter::{Filter, Level, TypeSelection, LEVEL_NAMES};
+use crate::intake::filter::{Filter, LogLevel, TypeSelection, LEVEL_NAMES};
 use crate::kinesis::limits::Limits;
 
 /// Telemetry API subscription settings, validated against the documented ranges.
@@ -402,7 +402,7 @@ fn read_filter(r: &mut Reader<'_>) -> Filter {
     let min_level = match r.setting("MIN_LEVEL") {
         (_, None) => None,
         (_, Some(v)) if v.eq_ignore_ascii_case("none") => None,
-        (var, Some(v)) => match Level::parse(&v) {
+        (var, Some(v)) => match LogLevel::parse(&v) {
             Some(l) => Some(l),
             None => {
                 let allowed = format!("none, {}", LEVEL_NAMES.join(", "));

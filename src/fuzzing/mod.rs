@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::config::{self, BufferCap, Config, Documented, PartitionKeyMode, KNOWN, PREFIX};
 use crate::event::{Event, Key};
 use crate::intake::enrich::{FunctionInfo, Origin};
-use crate::intake::filter::{Filter, Level, TypeSelection};
+use crate::intake::filter::{Filter, LogLevel, TypeSelection};
 use crate::intake::listener::Handler;
 use crate::intake::receiver::{self, Receiver, MAX_EVENTS_PER_POST};
 use crate::intake::truncate::truncate_event;
@@ -116,7 +116,7 @@ pub fn check_post(v: Variant, body: &[u8]) {
     let filter = if v.filter {
         Filter {
             types: TypeSelection::parse("function,platform.report").expect("a valid list"),
-            min_level: Some(Level::Info),
+            min_level: Some(LogLevel::Info),
         }
     } else {
         Filter::default()
@@ -475,7 +475,7 @@ pub fn check_settings(vars: &[(String, String)]) {
 /// hand on. Requests must go to `/`; default limits. It must never panic nor hang, whatever
 /// the bytes.
 pub fn listener_stream(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
-    crate::intake::listener::serve_bytes(pieces, "/", crate::intake::listener::Limits::default())
+    crate::intake::listener::serve_bytes(pieces, "/", crate::intake::listener::ListenerLimits::default())
         .bodies
 }
 

@@ -26,7 +26,7 @@ pub mod kpl;
 pub mod limits;
 pub mod sign;
 
-pub use client::{probe_connect, ClientSettings, KinesisClient};
+pub use client::{probe_connect, ClientSettings, Credentials, Http, KinesisClient};
 pub use connect::Interrupt;
 pub use error::{
     classify_record_code, error_from_response, sanitize_message, ErrorClass, RequestError,

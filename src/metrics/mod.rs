@@ -14,8 +14,31 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::config::{Dimension, MetricsSettings};
 use crate::stats::{DropReason, Snapshot};
+
+/// A dimension of the EMF metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    FunctionName,
+    FunctionVersion,
+    StreamName,
+}
+
+/// The dimensions by the names `KINESIS_TELEMETRY_METRICS_DIMENSIONS` and CloudWatch use.
+pub const DIMENSIONS: [(&str, Dimension); 3] = [
+    ("FunctionName", Dimension::FunctionName),
+    ("FunctionVersion", Dimension::FunctionVersion),
+    ("StreamName", Dimension::StreamName),
+];
+
+/// CloudWatch Embedded Metric Format lines on stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    pub namespace: String,
+    pub dimensions: Vec<Dimension>,
+    pub interval: Duration,
+}
 
 /// What the dimensions are worth for this function.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,7 +59,7 @@ impl DimensionValues {
 }
 
 fn dimension_name(d: Dimension) -> &'static str {
-    crate::config::DIMENSIONS
+    DIMENSIONS
         .iter()
         .find(|(_, x)| *x == d)
         .map_or("?", |(n, _)| *n)

@@ -15,30 +15,14 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// How an event's partition key is chosen (decided once, when it is admitted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Key {
-    /// A random key, drawn per record when it is sent.
-    Random,
-    /// This key (a request id, the function name or the environment id), valid for Kinesis.
-    Fixed(Arc<str>),
-}
+pub mod key;
 
-impl Key {
-    /// Bytes the key takes in a record (a random key's length is fixed).
-    pub fn len(&self) -> usize {
-        match self {
-            Key::Random => crate::delivery::records::RANDOM_KEY_CHARS,
-            Key::Fixed(k) => k.len(),
-        }
-    }
-}
+pub use key::Key;
 
 /// One telemetry event in the buffer.
 #[derive(Debug, Clone)]
@@ -78,6 +62,9 @@ impl Event {
 
 /// Estimated bookkeeping bytes per buffered event on top of its JSON text.
 pub const EVENT_OVERHEAD_BYTES: usize = 64;
+
+/// The telemetry event that marks a SnapStart restore in the stream (see `snapstart`).
+pub const RESTORE_START: &str = "platform.restoreStart";
 
 /// What the extension reacts to in an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +185,7 @@ pub fn item_of(raw: &RawValue) -> Item<'_> {
             records: dropped_records.and_then(count_of).unwrap_or(0),
             bytes: dropped_bytes.and_then(count_of).unwrap_or(0),
         },
-        crate::lifecycle::snapstart::RESTORE_START => Kind::RestoreStart,
+        RESTORE_START => Kind::RestoreStart,
         "function" | "extension" => Kind::Log,
         _ => Kind::Other,
     };
