@@ -1,32 +1,9 @@
 //! Where to deliver: the stream, its region and endpoint, and the function's credentials;
 //! read together because delivery cannot work without any of them.
 
-use std::fmt;
-
 use super::reader::Reader;
 use super::{Problem, PREFIX};
-use crate::kinesis::StreamTarget;
-
-/// AWS credentials from the function's environment. `Debug` never shows the secrets.
-#[derive(Clone, PartialEq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"** redacted **")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "** redacted **"),
-            )
-            .finish()
-    }
-}
+use crate::kinesis::{Credentials, StreamTarget};
 
 /// Where and how to deliver. Present only when delivery can work.
 #[derive(Debug, Clone, PartialEq)]

@@ -239,9 +239,6 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// Every strategy, in the order the settings reference lists them.
-    pub const ALL: [Strategy; 3] = [Strategy::Adaptive, Strategy::End, Strategy::Background];
-
     /// The name `KINESIS_TELEMETRY_FLUSH_STRATEGY` uses.
     pub const fn name(&self) -> &'static str {
         match self {

@@ -277,9 +277,6 @@ pub enum RecordFormat {
 }
 
 impl RecordFormat {
-    /// Every format, in the order the settings reference lists them.
-    pub const ALL: [RecordFormat; 3] = [RecordFormat::Ndjson, RecordFormat::Event, RecordFormat::Kpl];
-
     /// The name `KINESIS_TELEMETRY_RECORD_FORMAT` uses.
     pub const fn name(&self) -> &'static str {
         match self {

@@ -32,15 +32,6 @@ pub enum PartitionKeyMode {
 }
 
 impl PartitionKeyMode {
-    /// Every mode, in the order the settings reference lists them.
-    pub const ALL: [PartitionKeyMode; 5] = [
-        PartitionKeyMode::Random,
-        PartitionKeyMode::RequestId,
-        PartitionKeyMode::Function,
-        PartitionKeyMode::Environment,
-        PartitionKeyMode::Tenant,
-    ];
-
     /// The name `KINESIS_TELEMETRY_PARTITION_KEY` uses.
     pub const fn name(&self) -> &'static str {
         match self {
@@ -188,7 +179,11 @@ mod tests {
             (PartitionKeyMode::Random, all, Key::Random),
             (PartitionKeyMode::RequestId, all, fixed("req-1")),
             (PartitionKeyMode::RequestId, inferred_only, fixed("req-0")),
-            (PartitionKeyMode::RequestId, KeySources::default(), Key::Random),
+            (
+                PartitionKeyMode::RequestId,
+                KeySources::default(),
+                Key::Random,
+            ),
             (PartitionKeyMode::Function, all, fixed("orders")),
             (PartitionKeyMode::Environment, all, fixed("e0")),
             (PartitionKeyMode::Tenant, all, fixed("t-1")),
@@ -201,7 +196,13 @@ mod tests {
 
     #[test]
     fn only_function_mode_has_a_key_fixed_at_start() {
-        for mode in PartitionKeyMode::ALL {
+        for mode in [
+            PartitionKeyMode::Random,
+            PartitionKeyMode::RequestId,
+            PartitionKeyMode::Function,
+            PartitionKeyMode::Environment,
+            PartitionKeyMode::Tenant,
+        ] {
             let key = mode.fixed_at_start("orders");
             assert_eq!(
                 key.as_deref(),

@@ -63,9 +63,9 @@ mod counters;
 mod memory;
 mod slots;
 
+pub use crate::stats::ListenerStats;
 use address::{platform_address, ALL_ADDRESSES, RESOLVE_TIMEOUT};
 pub use address::{secret_path, BindError, PATH_SECRET_BYTES, TELEMETRY_HOST};
-pub use crate::stats::{ListenerStats, Refusals};
 pub(crate) use memory::serve_bytes;
 
 /// Default [`ListenerLimits::max_body`]: the largest POST the Telemetry API sends at the maximum

@@ -149,7 +149,11 @@ impl Handler for TelemetryReceiver {
 }
 
 impl TelemetryReceiver {
-    pub fn new(settings: ReceiverSettings, buffer: Arc<Buffer>, stats: Arc<Stats>) -> TelemetryReceiver {
+    pub fn new(
+        settings: ReceiverSettings,
+        buffer: Arc<Buffer>,
+        stats: Arc<Stats>,
+    ) -> TelemetryReceiver {
         let id = settings.environment.id();
         let attribution = Attribution {
             generation: settings.environment.generation(),
@@ -317,7 +321,8 @@ pub fn logs_dropped_advice(b: &Buffering) -> String {
     if b.max_items < Buffering::MAX.max_items {
         steps.push(format!(
             "raise KINESIS_TELEMETRY_BUFFERING_MAX_ITEMS (now {}, at most {})",
-            b.max_items, Buffering::MAX.max_items
+            b.max_items,
+            Buffering::MAX.max_items
         ));
     }
     if b.timeout_ms < Buffering::MAX.timeout_ms {

@@ -1,8 +1,8 @@
 use super::*;
 use crate::event::Key;
-use crate::store::buffer::BufferCap;
 use crate::intake::enrich::FunctionInfo;
 use crate::intake::filter::{LogLevel, TypeSelection};
+use crate::store::buffer::BufferCap;
 use serde_json::Value;
 
 fn origin() -> Origin {
@@ -46,7 +46,11 @@ fn receiver(s: ReceiverSettings) -> (TelemetryReceiver, Arc<Buffer>, Arc<Stats>)
     );
     let b = Arc::new(b);
     let stats = Arc::new(Stats::default());
-    (TelemetryReceiver::new(s, b.clone(), stats.clone()), b, stats)
+    (
+        TelemetryReceiver::new(s, b.clone(), stats.clone()),
+        b,
+        stats,
+    )
 }
 
 fn buffered(b: &Buffer) -> Vec<Event> {
@@ -255,7 +259,10 @@ fn a_full_buffer_refuses_the_newest_and_counts_them() {
     assert_eq!(stats.dropped().get(&DropReason::BufferFull), Some(&500));
 }
 
-fn receiver_with_cap(s: ReceiverSettings, max_events: usize) -> (Receiver, Arc<Buffer>, Arc<Stats>) {
+fn receiver_with_cap(
+    s: ReceiverSettings,
+    max_events: usize,
+) -> (TelemetryReceiver, Arc<Buffer>, Arc<Stats>) {
     let (b, _) = Buffer::new(
         BufferCap {
             max_events,
@@ -265,7 +272,11 @@ fn receiver_with_cap(s: ReceiverSettings, max_events: usize) -> (Receiver, Arc<B
     );
     let b = Arc::new(b);
     let stats = Arc::new(Stats::default());
-    (TelemetryReceiver::new(s, b.clone(), stats.clone()), b, stats)
+    (
+        TelemetryReceiver::new(s, b.clone(), stats.clone()),
+        b,
+        stats,
+    )
 }
 
 fn lines(n: usize) -> Vec<String> {
