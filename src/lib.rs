@@ -9,7 +9,8 @@
 //!  Extensions API <--event/next-- lifecycle (main) ------------+---- Control ----+  +-- Ack --> lifecycle
 //! ```
 //!
-//! This file only wires them; each module documents its own invariants. `main.rs` only calls
+//! This file only wires them (`config` reads the environment and assembles each part's
+//! settings); each module documents its own invariants. `main.rs` only calls
 //! [`main`]: the crate is a library so that the fuzz targets (`fuzz/`) can reach the parsers
 //! through its hidden `fuzzing` module; nothing else is public.
 
@@ -191,13 +192,7 @@ fn start_pipeline(
     let environment = Arc::new(Environment::new(config.lambda.snap_start));
     let origin = Origin::new(&function, environment.id().to_string());
 
-    let spill = store::spill::open_logged(&config.spill);
-    Stats::add(
-        &stats.recovered,
-        spill.as_ref().map_or(0, |s| s.found_at_open()),
-    );
-    let (buffer, woken) = Buffer::new(config.buffer.clone(), spill);
-    let buffer = Arc::new(buffer);
+    let (buffer, woken) = open_buffer(config, stats);
 
     let settings =
         config::receiver_settings(config, &function, &origin, environment.clone(), concurrent);
@@ -221,15 +216,56 @@ fn start_pipeline(
     })
     .map_err(|e| failed("ThreadSpawn", "cannot start the flusher thread", e))?;
 
+    if !subscribe(
+        config,
+        delivery,
+        registration,
+        api,
+        concurrent,
+        &destination,
+        port,
+    )? {
+        return Ok(None);
+    }
+    Ok(Some(Pipeline {
+        flusher,
+        buffer,
+        environment,
+    }))
+}
+
+/// The buffer, with the spill file when it is on (events a previous process left in it
+/// counted as recovered); the receiver that wakes the flusher.
+fn open_buffer(config: &Config, stats: &Stats) -> (Arc<Buffer>, crossbeam_channel::Receiver<()>) {
+    let spill = store::spill::open_logged(&config.spill);
+    Stats::add(
+        &stats.recovered,
+        spill.as_ref().map_or(0, |s| s.found_at_open()),
+    );
+    let (buffer, woken) = Buffer::new(config.buffer.clone(), spill);
+    (Arc::new(buffer), woken)
+}
+
+/// Subscribes the listener at `destination` to the Telemetry API and logs the settings in
+/// force; `false` when the environment has no Telemetry API.
+fn subscribe(
+    config: &Config,
+    delivery: &Delivery,
+    registration: &Registration,
+    api: &RuntimeApi,
+    concurrent: bool,
+    destination: &str,
+    port: u16,
+) -> Result<bool, (&'static str, String)> {
     let subscription = config::subscription(config, concurrent);
-    match api.subscribe(&registration.id, &subscription, &destination) {
+    match api.subscribe(&registration.id, &subscription, destination) {
         Ok(Subscribed::Yes) => info!(
             "{}",
             config::subscribed_line(config, delivery, port, concurrent)
         ),
         Ok(Subscribed::NotSupported) => {
             warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");
-            return Ok(None);
+            return Ok(false);
         }
         Err(e) => {
             return Err(failed(
@@ -239,11 +275,7 @@ fn start_pipeline(
             ))
         }
     }
-    Ok(Some(Pipeline {
-        flusher,
-        buffer,
-        environment,
-    }))
+    Ok(true)
 }
 
 /// A start failure: the `Extension.<Reason>` to report and the message `what: error`.

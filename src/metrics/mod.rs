@@ -87,14 +87,12 @@ pub struct Period {
     pub high_water_bytes: usize,
 }
 
-/// One EMF line (pure).
-pub fn line(
-    settings: &MetricsSettings,
-    dims: &DimensionValues,
-    period: &Period,
-    timestamp_ms: u64,
-) -> String {
-    let d = &period.delta;
+/// One metric: name, CloudWatch unit, value.
+type Metric = (&'static str, &'static str, Value);
+
+/// The event counts of a period: received, delivered, filtered, dropped (in total and by
+/// cause), spilled and resent.
+fn event_metrics(d: &Snapshot) -> Vec<Metric> {
     let dropped = |pick: &dyn Fn(&DropReason) -> bool| -> u64 {
         d.dropped
             .iter()
@@ -102,7 +100,7 @@ pub fn line(
             .map(|(_, n)| *n)
             .sum()
     };
-    let mut metrics: Vec<(&str, &str, Value)> = vec![
+    vec![
         ("EventsReceived", "Count", json!(d.received)),
         ("EventsDelivered", "Count", json!(d.delivered)),
         ("EventsFiltered", "Count", json!(d.filtered)),
@@ -135,6 +133,16 @@ pub fn line(
         ),
         ("EventsSpilled", "Count", json!(d.spilled)),
         ("EventsResent", "Count", json!(d.resent_events)),
+    ]
+}
+
+/// Every metric of a period, in the order the line lists them: events, Kinesis, buffer,
+/// Lambda's drops, the listener's refusals, then the latency percentiles there are samples
+/// for.
+fn metrics_of(period: &Period) -> Vec<Metric> {
+    let d = &period.delta;
+    let mut metrics = event_metrics(d);
+    metrics.extend([
         ("RecordsThrottled", "Count", json!(d.throttled)),
         // The send rate the stream's throttling left this environment (0: no limit).
         ("SendRateLimit", "Bytes/Second", json!(d.send_rate_limit)),
@@ -179,7 +187,7 @@ pub fn line(
             "Count",
             json!(d.listener.aborted.saturating_add(d.listener.stalled)),
         ),
-    ];
+    ]);
     for (name, p) in [
         ("KinesisLatencyP50", 50.0),
         ("KinesisLatencyP99", 99.0),
@@ -189,6 +197,17 @@ pub fn line(
             metrics.push((name, "Milliseconds", json!(ms(v))));
         }
     }
+    metrics
+}
+
+/// One EMF line (pure).
+pub fn line(
+    settings: &MetricsSettings,
+    dims: &DimensionValues,
+    period: &Period,
+    timestamp_ms: u64,
+) -> String {
+    let metrics = metrics_of(period);
     let names: Vec<&str> = settings
         .dimensions
         .iter()
