@@ -1,5 +1,12 @@
 //! Settings, read once at start from the environment into a typed [`Config`].
 //!
+//! `config` sits above every other module and nothing below imports it: each module owns
+//! its settings type (`BufferCap` in `buffer`, `Pacing` in `pacing`, `RecordSettings` in
+//! `records`, `Http` and `Credentials` in `kinesis`, `Subscription` in `runtime_api`,
+//! `PartitionKeyMode` in `event::key`, ...), `config` fills them from the environment, and
+//! `assemble` builds what each thread takes from the [`Config`], so
+//! that `lib.rs` only connects the threads.
+//!
 //! Every extension setting shares the prefix `KINESIS_TELEMETRY_` because the function's own
 //! variables are shared with the extension. Each one is listed in [`KNOWN`] with its
 //! documented default (ranges live in the [`Int`] constants below); the settings reference

@@ -4,7 +4,8 @@
 //! (secret path, bounded slots, read timeouts); it hands whole bodies to the [`receiver`],
 //! which parses them element by element, drops what the [`filter`] excludes, [`truncate`]s
 //! what is too big for a record, [`enrich`]es each event with where it came from (and its
-//! [`tenant`]), and admits it to the buffer. Nothing here waits on Kinesis.
+//! [`tenant`]), gives it its partition key (`event::key`) and admits it to the buffer.
+//! Nothing here waits on Kinesis.
 
 pub mod enrich;
 pub mod filter;

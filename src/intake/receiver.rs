@@ -8,7 +8,7 @@
 //! (see `tenant`); apply the user's filter (counted as `filtered`); truncate an
 //! event too big for a record; for NDJSON records, turn the line breaks between its JSON
 //! tokens into spaces (the only bytes ever changed, and only in that format); add the
-//! enrichment object; choose its partition key; then hand it to the buffer, which applies the
+//! enrichment object; choose its partition key (`event::key`); then hand it to the buffer, which applies the
 //! memory cap, in parts of at most [`PART_EVENTS`] events. It never waits on the flusher or
 //! on Kinesis, so Lambda always gets its answer at once (a slow listener makes Lambda drop
 //! telemetry).
