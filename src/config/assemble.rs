@@ -12,9 +12,9 @@ use crate::delivery::records::{self, RecordFormat};
 use crate::intake::enrich::{FunctionInfo, Origin};
 use crate::intake::listener::ListenerLimits;
 use crate::intake::receiver::{Buffering, ReceiverSettings};
+use crate::intake::snapstart::Environment;
 use crate::kinesis::ClientSettings;
 use crate::lifecycle::runtime_api::{Registration, Subscription};
-use crate::lifecycle::snapstart::Environment;
 use crate::metrics::DimensionValues;
 
 /// The Kinesis client's endpoint, region, credentials, connect timeout and trust.

@@ -225,7 +225,7 @@ fn read_lambda_env(r: &Reader<'_>) -> LambdaEnv {
             .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
             .is_some_and(|v| v.eq_ignore_ascii_case(MANAGED_INSTANCES_INIT_TYPE)),
         snap_start: r.raw("AWS_LAMBDA_INITIALIZATION_TYPE").is_some_and(|v| {
-            v.eq_ignore_ascii_case(crate::lifecycle::snapstart::SNAP_START_INIT_TYPE)
+            v.eq_ignore_ascii_case(crate::intake::snapstart::SNAP_START_INIT_TYPE)
         }),
         max_concurrency: r
             .raw("AWS_LAMBDA_MAX_CONCURRENCY")

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn parse(body: &str) -> Result<Vec<Item<'_>>, ParseError> {

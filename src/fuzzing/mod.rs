@@ -132,7 +132,7 @@ pub fn check_post(v: Variant, body: &[u8]) {
                 PartitionKeyMode::Random
             },
             fixed_key: None,
-            environment: Arc::new(crate::lifecycle::snapstart::Environment::with_id(
+            environment: Arc::new(crate::intake::snapstart::Environment::with_id(
                 false,
                 "f0f0f0f0f0f0f0f0",
             )),

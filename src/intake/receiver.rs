@@ -42,9 +42,9 @@ use crate::event::{self, Event, Item, Kind, ParseError};
 use crate::intake::enrich::Origin;
 use crate::intake::filter::Filter;
 use crate::intake::listener::Handler;
+use crate::intake::snapstart::{Environment, Signal};
 use crate::intake::tenant::Tenants;
 use crate::intake::truncate::truncate_event;
-use crate::lifecycle::snapstart::{Environment, Signal};
 use crate::stats::{BadBody, DropReason, Stats};
 use crate::store::buffer::{Buffer, Entry, Mark};
 

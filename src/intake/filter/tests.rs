@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn raw(s: &str) -> Box<RawValue> {

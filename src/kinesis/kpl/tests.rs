@@ -1,4 +1,3 @@
-
 use super::*;
 
 const KEY: &str = "a1b2c3d4e5f60718";

@@ -1,4 +1,3 @@
-
 use super::*;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
