@@ -9,7 +9,8 @@
 //! Invariant: neither the secret access key nor the session token ever appears in
 //! a `Debug` or `Display` output of this module's types.
 
-use aws_credential_types::Credentials;
+// Not the extension's own `kinesis::Credentials`: the form `aws-sigv4` signs with.
+use aws_credential_types::Credentials as SigningCredentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use std::fmt;
@@ -18,7 +19,7 @@ use std::time::SystemTime;
 /// Signs requests for one service in one region with one set of credentials.
 #[derive(Clone)]
 pub struct Signer {
-    credentials: Credentials,
+    credentials: SigningCredentials,
     region: String,
     service: String,
 }
@@ -44,7 +45,7 @@ impl Signer {
         service: &str,
     ) -> Self {
         Self {
-            credentials: Credentials::new(
+            credentials: SigningCredentials::new(
                 access_key_id,
                 secret_access_key,
                 session_token.map(str::to_owned),
