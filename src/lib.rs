@@ -9,7 +9,8 @@
 //!  Extensions API <--event/next-- lifecycle (main) ------------+---- Control ----+  +-- Ack --> lifecycle
 //! ```
 //!
-//! This file only wires them; each module documents its own invariants. `main.rs` only calls
+//! This file only wires them (`config` reads the environment and assembles each part's
+//! settings); each module documents its own invariants. `main.rs` only calls
 //! [`main`]: the crate is a library so that the fuzz targets (`fuzz/`) can reach the parsers
 //! through its hidden `fuzzing` module; nothing else is public.
 
@@ -34,11 +35,18 @@ use std::sync::Arc;
 
 use log::{error, info, warn};
 
-use config::{Config, Delivery, PartitionKeyMode};
-use intake::enrich::{FunctionInfo, Origin};
+use config::{Config, Delivery};
+use delivery::flusher::KinesisSink;
+use intake::enrich::Origin;
+use intake::listener::Listener;
+use intake::receiver::TelemetryReceiver;
+use intake::snapstart::Environment;
+use kinesis::KinesisClient;
 use lifecycle::runtime_api::{Registration, RuntimeApi, Subscribed};
 use lifecycle::{Lifecycle, Pipeline};
+use metrics::Metrics;
 use stats::Stats;
+use store::buffer::Buffer;
 
 /// The name Lambda knows this extension by when the file is not renamed.
 const DEFAULT_NAME: &str = "kinesis-telemetry-extension";
@@ -52,7 +60,7 @@ pub fn main() -> i32 {
         println!("{DEFAULT_NAME} {}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
-    lifecycle::logging::init();
+    lifecycle::logging::init(&format!("{}LOG_LEVEL", config::PREFIX));
     // The release build aborts on panic (smaller binary); say why in one line first.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("[kinesis-telemetry] ERROR internal error, exiting: {info}");
@@ -146,10 +154,7 @@ fn fail_init(api: &RuntimeApi, id: &str, reason: &str, message: &str) -> i32 {
 
 /// Binds the telemetry listener where the platform dials it; it serves only a secret path
 /// drawn from fresh OS entropy, which only the subscription tells.
-fn bind_listener(
-    config: &Config,
-    stats: &Stats,
-) -> Result<intake::listener::Listener, (&'static str, String)> {
+fn bind_listener(config: &Config, stats: &Stats) -> Result<Listener, (&'static str, String)> {
     let mut secret = [0u8; intake::listener::PATH_SECRET_BYTES];
     if let Err(e) = rng::os_entropy(&mut secret) {
         // Still far better than no path; say so rather than go without telemetry.
@@ -159,14 +164,11 @@ fn bind_listener(
             *b = weak.next_u64() as u8;
         }
     }
-    intake::listener::Listener::bind_for_platform(
+    Listener::bind_for_platform(
         config.bind_address,
         config.port,
         intake::listener::secret_path(&secret),
-        intake::listener::Limits {
-            max_body: config.max_body_bytes(),
-            ..intake::listener::Limits::default()
-        },
+        config::listener_limits(config),
         stats.listener.clone(),
     )
     .map_err(|e| ("ListenerFailed", e.to_string()))
@@ -174,7 +176,8 @@ fn bind_listener(
 
 /// Starts the buffer, the listener and the flusher, and subscribes to the Telemetry API;
 /// `None` when the environment has no Telemetry API (nothing will ever arrive). The error
-/// names the `Extension.<Reason>` to report when failures are fatal.
+/// names the `Extension.<Reason>` to report when failures are fatal. `concurrent`: Lambda
+/// Managed Instances (registered for SHUTDOWN only).
 fn start_pipeline(
     config: &Config,
     delivery: &Delivery,
@@ -183,161 +186,99 @@ fn start_pipeline(
     stats: &Arc<Stats>,
     concurrent: bool,
 ) -> Result<Option<Pipeline>, (&'static str, String)> {
-    let client = kinesis::KinesisClient::new(kinesis::ClientSettings {
-        endpoint: delivery.endpoint.clone(),
-        region: delivery.region.clone(),
-        credentials: delivery.credentials.clone(),
-        connect_timeout: config.http.connect_timeout,
-        ca_file: config.http.ca_file.clone(),
-    })
-    .map_err(|e| {
-        (
-            "KinesisClient",
-            format!("cannot set up the Kinesis client: {e}"),
-        )
-    })?;
-
-    let function = FunctionInfo {
-        name: registration
-            .function_name
-            .clone()
-            .unwrap_or_else(|| config.lambda.function_name.clone()),
-        version: registration
-            .function_version
-            .clone()
-            .unwrap_or_else(|| config.lambda.function_version.clone()),
-        region: delivery.region.clone(),
-        account: registration.account_id.clone(),
-        memory_mb: config.lambda.memory_mb,
-    };
-    let environment = Arc::new(lifecycle::snapstart::Environment::new(
-        config.lambda.snap_start,
-    ));
+    let client = KinesisClient::new(config::client_settings(config, delivery))
+        .map_err(|e| failed("KinesisClient", "cannot set up the Kinesis client", e))?;
+    let function = config::function_info(config, delivery, registration);
+    let environment = Arc::new(Environment::new(config.lambda.snap_start));
     let origin = Origin::new(&function, environment.id().to_string());
 
-    let spill = store::spill::open_logged(&config.spill);
-    Stats::add(
-        &stats.recovered,
-        spill.as_ref().map_or(0, |s| s.found_at_open()),
-    );
-    let (buffer, woken) = store::buffer::Buffer::new(config.buffer.clone(), spill);
-    let buffer = Arc::new(buffer);
+    let (buffer, woken) = open_buffer(config, stats);
 
-    let fixed_key = match config.records.partition_key {
-        PartitionKeyMode::Function => delivery::records::fixed_key(&function.name),
-        _ => None,
-    };
-    let added = if config.enrich {
-        origin.max_added_len()
-    } else {
-        0
-    };
-    let receiver = intake::receiver::Receiver::new(
-        intake::receiver::Settings {
-            filter: config.filter.clone(),
-            origin: config.enrich.then(|| origin.clone()),
-            partition_key: config.records.partition_key,
-            fixed_key,
-            environment: environment.clone(),
-            concurrent,
-            max_event_bytes: delivery::records::max_event_bytes(
-                &config.records.limits,
-                config.records.format,
-                added,
-            ),
-            one_line: config.records.format == config::RecordFormat::Ndjson,
-            buffering: intake::receiver::Buffering {
-                max_items: config.subscription.max_items,
-                max_bytes: config.subscription.max_bytes,
-                timeout_ms: config.subscription.timeout_ms,
-            },
-        },
-        buffer.clone(),
-        stats.clone(),
-    );
+    let settings =
+        config::receiver_settings(config, &function, &origin, environment.clone(), concurrent);
+    let receiver = TelemetryReceiver::new(settings, buffer.clone(), stats.clone());
     let listener = bind_listener(config, stats)?;
-    let port = listener.port();
-    let destination = listener.destination();
-    listener.spawn(Arc::new(receiver)).map_err(|e| {
-        (
-            "ThreadSpawn",
-            format!("cannot start the telemetry listener: {e}"),
-        )
-    })?;
+    let (port, destination) = (listener.port(), listener.destination());
+    listener
+        .spawn(Arc::new(receiver))
+        .map_err(|e| failed("ThreadSpawn", "cannot start the telemetry listener", e))?;
 
-    let metrics = metrics::Metrics::new(
-        config.metrics.clone(),
-        metrics::DimensionValues {
-            function_name: function.name.clone(),
-            function_version: function.version.clone(),
-            stream_name: delivery.stream.stream_name().to_string(),
-        },
-    );
     let flusher = delivery::flusher::spawn(delivery::flusher::Parts {
-        sink: delivery::flusher::KinesisSink::new(
-            client,
-            delivery.stream.clone(),
-            config.http.connect_timeout,
-        ),
-        settings: delivery::flusher::Settings {
-            pacing: config.pacing.clone(),
-            records: config.records.clone(),
-            http: config.http.clone(),
-            shutdown_grace: config.shutdown_grace,
-            buffering_timeout: std::time::Duration::from_millis(config.subscription.timeout_ms),
-        },
+        sink: KinesisSink::new(client, delivery.stream.clone(), config.http.connect_timeout),
+        settings: config::flusher_settings(config),
         stats: stats.clone(),
         buffer: buffer.clone(),
         woken,
-        metrics,
-    })
-    .map_err(|e| {
-        (
-            "ThreadSpawn",
-            format!("cannot start the flusher thread: {e}"),
-        )
-    })?;
-
-    // Registered for SHUTDOWN only without the variable saying so (the fallback): a Managed
-    // Instances environment, which requires this schema (accepted on default Lambda too).
-    let mut subscription = config.subscription.clone();
-    if concurrent {
-        subscription.schema_version = config::MANAGED_INSTANCES_SCHEMA_VERSION.to_string();
-    }
-    // The settings in force, after every invalid value fell back to its default: the one
-    // place where the log says what this environment actually does (the sandbox reads it).
-    let sending = if concurrent {
-        "sending continuously".to_string()
-    } else {
-        format!("pacing {}", config.pacing.strategy.name())
-    };
-    match api.subscribe(&registration.id, &subscription, &destination) {
-        Ok(Subscribed::Yes) => info!(
-            "subscribed to {} telemetry on port {port} (keeping {}); delivering to {} in {} as {} records, partition key {}, enrichment {}; {sending}, freshness budget {} ms, added-time budget {} ms",
-            config.subscription.types.join(","),
-            config.filter.describe(),
-            delivery.stream,
-            delivery.region,
-            config.records.format.name(),
-            config.records.partition_key.name(),
-            if config.enrich { "on" } else { "off" },
-            config.pacing.freshness.as_millis(),
-            config.pacing.max_added.as_millis()
+        metrics: Metrics::new(
+            config.metrics.clone(),
+            config::dimension_values(&function, delivery),
         ),
-        Ok(Subscribed::NotSupported) => {
-            warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");
-            return Ok(None);
-        }
-        Err(e) => {
-            return Err((
-                "SubscribeFailed",
-                format!("telemetry subscription failed: {e}"),
-            ))
-        }
+    })
+    .map_err(|e| failed("ThreadSpawn", "cannot start the flusher thread", e))?;
+
+    if !subscribe(
+        config,
+        delivery,
+        registration,
+        api,
+        concurrent,
+        &destination,
+        port,
+    )? {
+        return Ok(None);
     }
     Ok(Some(Pipeline {
         flusher,
         buffer,
         environment,
     }))
+}
+
+/// The buffer, with the spill file when it is on (events a previous process left in it
+/// counted as recovered); the receiver that wakes the flusher.
+fn open_buffer(config: &Config, stats: &Stats) -> (Arc<Buffer>, crossbeam_channel::Receiver<()>) {
+    let spill = store::spill::open_logged(&config.spill);
+    Stats::add(
+        &stats.recovered,
+        spill.as_ref().map_or(0, |s| s.found_at_open()),
+    );
+    let (buffer, woken) = Buffer::new(config.buffer.clone(), spill);
+    (Arc::new(buffer), woken)
+}
+
+/// Subscribes the listener at `destination` to the Telemetry API and logs the settings in
+/// force; `false` when the environment has no Telemetry API.
+fn subscribe(
+    config: &Config,
+    delivery: &Delivery,
+    registration: &Registration,
+    api: &RuntimeApi,
+    concurrent: bool,
+    destination: &str,
+    port: u16,
+) -> Result<bool, (&'static str, String)> {
+    let subscription = config::subscription(config, concurrent);
+    match api.subscribe(&registration.id, &subscription, destination) {
+        Ok(Subscribed::Yes) => info!(
+            "{}",
+            config::subscribed_line(config, delivery, port, concurrent)
+        ),
+        Ok(Subscribed::NotSupported) => {
+            warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");
+            return Ok(false);
+        }
+        Err(e) => {
+            return Err(failed(
+                "SubscribeFailed",
+                "telemetry subscription failed",
+                e,
+            ))
+        }
+    }
+    Ok(true)
+}
+
+/// A start failure: the `Extension.<Reason>` to report and the message `what: error`.
+fn failed(reason: &'static str, what: &str, e: impl std::fmt::Display) -> (&'static str, String) {
+    (reason, format!("{what}: {e}"))
 }

@@ -1,32 +1,9 @@
 //! Where to deliver: the stream, its region and endpoint, and the function's credentials;
 //! read together because delivery cannot work without any of them.
 
-use std::fmt;
-
 use super::reader::Reader;
 use super::{Problem, PREFIX};
-use crate::kinesis::StreamTarget;
-
-/// AWS credentials from the function's environment. `Debug` never shows the secrets.
-#[derive(Clone, PartialEq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"** redacted **")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "** redacted **"),
-            )
-            .finish()
-    }
-}
+use crate::kinesis::{Credentials, StreamTarget};
 
 /// Where and how to deliver. Present only when delivery can work.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +16,31 @@ pub struct Delivery {
 
 /// Stream, region, endpoint and credentials; `None` (with a problem) when delivery can't work.
 pub fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
-    let stream = match r
+    let stream = read_stream(r);
+    // A stream ARN names its region; it wins over AWS_REGION so cross-region streams work.
+    let region = stream
+        .as_ref()
+        .and_then(|s| s.region().map(str::to_string))
+        .or_else(|| r.raw("AWS_REGION"))
+        .or_else(|| r.raw("AWS_DEFAULT_REGION"));
+    if region.is_none() {
+        r.problems.push(Problem::disabling(
+            "AWS_REGION is not set (and the stream is not an ARN): the Kinesis region is unknown; telemetry is not delivered".to_string(),
+        ));
+    }
+    let endpoint = read_endpoint(r, region.as_deref());
+    let credentials = read_credentials(r);
+    Some(Delivery {
+        stream: stream?,
+        region: region?,
+        endpoint: endpoint?,
+        credentials: credentials?,
+    })
+}
+
+/// `KINESIS_TELEMETRY_STREAM`, else `KINESIS_STREAM_NAME`: a stream name or ARN.
+fn read_stream(r: &mut Reader<'_>) -> Option<StreamTarget> {
+    match r
         .setting("STREAM")
         .1
         .map(|v| (format!("{PREFIX}STREAM"), v))
@@ -62,35 +63,30 @@ pub fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
                 None
             }
         },
-    };
-
-    // A stream ARN names its region; it wins over AWS_REGION so cross-region streams work.
-    let region = stream
-        .as_ref()
-        .and_then(|s| s.region().map(str::to_string))
-        .or_else(|| r.raw("AWS_REGION"))
-        .or_else(|| r.raw("AWS_DEFAULT_REGION"));
-    if region.is_none() {
-        r.problems.push(Problem::disabling(
-            "AWS_REGION is not set (and the stream is not an ARN): the Kinesis region is unknown; telemetry is not delivered".to_string(),
-        ));
     }
+}
 
+/// The first endpoint variable set, else the region's public endpoint.
+fn read_endpoint(r: &Reader<'_>, region: Option<&str>) -> Option<String> {
     let endpoint = ["ENDPOINT"]
         .iter()
         .map(|n| format!("{PREFIX}{n}"))
         .chain(["AWS_ENDPOINT_URL_KINESIS".into(), "AWS_ENDPOINT_URL".into()])
         .find_map(|var| r.raw(&var));
     // Checked (scheme, host, no query) where it is used: KinesisClient::new.
-    let endpoint = match (endpoint, &region) {
+    match (endpoint, region) {
         (Some(v), _) => Some(v.trim_end_matches('/').to_string()),
         (None, Some(region)) => Some(crate::kinesis::endpoint_for_region(region)),
         (None, None) => None,
-    };
+    }
+}
 
+/// The function's credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`); a problem naming what is missing.
+fn read_credentials(r: &mut Reader<'_>) -> Option<Credentials> {
     let key = r.raw("AWS_ACCESS_KEY_ID");
     let secret = r.raw("AWS_SECRET_ACCESS_KEY");
-    let credentials = match (key, secret) {
+    match (key, secret) {
         (Some(access_key_id), Some(secret_access_key)) => Some(Credentials {
             access_key_id,
             secret_access_key,
@@ -110,12 +106,5 @@ pub fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
             )));
             None
         }
-    };
-
-    Some(Delivery {
-        stream: stream?,
-        region: region?,
-        endpoint: endpoint?,
-        credentials: credentials?,
-    })
+    }
 }

@@ -3,17 +3,30 @@
 //! warning for unknown variables and the docs check all read them from here.
 
 use super::reader::{Int, Known};
+use crate::intake::receiver::Buffering;
 use crate::kinesis::limits as batch;
 
 /// The prefix every extension setting shares.
 pub const PREFIX: &str = "KINESIS_TELEMETRY_";
 
-/// Telemetry API buffering limits (Lambda developer guide, "Telemetry API", buffering).
-pub const BUFFERING_MAX_ITEMS: Int = Int::new("BUFFERING_MAX_ITEMS", 10_000, 1_000, 10_000);
-pub const BUFFERING_MAX_BYTES: Int = Int::new("BUFFERING_MAX_BYTES", 262_144, 262_144, 1_048_576);
+/// Telemetry API buffering limits (Lambda developer guide, "Telemetry API", buffering; the
+/// maxima are the receiver's [`Buffering::MAX`]).
+pub const BUFFERING_MAX_ITEMS: Int = Int::new(
+    "BUFFERING_MAX_ITEMS",
+    10_000,
+    1_000,
+    Buffering::MAX.max_items,
+);
+pub const BUFFERING_MAX_BYTES: Int = Int::new(
+    "BUFFERING_MAX_BYTES",
+    262_144,
+    262_144,
+    Buffering::MAX.max_bytes,
+);
 /// 25 ms is the Telemetry API's minimum: a strategy that may wait for an invocation's
 /// `platform.runtimeDone` gets it that much sooner (it is what the invocation pays).
-pub const BUFFERING_TIMEOUT_MS: Int = Int::new("BUFFERING_TIMEOUT_MS", 25, 25, 30_000);
+pub const BUFFERING_TIMEOUT_MS: Int =
+    Int::new("BUFFERING_TIMEOUT_MS", 25, 25, Buffering::MAX.timeout_ms);
 /// With `FLUSH_STRATEGY=background` nothing waits for `runtimeDone`: fewer, larger POSTs,
 /// and the platform's last batch still reaches the extension early at SHUTDOWN.
 pub const BACKGROUND_BUFFERING_TIMEOUT_MS: u64 = 100;

@@ -1,5 +1,12 @@
 //! Settings, read once at start from the environment into a typed [`Config`].
 //!
+//! `config` sits above every other module and nothing below imports it: each module owns
+//! its settings type (`BufferCap` in `buffer`, `Pacing` in `pacing`, `RecordSettings` in
+//! `records`, `Http` and `Credentials` in `kinesis`, `Subscription` in `runtime_api`,
+//! `PartitionKeyMode` in `event::key`, ...), `config` fills them from the environment, and
+//! `assemble` builds what each thread takes from the [`Config`], so
+//! that `lib.rs` only connects the threads.
+//!
 //! Every extension setting shares the prefix `KINESIS_TELEMETRY_` because the function's own
 //! variables are shared with the extension. Each one is listed in [`KNOWN`] with its
 //! documented default (ranges live in the [`Int`] constants below); the settings reference
@@ -15,6 +22,7 @@
 //!   keeps serving `/event/next` so the function runs normally, but ships nothing.
 //! - Secrets are never part of a [`Problem`] message or of `Debug` output.
 
+mod assemble;
 mod delivery;
 mod known;
 mod reader;
@@ -24,186 +32,44 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use delivery::{Credentials, Delivery};
+pub use assemble::*;
+pub use delivery::Delivery;
 pub use known::*;
 use reader::Reader;
 pub use reader::{Documented, Int};
 
-use crate::intake::filter::{Filter, Level, TypeSelection, LEVEL_NAMES};
+use crate::delivery::pacing::{Pacing, Strategy};
+use crate::delivery::records::{RecordFormat, RecordSettings};
+use crate::event::key::PartitionKeyMode;
+use crate::intake::filter::{Filter, LogLevel, TypeSelection, LEVEL_NAMES};
 use crate::kinesis::limits::Limits;
+use crate::kinesis::Http;
+use crate::lifecycle::runtime_api::Subscription;
+use crate::metrics::{Dimension, MetricsSettings, DIMENSIONS};
+use crate::store::buffer::BufferCap;
+use crate::store::spill::SpillSettings;
 
-/// Telemetry API subscription settings, validated against the documented ranges.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Subscription {
-    pub schema_version: String,
-    /// Categories subscribed: always `platform` (pacing, `logsDropped`), plus what the user
-    /// selected; unwanted events are filtered at the extension.
-    pub types: Vec<&'static str>,
-    pub max_items: u64,
-    pub max_bytes: u64,
-    pub timeout_ms: u64,
-}
-
-/// When to send during an invocation (see `pacing`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// Hold an invocation only when not holding would break the freshness promise or lose data.
-    Adaptive,
-    /// Hold every invocation until its `platform.runtimeDone` is in the stream.
-    End,
-    /// Never hold: send what is due while the function runs.
-    Background,
-}
-
-/// How events become Kinesis records (see `records`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordFormat {
-    /// Events packed into records, one JSON event per line.
-    Ndjson,
-    /// One event per record.
-    Event,
-    /// KPL aggregated records, one event per user record.
-    Kpl,
-}
-
-impl RecordFormat {
-    /// The name `KINESIS_TELEMETRY_RECORD_FORMAT` uses.
-    pub fn name(&self) -> &'static str {
-        match self {
-            RecordFormat::Ndjson => "ndjson",
-            RecordFormat::Event => "event",
-            RecordFormat::Kpl => "kpl",
-        }
-    }
-}
-
-impl Strategy {
-    /// The name `KINESIS_TELEMETRY_FLUSH_STRATEGY` uses.
-    pub fn name(&self) -> &'static str {
-        name_of(&STRATEGIES, self)
-    }
+/// A choice table: each value by the name its owner gives it.
+macro_rules! choices {
+    ($($value:expr),+ $(,)?) => {
+        [$(($value.name(), $value)),+]
+    };
 }
 
 /// `KINESIS_TELEMETRY_FLUSH_STRATEGY` values.
-const STRATEGIES: [(&str, Strategy); 3] = [
-    ("adaptive", Strategy::Adaptive),
-    ("end", Strategy::End),
-    ("background", Strategy::Background),
-];
-
+const STRATEGIES: [(&str, Strategy); 3] =
+    choices!(Strategy::Adaptive, Strategy::End, Strategy::Background);
+/// `KINESIS_TELEMETRY_RECORD_FORMAT` values.
+const RECORD_FORMATS: [(&str, RecordFormat); 3] =
+    choices!(RecordFormat::Ndjson, RecordFormat::Event, RecordFormat::Kpl);
 /// `KINESIS_TELEMETRY_PARTITION_KEY` values.
-const PARTITION_KEYS: [(&str, PartitionKeyMode); 5] = [
-    ("random", PartitionKeyMode::Random),
-    ("request_id", PartitionKeyMode::RequestId),
-    ("function", PartitionKeyMode::Function),
-    ("environment", PartitionKeyMode::Environment),
-    ("tenant", PartitionKeyMode::Tenant),
-];
-
-/// The name a choice table gives `value` (every variant is in its table).
-fn name_of<T: PartialEq>(table: &[(&'static str, T)], value: &T) -> &'static str {
-    table
-        .iter()
-        .find(|(_, v)| v == value)
-        .map_or("?", |(name, _)| name)
-}
-
-/// How each record's partition key is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartitionKeyMode {
-    /// A random key per record: spreads evenly over all shards.
-    Random,
-    /// The invocation's request id: one invocation's records on one shard, in order.
-    RequestId,
-    /// The function's name: one function's records on one shard.
-    Function,
-    /// The execution environment's id: one environment's records on one shard, in order.
-    Environment,
-    /// The invocation's tenant (tenant isolation mode): one tenant's records on one shard,
-    /// in order. Events of no tenant are keyed by the environment id.
-    Tenant,
-}
-
-impl PartitionKeyMode {
-    /// The name `KINESIS_TELEMETRY_PARTITION_KEY` uses.
-    pub fn name(&self) -> &'static str {
-        name_of(&PARTITION_KEYS, self)
-    }
-}
-
-/// Pacing settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pacing {
-    pub strategy: Strategy,
-    /// The freshness budget: emit → in the stream, that `adaptive` keeps.
-    pub freshness: Duration,
-    /// A send is due once this many events are buffered ...
-    pub flush_events: usize,
-    /// ... or this many bytes.
-    pub flush_bytes: usize,
-    /// The added-time budget: the most an invocation waits for the extension after its
-    /// runtimeDone reached it, whatever Kinesis is doing.
-    pub max_added: Duration,
-}
-
-/// The memory cap on everything received but not yet delivered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BufferCap {
-    pub max_events: usize,
-    pub max_bytes: usize,
-}
-
-/// Record format, size target, partition keys and request limits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordSettings {
-    pub format: RecordFormat,
-    /// Packed records are filled up to this (data + key), never past `limits.max_record_bytes`.
-    pub target_bytes: usize,
-    pub partition_key: PartitionKeyMode,
-    pub limits: Limits,
-}
-
-/// Transport and retry settings for Kinesis.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Http {
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub ca_file: Option<PathBuf>,
-    pub max_attempts: u32,
-    pub backoff_base: Duration,
-    pub backoff_max: Duration,
-}
-
-/// A dimension of the EMF metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dimension {
-    FunctionName,
-    FunctionVersion,
-    StreamName,
-}
-
-pub const DIMENSIONS: [(&str, Dimension); 3] = [
-    ("FunctionName", Dimension::FunctionName),
-    ("FunctionVersion", Dimension::FunctionVersion),
-    ("StreamName", Dimension::StreamName),
-];
-
-/// CloudWatch Embedded Metric Format lines on stdout.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricsSettings {
-    pub enabled: bool,
-    pub namespace: String,
-    pub dimensions: Vec<Dimension>,
-    pub interval: Duration,
-}
-
-/// The optional spill to `/tmp` when the memory cap is reached.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpillSettings {
-    /// 0 = off.
-    pub max_bytes: u64,
-    pub dir: PathBuf,
-}
+const PARTITION_KEYS: [(&str, PartitionKeyMode); 5] = choices!(
+    PartitionKeyMode::Random,
+    PartitionKeyMode::RequestId,
+    PartitionKeyMode::Function,
+    PartitionKeyMode::Environment,
+    PartitionKeyMode::Tenant,
+);
 
 /// What Lambda tells the extension about the function and the environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -359,7 +225,7 @@ fn read_lambda_env(r: &Reader<'_>) -> LambdaEnv {
             .raw("AWS_LAMBDA_INITIALIZATION_TYPE")
             .is_some_and(|v| v.eq_ignore_ascii_case(MANAGED_INSTANCES_INIT_TYPE)),
         snap_start: r.raw("AWS_LAMBDA_INITIALIZATION_TYPE").is_some_and(|v| {
-            v.eq_ignore_ascii_case(crate::lifecycle::snapstart::SNAP_START_INIT_TYPE)
+            v.eq_ignore_ascii_case(crate::intake::snapstart::SNAP_START_INIT_TYPE)
         }),
         max_concurrency: r
             .raw("AWS_LAMBDA_MAX_CONCURRENCY")
@@ -402,7 +268,7 @@ fn read_filter(r: &mut Reader<'_>) -> Filter {
     let min_level = match r.setting("MIN_LEVEL") {
         (_, None) => None,
         (_, Some(v)) if v.eq_ignore_ascii_case("none") => None,
-        (var, Some(v)) => match Level::parse(&v) {
+        (var, Some(v)) => match LogLevel::parse(&v) {
             Some(l) => Some(l),
             None => {
                 let allowed = format!("none, {}", LEVEL_NAMES.join(", "));
@@ -517,15 +383,7 @@ fn read_spill(r: &mut Reader<'_>) -> SpillSettings {
 }
 
 fn read_records(r: &mut Reader<'_>) -> RecordSettings {
-    let format = r.choice(
-        "RECORD_FORMAT",
-        &[
-            ("ndjson", RecordFormat::Ndjson),
-            ("event", RecordFormat::Event),
-            ("kpl", RecordFormat::Kpl),
-        ],
-        RecordFormat::Ndjson,
-    );
+    let format = r.choice("RECORD_FORMAT", &RECORD_FORMATS, RecordFormat::Ndjson);
     let partition_key = r.choice("PARTITION_KEY", &PARTITION_KEYS, PartitionKeyMode::Random);
     let limits = Limits {
         max_records: r.usize(&MAX_RECORDS_PER_REQUEST),

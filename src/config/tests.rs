@@ -211,7 +211,7 @@ fn event_types_and_levels_filter() {
     assert_eq!(c.subscription.types, ["platform", "function"]);
     assert!(c.filter.types.wants("platform.report"));
     assert!(!c.filter.types.wants("platform.start"));
-    assert_eq!(c.filter.min_level, Some(Level::Warn));
+    assert_eq!(c.filter.min_level, Some(LogLevel::Warn));
 }
 
 #[test]

@@ -33,12 +33,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use log::{info, warn};
 
-use crate::config::{Http, Pacing, RecordSettings};
 use crate::delivery::congestion::Congestion;
 use crate::delivery::health::{Health, RetryPolicy, Trouble};
-use crate::delivery::pacing::{self, History, Hold};
+use crate::delivery::pacing::{self, History, Hold, Pacing};
+use crate::delivery::records::RecordSettings;
 use crate::delivery::window::{self, Close, Kind, Step, View, Window};
-use crate::kinesis::{Interrupt, PutRecordsResponse, Record, RequestError};
+use crate::kinesis::{Http, Interrupt, PutRecordsResponse, Record, RequestError};
 use crate::metrics::Metrics;
 use crate::rng::Rng;
 use crate::stats::{DropReason, Stats};
@@ -117,7 +117,7 @@ pub enum Control {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack(pub u64);
 
-/// Flusher settings, taken from [`crate::config::Config`].
+/// Flusher settings, assembled from the environment by `config`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub pacing: Pacing,
@@ -644,7 +644,7 @@ impl<S: Sink> Flusher<S> {
     fn note_hold(&mut self, hold: Hold) {
         let was = self.last_hold.replace(hold);
         let flipped = was.is_none_or(|h| h.hold != hold.hold);
-        let adaptive = self.settings.pacing.strategy == crate::config::Strategy::Adaptive;
+        let adaptive = self.settings.pacing.strategy == pacing::Strategy::Adaptive;
         let runtime_done_missing = [Some(hold), was].iter().flatten().any(|h| {
             matches!(
                 h.reason,
@@ -683,7 +683,7 @@ impl<S: Sink> Flusher<S> {
         // A fixed key gets one record per request (see `records`).
         let r = &self.settings.records;
         let next_request = match r.partition_key {
-            crate::config::PartitionKeyMode::Random => level.bytes,
+            crate::event::key::PartitionKeyMode::Random => level.bytes,
             _ => level.bytes.min(r.target_bytes),
         };
         let rate_wait = self.congestion.wait(now, next_request);

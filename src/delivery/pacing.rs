@@ -24,8 +24,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::config::{BufferCap, Pacing, Strategy};
-use crate::store::buffer::Level;
+use crate::store::buffer::{BufferCap, Level};
 
 /// Invocations held while there is no history to judge the gap between invocations.
 pub const WARM_UP_INVOCATIONS: usize = 3;
@@ -226,6 +225,43 @@ pub fn is_due(level: &Level, now: Instant, gap: Option<Duration>, pacing: &Pacin
         .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
     let ahead = gap.unwrap_or(pacing.freshness / 2);
     age + ahead >= pacing.freshness
+}
+
+/// When to send during an invocation (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Hold an invocation only when not holding would break the freshness promise or lose data.
+    Adaptive,
+    /// Hold every invocation until its `platform.runtimeDone` is in the stream.
+    End,
+    /// Never hold: send what is due while the function runs.
+    Background,
+}
+
+impl Strategy {
+    /// The name `KINESIS_TELEMETRY_FLUSH_STRATEGY` uses.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Strategy::Adaptive => "adaptive",
+            Strategy::End => "end",
+            Strategy::Background => "background",
+        }
+    }
+}
+
+/// Pacing settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pacing {
+    pub strategy: Strategy,
+    /// The freshness budget: emit → in the stream, that `adaptive` keeps.
+    pub freshness: Duration,
+    /// A send is due once this many events are buffered ...
+    pub flush_events: usize,
+    /// ... or this many bytes.
+    pub flush_bytes: usize,
+    /// The added-time budget: the most an invocation waits for the extension after its
+    /// runtimeDone reached it, whatever Kinesis is doing.
+    pub max_added: Duration,
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! From events to Kinesis records: partition keys, record sizes and the three record formats.
-//! This module is the one home of both concepts; nothing else computes a record's size. How
-//! consumers read each format: `docs/consumers.md`.
+//! From events to Kinesis records: record sizes and the three record formats (partition
+//! keys: `event::key`). This module is the one home of both concepts; nothing else computes
+//! a record's size. How consumers read each format: `docs/consumers.md`.
 //!
 //! Formats (`KINESIS_TELEMETRY_RECORD_FORMAT`):
 //! - `event`: one event per record, the data being the event's JSON text.
@@ -20,39 +20,13 @@
 //! planned sizes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use crate::config::RecordFormat;
+use crate::event::key::{random_key, PartitionKeyMode, MAX_KEY_BYTES};
 use crate::event::{Event, Key};
 use crate::kinesis::kpl;
-use crate::kinesis::limits::{Limits, MAX_PARTITION_KEY_CHARS, MIN_PARTITION_KEY_CHARS};
+use crate::kinesis::limits::Limits;
 use crate::kinesis::{Data, Record};
 use crate::rng::Rng;
-
-/// Length of a random partition key (hex digits of 64 random bits).
-pub const RANDOM_KEY_CHARS: usize = 16;
-/// Longest fixed partition key kept, in bytes (longer ones are cut on a character boundary,
-/// which also keeps them within the API's 256 characters).
-pub const MAX_KEY_BYTES: usize = MAX_PARTITION_KEY_CHARS;
-
-/// A fresh random key: spreads records evenly over the stream's shards.
-pub fn random_key(rng: &mut Rng) -> String {
-    format!("{:016x}", rng.next_u64())
-}
-
-/// `candidate` as a partition key: cut to [`MAX_KEY_BYTES`], and `None` when it breaks the
-/// PartitionKey rule (1..=256 Unicode characters) even so.
-pub fn fixed_key(candidate: &str) -> Option<Arc<str>> {
-    let mut end = candidate.len().min(MAX_KEY_BYTES);
-    while !candidate.is_char_boundary(end) {
-        end -= 1;
-    }
-    let key = &candidate[..end];
-    let chars = key.chars().count();
-    (MIN_PARTITION_KEY_CHARS..=MAX_PARTITION_KEY_CHARS)
-        .contains(&chars)
-        .then(|| Arc::from(key))
-}
 
 /// The largest event `format` can always put in a record of its own with any key: events
 /// above it are truncated at intake (`added`: room kept for the enrichment object).
@@ -289,6 +263,38 @@ pub fn build(pack: &Pack, events: &[Event], format: RecordFormat, rng: &mut Rng)
             }
         })
         .collect()
+}
+
+/// How events become Kinesis records (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// Events packed into records, one JSON event per line.
+    Ndjson,
+    /// One event per record.
+    Event,
+    /// KPL aggregated records, one event per user record.
+    Kpl,
+}
+
+impl RecordFormat {
+    /// The name `KINESIS_TELEMETRY_RECORD_FORMAT` uses.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            RecordFormat::Ndjson => "ndjson",
+            RecordFormat::Event => "event",
+            RecordFormat::Kpl => "kpl",
+        }
+    }
+}
+
+/// Record format, size target, partition keys and request limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSettings {
+    pub format: RecordFormat,
+    /// Packed records are filled up to this (data + key), never past `limits.max_record_bytes`.
+    pub target_bytes: usize,
+    pub partition_key: PartitionKeyMode,
+    pub limits: Limits,
 }
 
 #[cfg(test)]

@@ -25,15 +25,16 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::config::{self, BufferCap, Config, Documented, PartitionKeyMode, KNOWN, PREFIX};
+use crate::config::{self, Config, Documented, KNOWN, PREFIX};
+use crate::event::key::PartitionKeyMode;
 use crate::event::{Event, Key};
 use crate::intake::enrich::{FunctionInfo, Origin};
-use crate::intake::filter::{Filter, Level, TypeSelection};
+use crate::intake::filter::{Filter, LogLevel, TypeSelection};
 use crate::intake::listener::Handler;
-use crate::intake::receiver::{self, Receiver, MAX_EVENTS_PER_POST};
+use crate::intake::receiver::{self, TelemetryReceiver, MAX_EVENTS_PER_POST};
 use crate::intake::truncate::truncate_event;
 use crate::stats::Stats;
-use crate::store::buffer::Buffer;
+use crate::store::buffer::{Buffer, BufferCap};
 
 #[cfg(test)]
 pub mod strategies;
@@ -116,13 +117,13 @@ pub fn check_post(v: Variant, body: &[u8]) {
     let filter = if v.filter {
         Filter {
             types: TypeSelection::parse("function,platform.report").expect("a valid list"),
-            min_level: Some(Level::Info),
+            min_level: Some(LogLevel::Info),
         }
     } else {
         Filter::default()
     };
-    let receiver = Receiver::new(
-        receiver::Settings {
+    let receiver = TelemetryReceiver::new(
+        receiver::ReceiverSettings {
             filter,
             origin: v.enrich.then_some(origin),
             partition_key: if v.request_id_keys {
@@ -131,7 +132,7 @@ pub fn check_post(v: Variant, body: &[u8]) {
                 PartitionKeyMode::Random
             },
             fixed_key: None,
-            environment: Arc::new(crate::lifecycle::snapstart::Environment::with_id(
+            environment: Arc::new(crate::intake::snapstart::Environment::with_id(
                 false,
                 "f0f0f0f0f0f0f0f0",
             )),
@@ -475,8 +476,12 @@ pub fn check_settings(vars: &[(String, String)]) {
 /// hand on. Requests must go to `/`; default limits. It must never panic nor hang, whatever
 /// the bytes.
 pub fn listener_stream(pieces: &[&[u8]]) -> Vec<Vec<u8>> {
-    crate::intake::listener::serve_bytes(pieces, "/", crate::intake::listener::Limits::default())
-        .bodies
+    crate::intake::listener::serve_bytes(
+        pieces,
+        "/",
+        crate::intake::listener::ListenerLimits::default(),
+    )
+    .bodies
 }
 
 /// Bytes a peer sends on one telemetry connection: the first byte says where to split the

@@ -10,7 +10,7 @@
 //! where that name does not resolve ([`Listener::bind_for_platform`]).
 //!
 //! Threading: one accept thread, started by [`Listener::spawn`], runs for the life of the
-//! process and spawns one thread per connection, at most [`Limits::max_connections`] at once.
+//! process and spawns one thread per connection, at most [`ListenerLimits::max_connections`] at once.
 //! Each connection thread owns its buffers and calls the handler itself, so the handler runs
 //! on several threads at once when Lambda opens several connections (it normally keeps one
 //! alive). When every slot is taken, a newcomer takes the slot of a connection with no
@@ -28,18 +28,18 @@
 //! - Between requests a connection waits with no timeout: the sandbox may be frozen for hours
 //!   and Lambda reuses its keep-alive connection after the thaw. An idle connection is closed
 //!   only to make room for a newcomer. From the first byte of a request, the head and the
-//!   whole body must arrive within [`Limits::request_timeout`], or the connection is closed
+//!   whole body must arrive within [`ListenerLimits::request_timeout`], or the connection is closed
 //!   and counted as `stalled`; a connection in the middle of a request is never evicted. A
 //!   stalled peer therefore holds only its own thread, and only for that long. (A request cut
 //!   by a freeze may be closed as stalled at the thaw, like any stalled request.)
 //! - Nothing the peer sends can panic the listener; memory per connection is bounded by
-//!   [`MAX_HEAD_BYTES`] plus [`Limits::max_body`], and an idle connection keeps at most
+//!   [`MAX_HEAD_BYTES`] plus [`ListenerLimits::max_body`], and an idle connection keeps at most
 //!   [`KEEP_BODY_CAPACITY`] of body buffer.
 //! - Every refusal is counted in [`ListenerStats`], which the shutdown summary and the
 //!   metrics report ([`ListenerStats::refusals`]); counters saturate, never wrap.
 //!
 //! Answers: the handler's status for a POST; 404 for any path but the subscribed one, 400 for
-//! malformed HTTP, 405 for other methods, 413 for a body over [`Limits::max_body`] (from
+//! malformed HTTP, 405 for other methods, 413 for a body over [`ListenerLimits::max_body`] (from
 //! `Content-Length` before reading it, or as soon as chunks pass it), 417 for an `Expect`
 //! other than `100-continue`, 431 for a head over [`MAX_HEAD_BYTES`], 501 for a transfer
 //! coding other than `chunked`. Every refusal closes the connection. HTTP/1.0 requests are
@@ -63,19 +63,19 @@ mod counters;
 mod memory;
 mod slots;
 
+pub use crate::stats::ListenerStats;
 use address::{platform_address, ALL_ADDRESSES, RESOLVE_TIMEOUT};
 pub use address::{secret_path, BindError, PATH_SECRET_BYTES, TELEMETRY_HOST};
-pub use counters::{ListenerStats, Refusals};
 pub(crate) use memory::serve_bytes;
 
-/// Default [`Limits::max_body`]: the largest POST the Telemetry API sends at the maximum
+/// Default [`ListenerLimits::max_body`]: the largest POST the Telemetry API sends at the maximum
 /// buffering `maxBytes` (1 MiB), "up to about `2 * maxBytes` plus metadata", with a
 /// megabyte to spare.
 pub const DEFAULT_MAX_BODY: usize = 3 << 20;
-/// Default [`Limits::max_connections`]: Lambda keeps one connection alive; a few more cover a
+/// Default [`ListenerLimits::max_connections`]: Lambda keeps one connection alive; a few more cover a
 /// reconnect while an old connection is still being torn down.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
-/// Default [`Limits::request_timeout`]: a 2 MiB body over loopback takes milliseconds, so
+/// Default [`ListenerLimits::request_timeout`]: a 2 MiB body over loopback takes milliseconds, so
 /// five seconds only ever cuts a peer that has stopped sending.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head (request line and headers), and largest chunk-size line or trailer
@@ -111,7 +111,7 @@ const EHOSTDOWN: i32 = 112;
 
 /// The listener's limits. Each field's default is the constant of the same name.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub struct ListenerLimits {
     /// Largest body accepted, in bytes; a larger one is answered 413. Default
     /// [`DEFAULT_MAX_BODY`].
     pub max_body: usize,
@@ -123,9 +123,9 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for ListenerLimits {
+    fn default() -> ListenerLimits {
+        ListenerLimits {
             max_body: DEFAULT_MAX_BODY,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -151,13 +151,13 @@ impl<F: Fn(&[u8]) -> u16 + Send + Sync + 'static> Handler for F {
 pub struct Listener {
     socket: TcpListener,
     path: String,
-    limits: Limits,
+    limits: ListenerLimits,
     stats: Arc<ListenerStats>,
 }
 
 /// What every connection thread shares.
 struct Shared {
-    limits: Limits,
+    limits: ListenerLimits,
     stats: Arc<ListenerStats>,
     handler: Arc<dyn Handler>,
     /// The only path served (`/` and the secret).
@@ -168,7 +168,7 @@ struct Shared {
 impl Shared {
     fn new(
         path: String,
-        limits: Limits,
+        limits: ListenerLimits,
         stats: Arc<ListenerStats>,
         handler: Arc<dyn Handler>,
     ) -> Shared {
@@ -189,7 +189,7 @@ impl Listener {
         addr: IpAddr,
         port: u16,
         path: String,
-        limits: Limits,
+        limits: ListenerLimits,
         stats: Arc<ListenerStats>,
     ) -> Result<Listener, BindError> {
         let addr = SocketAddr::new(addr, port);
@@ -209,7 +209,7 @@ impl Listener {
         explicit: Option<IpAddr>,
         port: u16,
         path: String,
-        limits: Limits,
+        limits: ListenerLimits,
         stats: Arc<ListenerStats>,
     ) -> Result<Listener, BindError> {
         if let Some(addr) = explicit {

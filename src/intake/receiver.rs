@@ -8,7 +8,7 @@
 //! (see `tenant`); apply the user's filter (counted as `filtered`); truncate an
 //! event too big for a record; for NDJSON records, turn the line breaks between its JSON
 //! tokens into spaces (the only bytes ever changed, and only in that format); add the
-//! enrichment object; choose its partition key; then hand it to the buffer, which applies the
+//! enrichment object; choose its partition key (`event::key`); then hand it to the buffer, which applies the
 //! memory cap, in parts of at most [`PART_EVENTS`] events. It never waits on the flusher or
 //! on Kinesis, so Lambda always gets its answer at once (a slow listener makes Lambda drop
 //! telemetry).
@@ -37,30 +37,27 @@ use std::time::Instant;
 use log::{debug, warn};
 use serde_json::value::RawValue;
 
-use crate::config::{
-    PartitionKeyMode, BUFFERING_MAX_BYTES, BUFFERING_MAX_ITEMS, BUFFERING_TIMEOUT_MS, PREFIX,
-};
-use crate::delivery::records;
-use crate::event::{self, Event, Item, Key, Kind, ParseError};
+use crate::event::key::{fixed_key, KeySources, PartitionKeyMode};
+use crate::event::{self, Event, Item, Kind, ParseError};
 use crate::intake::enrich::Origin;
 use crate::intake::filter::Filter;
 use crate::intake::listener::Handler;
+use crate::intake::snapstart::{Environment, Signal};
 use crate::intake::tenant::Tenants;
 use crate::intake::truncate::truncate_event;
-use crate::lifecycle::snapstart::{Environment, Signal};
 use crate::stats::{BadBody, DropReason, Stats};
 use crate::store::buffer::{Buffer, Entry, Mark};
 
 /// The most elements read from one POST: the platform's largest batch
 /// (`BUFFERING_MAX_ITEMS` at its maximum). Lambda never sends more.
-pub const MAX_EVENTS_PER_POST: u64 = BUFFERING_MAX_ITEMS.max;
+pub const MAX_EVENTS_PER_POST: u64 = Buffering::MAX.max_items;
 /// Events built before they are handed to the buffer (which then says whether it took them).
 pub const PART_EVENTS: usize = 256;
 /// ... or this many bytes of them, whichever comes first.
 pub const PART_BYTES: usize = 256 << 10;
 
 /// What the receiver needs to know, fixed at start.
-pub struct Settings {
+pub struct ReceiverSettings {
     pub filter: Filter,
     /// `None`: enrichment off. Its environment id is replaced by `environment`'s.
     pub origin: Option<Origin>,
@@ -90,8 +87,18 @@ pub struct Buffering {
     pub timeout_ms: u64,
 }
 
-pub struct Receiver {
-    settings: Settings,
+impl Buffering {
+    /// The Telemetry API's largest buffering (Lambda developer guide, "Telemetry API",
+    /// buffering): the `KINESIS_TELEMETRY_BUFFERING_*` ranges end here.
+    pub const MAX: Buffering = Buffering {
+        max_items: 10_000,
+        max_bytes: 1_048_576,
+        timeout_ms: 30_000,
+    };
+}
+
+pub struct TelemetryReceiver {
+    settings: ReceiverSettings,
     buffer: Arc<Buffer>,
     stats: Arc<Stats>,
     /// The invocation between its `platform.start` and its `runtimeDone` (not concurrent).
@@ -121,7 +128,7 @@ struct Owner<'a> {
     tenant: Option<Arc<str>>,
 }
 
-impl Handler for Receiver {
+impl Handler for TelemetryReceiver {
     fn post(&self, body: &[u8]) -> u16 {
         Stats::add(&self.stats.posts, 1);
         let mut intake = Intake::new(self);
@@ -141,16 +148,20 @@ impl Handler for Receiver {
     }
 }
 
-impl Receiver {
-    pub fn new(settings: Settings, buffer: Arc<Buffer>, stats: Arc<Stats>) -> Receiver {
+impl TelemetryReceiver {
+    pub fn new(
+        settings: ReceiverSettings,
+        buffer: Arc<Buffer>,
+        stats: Arc<Stats>,
+    ) -> TelemetryReceiver {
         let id = settings.environment.id();
         let attribution = Attribution {
             generation: settings.environment.generation(),
             origin: settings.origin.as_ref().map(|o| o.restored(&id)),
-            environment_key: records::fixed_key(&id),
+            environment_key: fixed_key(&id),
             tenants: Tenants::default(),
         };
-        Receiver {
+        TelemetryReceiver {
             settings,
             buffer,
             stats,
@@ -171,7 +182,7 @@ impl Receiver {
         let id = self.settings.environment.id();
         a.generation = generation;
         a.origin = a.origin.as_ref().map(|o| o.restored(&id));
-        a.environment_key = records::fixed_key(&id);
+        a.environment_key = fixed_key(&id);
         self.seq.store(0, Relaxed);
     }
 
@@ -188,7 +199,7 @@ impl Receiver {
     fn mark_of(&self, item: &Item<'_>, running: &mut Option<Arc<str>>) -> Option<Mark> {
         match (&item.kind, item.request_id.as_deref()) {
             (Kind::Start, Some(id)) if !self.settings.concurrent => {
-                *running = records::fixed_key(id);
+                *running = fixed_key(id);
                 None
             }
             (Kind::RuntimeDone, Some(id)) => {
@@ -225,7 +236,7 @@ impl Receiver {
             enrichable = raw.starts_with('{') && event::members(&raw, ["source"])[0].is_none();
             if self.stats.truncated.fetch_add(1, Relaxed) == 0 {
                 warn!(
-                    "an event of {original} bytes is larger than a Kinesis record allows ({} bytes with its key): delivered with its record cut and marked \"truncated\"; further ones are counted in the shutdown summary. Raise {PREFIX}MAX_RECORD_BYTES if the stream allows bigger records",
+                    "an event of {original} bytes is larger than a Kinesis record allows ({} bytes with its key): delivered with its record cut and marked \"truncated\"; further ones are counted in the shutdown summary. Raise KINESIS_TELEMETRY_MAX_RECORD_BYTES if the stream allows bigger records",
                     s.max_event_bytes
                 );
             }
@@ -242,17 +253,14 @@ impl Receiver {
             Some(e) => e.into(),
             None => raw.into(),
         };
-        let key = match s.partition_key {
-            PartitionKeyMode::Random => None,
-            PartitionKeyMode::RequestId => own_id
-                .and_then(records::fixed_key)
-                .or_else(|| inferred.map(Arc::from)),
-            PartitionKeyMode::Function => s.fixed_key.clone(),
-            PartitionKeyMode::Environment => a.environment_key.clone(),
-            // A tenant id is 1..=256 bytes (`tenant`), so already a valid key.
-            PartitionKeyMode::Tenant => owner.tenant.clone().or_else(|| a.environment_key.clone()),
-        };
-        Event::new(raw, now, key.map_or(Key::Random, Key::Fixed))
+        let key = s.partition_key.key_of(&KeySources {
+            request_id: own_id,
+            inferred,
+            function: s.fixed_key.as_ref(),
+            environment: a.environment_key.as_ref(),
+            tenant: owner.tenant.as_ref(),
+        });
+        Event::new(raw, now, key)
     }
 
     fn lambda_dropped(&self, records: u64, bytes: u64) {
@@ -281,18 +289,18 @@ impl Receiver {
         let level = self.buffer.level();
         let cap = self.buffer.cap();
         let which = if level.in_memory >= cap.max_events {
-            format!("{PREFIX}BUFFER_MAX_EVENTS ({})", cap.max_events)
+            format!("KINESIS_TELEMETRY_BUFFER_MAX_EVENTS ({})", cap.max_events)
         } else {
-            format!("{PREFIX}BUFFER_MAX_BYTES ({})", cap.max_bytes)
+            format!("KINESIS_TELEMETRY_BUFFER_MAX_BYTES ({})", cap.max_bytes)
         };
         if self.stats.struggling.load(Relaxed) {
             warn!(
-                "buffer full ({} events, {} bytes held): Kinesis is not accepting records, so newly arriving telemetry is dropped until it does (counted as buffer_full); raise {which} or set {PREFIX}SPILL_MAX_BYTES to ride out longer outages",
+                "buffer full ({} events, {} bytes held): Kinesis is not accepting records, so newly arriving telemetry is dropped until it does (counted as buffer_full); raise {which} or set KINESIS_TELEMETRY_SPILL_MAX_BYTES to ride out longer outages",
                 level.in_memory, level.bytes
             );
         } else {
             warn!(
-                "buffer full ({} events, {} bytes held) with Kinesis healthy: telemetry arrives faster than it can be sent between invocations, so newly arriving telemetry is dropped (counted as buffer_full); raise {which}, or use {PREFIX}FLUSH_STRATEGY=end so each invocation's telemetry is sent while it runs",
+                "buffer full ({} events, {} bytes held) with Kinesis healthy: telemetry arrives faster than it can be sent between invocations, so newly arriving telemetry is dropped (counted as buffer_full); raise {which}, or use KINESIS_TELEMETRY_FLUSH_STRATEGY=end so each invocation's telemetry is sent while it runs",
                 level.in_memory, level.bytes
             );
         }
@@ -304,21 +312,22 @@ impl Receiver {
 /// Lowering `BUFFERING_MAX_ITEMS` or `BUFFERING_MAX_BYTES` would make batches smaller.
 pub fn logs_dropped_advice(b: &Buffering) -> String {
     let mut steps = Vec::new();
-    if b.max_bytes < BUFFERING_MAX_BYTES.max {
+    if b.max_bytes < Buffering::MAX.max_bytes {
         steps.push(format!(
-            "raise {PREFIX}BUFFERING_MAX_BYTES (now {}, at most {}) so each POST carries more",
-            b.max_bytes, BUFFERING_MAX_BYTES.max
+            "raise KINESIS_TELEMETRY_BUFFERING_MAX_BYTES (now {}, at most {}) so each POST carries more",
+            b.max_bytes, Buffering::MAX.max_bytes
         ));
     }
-    if b.max_items < BUFFERING_MAX_ITEMS.max {
+    if b.max_items < Buffering::MAX.max_items {
         steps.push(format!(
-            "raise {PREFIX}BUFFERING_MAX_ITEMS (now {}, at most {})",
-            b.max_items, BUFFERING_MAX_ITEMS.max
+            "raise KINESIS_TELEMETRY_BUFFERING_MAX_ITEMS (now {}, at most {})",
+            b.max_items,
+            Buffering::MAX.max_items
         ));
     }
-    if b.timeout_ms < BUFFERING_TIMEOUT_MS.max {
+    if b.timeout_ms < Buffering::MAX.timeout_ms {
         steps.push(format!(
-            "raise {PREFIX}BUFFERING_TIMEOUT_MS (now {} ms) so Lambda sends fewer, larger batches (an invocation's telemetry then arrives up to that much later)",
+            "raise KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS (now {} ms) so Lambda sends fewer, larger batches (an invocation's telemetry then arrives up to that much later)",
             b.timeout_ms
         ));
     }
@@ -333,7 +342,7 @@ pub fn logs_dropped_advice(b: &Buffering) -> String {
 
 /// One POST on its way into the buffer (see "Memory per POST" in the module docs).
 struct Intake<'r> {
-    receiver: &'r Receiver,
+    receiver: &'r TelemetryReceiver,
     now: Instant,
     running: MutexGuard<'r, Option<Arc<str>>>,
     attribution: MutexGuard<'r, Attribution>,
@@ -367,7 +376,7 @@ struct Seen {
 }
 
 impl<'r> Intake<'r> {
-    fn new(receiver: &'r Receiver) -> Intake<'r> {
+    fn new(receiver: &'r TelemetryReceiver) -> Intake<'r> {
         let mut attribution = receiver
             .attribution
             .lock()

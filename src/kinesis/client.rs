@@ -13,7 +13,6 @@ use super::{
     error_from_response, parse_put_records_response, put_records_body, PutRecordsResponse, Record,
     RequestError, StreamTarget, TimeoutPhase, CONTENT_TYPE, PUT_RECORDS_TARGET, SIGNING_SERVICE,
 };
-use crate::config::Credentials;
 use crate::kinesis::sign::Signer;
 use std::fmt;
 use std::path::PathBuf;
@@ -26,6 +25,39 @@ pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 pub const POOL_MAX_IDLE_AGE: Duration = Duration::from_secs(15);
 
 const USER_AGENT: &str = concat!("kinesis-telemetry-extension/", env!("CARGO_PKG_VERSION"));
+
+/// AWS credentials from the function's environment. `Debug` never shows the secrets.
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"** redacted **")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "** redacted **"),
+            )
+            .finish()
+    }
+}
+
+/// Transport and retry settings for Kinesis: the client's timeouts and trust, and how often
+/// and how far apart the flusher retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Http {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
 
 /// Everything the client needs. `Debug` never shows the secret or the token (see
 /// [`Credentials`]).

@@ -11,10 +11,10 @@ use log::warn;
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
 
-/// Sets up the logger from `KINESIS_TELEMETRY_LOG_LEVEL`.
-pub fn init() {
-    let var = format!("{}LOG_LEVEL", crate::config::PREFIX);
-    let raw = std::env::var(&var).unwrap_or_default();
+/// Sets up the logger from the variable `var` (`KINESIS_TELEMETRY_LOG_LEVEL`: it is read
+/// before the settings, so that their warnings are logged).
+pub fn init(var: &str) {
+    let raw = std::env::var(var).unwrap_or_default();
     let wanted = raw.trim().to_ascii_lowercase();
     let invalid = !wanted.is_empty() && !LEVELS.contains(&wanted.as_str());
     let level = if wanted.is_empty() || invalid {

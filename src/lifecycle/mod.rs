@@ -13,7 +13,6 @@
 
 pub mod logging;
 pub mod runtime_api;
-pub mod snapstart;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,10 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::{error, info, warn};
 
 use crate::delivery::flusher::{FlusherHandle, ACK_SLACK};
+use crate::intake::snapstart::Environment;
 use crate::stats::{DropReason, Stats};
 use crate::store::buffer::Buffer;
 use runtime_api::{ApiError, NextEvent, Registration, RuntimeApi};
-use snapstart::Environment;
 
 /// The process exits at least this long before SHUTDOWN's `deadlineMs` (docs/design.md's promise).
 pub const EXIT_MARGIN: Duration = Duration::from_millis(100);

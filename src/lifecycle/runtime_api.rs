@@ -11,7 +11,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::Subscription;
+/// Telemetry API subscription settings, validated against the documented ranges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub schema_version: String,
+    /// Categories subscribed: always `platform` (pacing, `logsDropped`), plus what the user
+    /// selected; unwanted events are filtered at the extension.
+    pub types: Vec<&'static str>,
+    pub max_items: u64,
+    pub max_bytes: u64,
+    pub timeout_ms: u64,
+}
 
 /// Extensions API version path.
 const EXTENSION_PATH: &str = "/2020-01-01/extension";

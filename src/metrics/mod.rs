@@ -14,8 +14,31 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::config::{Dimension, MetricsSettings};
 use crate::stats::{DropReason, Snapshot};
+
+/// A dimension of the EMF metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    FunctionName,
+    FunctionVersion,
+    StreamName,
+}
+
+/// The dimensions by the names `KINESIS_TELEMETRY_METRICS_DIMENSIONS` and CloudWatch use.
+pub const DIMENSIONS: [(&str, Dimension); 3] = [
+    ("FunctionName", Dimension::FunctionName),
+    ("FunctionVersion", Dimension::FunctionVersion),
+    ("StreamName", Dimension::StreamName),
+];
+
+/// CloudWatch Embedded Metric Format lines on stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    pub namespace: String,
+    pub dimensions: Vec<Dimension>,
+    pub interval: Duration,
+}
 
 /// What the dimensions are worth for this function.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,7 +59,7 @@ impl DimensionValues {
 }
 
 fn dimension_name(d: Dimension) -> &'static str {
-    crate::config::DIMENSIONS
+    DIMENSIONS
         .iter()
         .find(|(_, x)| *x == d)
         .map_or("?", |(n, _)| *n)
@@ -64,14 +87,12 @@ pub struct Period {
     pub high_water_bytes: usize,
 }
 
-/// One EMF line (pure).
-pub fn line(
-    settings: &MetricsSettings,
-    dims: &DimensionValues,
-    period: &Period,
-    timestamp_ms: u64,
-) -> String {
-    let d = &period.delta;
+/// One metric: name, CloudWatch unit, value.
+type Metric = (&'static str, &'static str, Value);
+
+/// The event counts of a period: received, delivered, filtered, dropped (in total and by
+/// cause), spilled and resent.
+fn event_metrics(d: &Snapshot) -> Vec<Metric> {
     let dropped = |pick: &dyn Fn(&DropReason) -> bool| -> u64 {
         d.dropped
             .iter()
@@ -79,7 +100,7 @@ pub fn line(
             .map(|(_, n)| *n)
             .sum()
     };
-    let mut metrics: Vec<(&str, &str, Value)> = vec![
+    vec![
         ("EventsReceived", "Count", json!(d.received)),
         ("EventsDelivered", "Count", json!(d.delivered)),
         ("EventsFiltered", "Count", json!(d.filtered)),
@@ -112,6 +133,16 @@ pub fn line(
         ),
         ("EventsSpilled", "Count", json!(d.spilled)),
         ("EventsResent", "Count", json!(d.resent_events)),
+    ]
+}
+
+/// Every metric of a period, in the order the line lists them: events, Kinesis, buffer,
+/// Lambda's drops, the listener's refusals, then the latency percentiles there are samples
+/// for.
+fn metrics_of(period: &Period) -> Vec<Metric> {
+    let d = &period.delta;
+    let mut metrics = event_metrics(d);
+    metrics.extend([
         ("RecordsThrottled", "Count", json!(d.throttled)),
         // The send rate the stream's throttling left this environment (0: no limit).
         ("SendRateLimit", "Bytes/Second", json!(d.send_rate_limit)),
@@ -156,7 +187,7 @@ pub fn line(
             "Count",
             json!(d.listener.aborted.saturating_add(d.listener.stalled)),
         ),
-    ];
+    ]);
     for (name, p) in [
         ("KinesisLatencyP50", 50.0),
         ("KinesisLatencyP99", 99.0),
@@ -166,6 +197,17 @@ pub fn line(
             metrics.push((name, "Milliseconds", json!(ms(v))));
         }
     }
+    metrics
+}
+
+/// One EMF line (pure).
+pub fn line(
+    settings: &MetricsSettings,
+    dims: &DimensionValues,
+    period: &Period,
+    timestamp_ms: u64,
+) -> String {
+    let metrics = metrics_of(period);
     let names: Vec<&str> = settings
         .dimensions
         .iter()

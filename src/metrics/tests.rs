@@ -67,7 +67,7 @@ fn a_line_is_valid_emf_with_the_period_s_numbers() {
             lambda_dropped_events: 20,
             lambda_dropped_bytes: 2048,
             spilled: 0,
-            listener: crate::intake::listener::Refusals {
+            listener: crate::stats::Refusals {
                 refused_connections: 1,
                 evicted: 16,
                 bad_requests: 2,

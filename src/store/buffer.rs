@@ -29,9 +29,15 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::config::BufferCap;
 use crate::event::Event;
 use crate::store::spill::Spilled;
+
+/// The memory cap on everything received but not yet delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferCap {
+    pub max_events: usize,
+    pub max_bytes: usize,
+}
 
 /// How many recent `runtimeDone` marks are kept (one per invocation; concurrency never
 /// applies to them: Managed Instances have no runtimeDone).

@@ -13,17 +13,24 @@
 //! of the summary's columns.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 
-use crate::config::SpillSettings;
 use crate::event::{Event, Key};
 use crate::store::segments::{Recovered, Refused, Spill, SpillError};
 
 const VERSION: u8 = 1;
+
+/// The optional spill to `/tmp` when the memory cap is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpillSettings {
+    /// 0 = off.
+    pub max_bytes: u64,
+    pub dir: PathBuf,
+}
 
 pub struct Spilled {
     store: Spill,
@@ -89,7 +96,7 @@ fn decode(record: &[u8]) -> Option<Event> {
     Some(Event::new(raw.into(), instant_of(received), key))
 }
 
-/// Fuzzing (see `crate::fuzzing`): any bytes either decode to an event or do not, without
+/// Fuzzing (see `fuzzing`): any bytes either decode to an event or do not, without
 /// a panic; an event decoded encodes back to the same text and key.
 pub fn fuzz_record(data: &[u8]) {
     if let Some(e) = decode(data) {

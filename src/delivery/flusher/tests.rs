@@ -1,12 +1,13 @@
 //! The flusher thread against a scripted Kinesis: windows, holds, retries, shutdown.
 
 use super::*;
-use crate::config::{BufferCap, MetricsSettings, RecordFormat, Strategy};
+use crate::delivery::pacing::Strategy;
+use crate::delivery::records::RecordFormat;
 use crate::event::{self, Event, Key, Kind as EventKind};
 use crate::kinesis::limits::Limits;
 use crate::kinesis::RecordOutcome;
-use crate::metrics::DimensionValues;
-use crate::store::buffer::{Entry, Mark};
+use crate::metrics::{DimensionValues, MetricsSettings};
+use crate::store::buffer::{BufferCap, Entry, Mark};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Mutex;
@@ -136,7 +137,7 @@ fn settings(strategy: Strategy, freshness_ms: u64, format: RecordFormat) -> Sett
         records: RecordSettings {
             format,
             target_bytes: 25_000,
-            partition_key: crate::config::PartitionKeyMode::Random,
+            partition_key: crate::event::key::PartitionKeyMode::Random,
             limits: Limits::default(),
         },
         http: Http {

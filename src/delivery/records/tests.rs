@@ -1,4 +1,6 @@
 use super::*;
+use crate::event::key::RANDOM_KEY_CHARS;
+use std::sync::Arc;
 use std::time::Instant;
 
 const MIB: usize = 1024 * 1024;
@@ -238,28 +240,6 @@ fn ndjson_records_are_the_events_one_per_line() {
     let raws: Vec<&str> = events.iter().map(|e| &*e.raw).collect();
     assert_eq!(lines, raws);
     assert!(text.ends_with('\n'));
-}
-
-#[test]
-fn fixed_keys_are_cut_to_the_limit_and_validated() {
-    assert_eq!(fixed_key("abc").as_deref(), Some("abc"));
-    assert!(fixed_key("").is_none());
-    let long = "é".repeat(300); // 600 bytes
-    let k = fixed_key(&long).unwrap();
-    assert!(k.len() <= MAX_KEY_BYTES && k.chars().all(|c| c == 'é'));
-    assert_eq!(k.chars().count(), 128);
-    let ascii = fixed_key(&"a".repeat(300)).unwrap();
-    assert_eq!(ascii.len(), 256);
-}
-
-#[test]
-fn random_keys_are_16_hex_digits() {
-    let mut rng = Rng::seeded(3);
-    let a = random_key(&mut rng);
-    let b = random_key(&mut rng);
-    assert_eq!(a.len(), RANDOM_KEY_CHARS);
-    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-    assert_ne!(a, b);
 }
 
 #[test]

@@ -1,17 +1,17 @@
 //! One telemetry connection: reads HTTP/1.1 requests with `httparse`, hands each complete
 //! POST body to the handler and writes the answer. It runs on its own thread over a socket
 //! ([`Socket`]), or over bytes in memory for the property tests and the fuzz target
-//! (`super::memory`): both are a [`Wire`].
+//! (the sibling `memory` module): both are a [`Wire`].
 //!
 //! Invariants:
 //! - The read timeout is off while waiting for a request's first byte and, from then on, is
 //!   the time left until the request's deadline, reset before every read: a peer cannot
-//!   stretch a request past [`Limits::request_timeout`] by dripping bytes.
+//!   stretch a request past [`ListenerLimits::request_timeout`] by dripping bytes.
 //! - The connection tells its slot when it starts waiting for a request and when one starts
 //!   arriving, so that only a connection with no request in progress can be evicted.
 //! - A request to any path but the subscribed one is refused (404) before its body is read.
 //! - `inbuf` holds at most [`MAX_HEAD_BYTES`] plus one read; a body goes straight into
-//!   `body`, which never exceeds [`Limits::max_body`].
+//!   `body`, which never exceeds [`ListenerLimits::max_body`].
 //! - Every refusal is answered with `Connection: close`, then the rest of the request is
 //!   read and dropped for up to [`LINGER`] before closing, so that the peer sees the answer.
 
@@ -24,7 +24,7 @@ use log::debug;
 
 use super::slots::Slots;
 #[cfg(doc)]
-use super::Limits;
+use super::ListenerLimits;
 use super::{bump, count_once, Shared, KEEP_BODY_CAPACITY, MAX_HEAD_BYTES};
 
 /// Headers parsed per request; more is answered 431.
@@ -156,12 +156,12 @@ pub(super) struct Connection<'a, W: Wire> {
     /// or the next pipelined request.
     inbuf: Vec<u8>,
     body: Vec<u8>,
-    /// [`Limits::request_timeout`], clamped to 1 ms ..= 1 day.
+    /// [`ListenerLimits::request_timeout`], clamped to 1 ms ..= 1 day.
     request_timeout: Duration,
     shared: &'a Shared,
 }
 
-/// [`Limits::request_timeout`] made safe: bounded both ways so that no setting can panic
+/// [`ListenerLimits::request_timeout`] made safe: bounded both ways so that no setting can panic
 /// `Instant + Duration` or make every request stall at once.
 pub(super) fn request_timeout(shared: &Shared) -> Duration {
     shared

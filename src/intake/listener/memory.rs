@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::connection::{Connection, Wire};
-use super::{Limits, ListenerStats, Shared};
+use super::{ListenerLimits, ListenerStats, Shared};
 
 /// What one connection did with the bytes it was sent.
 #[derive(Debug, Default)]
@@ -21,7 +21,7 @@ pub(crate) struct Served {
 }
 
 /// Serves one connection that sends `pieces` then closes; requests must go to `path`.
-pub(crate) fn serve_bytes(pieces: &[&[u8]], path: &str, limits: Limits) -> Served {
+pub(crate) fn serve_bytes(pieces: &[&[u8]], path: &str, limits: ListenerLimits) -> Served {
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let sink = bodies.clone();
     let handler = move |body: &[u8]| {

@@ -9,13 +9,13 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::memory::{serve_bytes, Served};
-use super::Limits;
+use super::ListenerLimits;
 
 const PATH: &str = "/0123456789abcdef0123456789abcdef";
 const MAX_BODY: usize = 4096;
 
-fn limits() -> Limits {
-    Limits {
+fn limits() -> ListenerLimits {
+    ListenerLimits {
         max_body: MAX_BODY,
         max_connections: 1,
         // Memory never waits: a request only stalls if the machine stops for this long.

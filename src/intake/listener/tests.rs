@@ -35,16 +35,16 @@ struct Server {
 }
 
 impl Server {
-    fn start(limits: Limits) -> Server {
+    fn start(limits: ListenerLimits) -> Server {
         Server::answering(limits, 200)
     }
 
-    fn answering(limits: Limits, status: u16) -> Server {
+    fn answering(limits: ListenerLimits, status: u16) -> Server {
         Server::serving("/", limits, status)
     }
 
     /// A listener that serves `path` only (the others serve `/`, as the requests here say).
-    fn serving(path: &str, limits: Limits, status: u16) -> Server {
+    fn serving(path: &str, limits: ListenerLimits, status: u16) -> Server {
         let stats = Arc::new(ListenerStats::default());
         let listener = Listener::bind(
             IpAddr::from([127, 0, 0, 1]),
@@ -76,8 +76,8 @@ impl Server {
     }
 }
 
-fn limits(max_body: usize, max_connections: usize, request_timeout: Duration) -> Limits {
-    Limits {
+fn limits(max_body: usize, max_connections: usize, request_timeout: Duration) -> ListenerLimits {
+    ListenerLimits {
         max_body,
         max_connections,
         request_timeout,
@@ -212,7 +212,7 @@ fn keep_alive_connection_carries_several_posts_byte_for_byte() {
 
 #[test]
 fn a_real_client_reuses_its_connection() {
-    let server = Server::start(Limits::default());
+    let server = Server::start(ListenerLimits::default());
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(WAIT))
         .build()
@@ -620,7 +620,7 @@ fn a_port_clash_names_the_setting_to_change() {
         IpAddr::from([127, 0, 0, 1]),
         port,
         "/".into(),
-        Limits::default(),
+        ListenerLimits::default(),
         stats,
     )
     .err()
@@ -717,7 +717,7 @@ fn deep_json_fits_the_connection_stack() {
         IpAddr::from([127, 0, 0, 1]),
         0,
         "/".into(),
-        Limits::default(),
+        ListenerLimits::default(),
         stats,
     )
     .expect("bind");

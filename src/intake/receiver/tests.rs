@@ -1,7 +1,8 @@
 use super::*;
-use crate::config::BufferCap;
+use crate::event::Key;
 use crate::intake::enrich::FunctionInfo;
-use crate::intake::filter::{Level, TypeSelection};
+use crate::intake::filter::{LogLevel, TypeSelection};
+use crate::store::buffer::BufferCap;
 use serde_json::Value;
 
 fn origin() -> Origin {
@@ -17,8 +18,8 @@ fn origin() -> Origin {
     )
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> ReceiverSettings {
+    ReceiverSettings {
         filter: Filter::default(),
         origin: Some(origin()),
         partition_key: PartitionKeyMode::RequestId,
@@ -35,7 +36,7 @@ fn settings() -> Settings {
     }
 }
 
-fn receiver(s: Settings) -> (Receiver, Arc<Buffer>, Arc<Stats>) {
+fn receiver(s: ReceiverSettings) -> (TelemetryReceiver, Arc<Buffer>, Arc<Stats>) {
     let (b, _) = Buffer::new(
         BufferCap {
             max_events: 1_000,
@@ -45,7 +46,11 @@ fn receiver(s: Settings) -> (Receiver, Arc<Buffer>, Arc<Stats>) {
     );
     let b = Arc::new(b);
     let stats = Arc::new(Stats::default());
-    (Receiver::new(s, b.clone(), stats.clone()), b, stats)
+    (
+        TelemetryReceiver::new(s, b.clone(), stats.clone()),
+        b,
+        stats,
+    )
 }
 
 fn buffered(b: &Buffer) -> Vec<Event> {
@@ -131,7 +136,7 @@ fn ndjson_events_stay_on_one_line_and_other_formats_keep_every_byte() {
     assert!(e
         .raw
         .starts_with("{ \"type\" : \"function\",    \"record\" : \"a\\nb\" "));
-    let (r, b, _) = receiver(Settings {
+    let (r, b, _) = receiver(ReceiverSettings {
         one_line: false,
         origin: None,
         ..settings()
@@ -142,7 +147,7 @@ fn ndjson_events_stay_on_one_line_and_other_formats_keep_every_byte() {
 
 #[test]
 fn concurrent_invocations_never_borrow_the_latest_start() {
-    let (r, b, _) = receiver(Settings {
+    let (r, b, _) = receiver(ReceiverSettings {
         concurrent: true,
         ..settings()
     });
@@ -156,10 +161,10 @@ fn concurrent_invocations_never_borrow_the_latest_start() {
 
 #[test]
 fn filtered_events_are_counted_not_lost_and_still_mark_pacing() {
-    let (r, b, stats) = receiver(Settings {
+    let (r, b, stats) = receiver(ReceiverSettings {
         filter: Filter {
             types: TypeSelection::parse("function").unwrap(),
-            min_level: Some(Level::Info),
+            min_level: Some(LogLevel::Info),
         },
         ..settings()
     });
@@ -178,7 +183,7 @@ fn filtered_events_are_counted_not_lost_and_still_mark_pacing() {
 
 #[test]
 fn enrichment_off_keeps_events_exactly() {
-    let (r, b, _) = receiver(Settings {
+    let (r, b, _) = receiver(ReceiverSettings {
         origin: None,
         partition_key: PartitionKeyMode::Random,
         ..settings()
@@ -237,8 +242,8 @@ fn a_full_buffer_refuses_the_newest_and_counts_them() {
     );
     let b = Arc::new(b);
     let stats = Arc::new(Stats::default());
-    let r = Receiver::new(
-        Settings {
+    let r = TelemetryReceiver::new(
+        ReceiverSettings {
             origin: None,
             ..settings()
         },
@@ -254,7 +259,10 @@ fn a_full_buffer_refuses_the_newest_and_counts_them() {
     assert_eq!(stats.dropped().get(&DropReason::BufferFull), Some(&500));
 }
 
-fn receiver_with_cap(s: Settings, max_events: usize) -> (Receiver, Arc<Buffer>, Arc<Stats>) {
+fn receiver_with_cap(
+    s: ReceiverSettings,
+    max_events: usize,
+) -> (TelemetryReceiver, Arc<Buffer>, Arc<Stats>) {
     let (b, _) = Buffer::new(
         BufferCap {
             max_events,
@@ -264,7 +272,11 @@ fn receiver_with_cap(s: Settings, max_events: usize) -> (Receiver, Arc<Buffer>, 
     );
     let b = Arc::new(b);
     let stats = Arc::new(Stats::default());
-    (Receiver::new(s, b.clone(), stats.clone()), b, stats)
+    (
+        TelemetryReceiver::new(s, b.clone(), stats.clone()),
+        b,
+        stats,
+    )
 }
 
 fn lines(n: usize) -> Vec<String> {
@@ -471,7 +483,7 @@ const RESTORE_DONE: &str =
 #[test]
 fn a_restore_start_gives_it_and_what_follows_a_new_environment_id() {
     let env = Arc::new(Environment::with_id(true, "e0e0e0e0e0e0e0e0"));
-    let (r, b, _) = receiver(Settings {
+    let (r, b, _) = receiver(ReceiverSettings {
         environment: env.clone(),
         partition_key: PartitionKeyMode::Environment,
         ..settings()
@@ -505,7 +517,7 @@ fn a_restore_start_gives_it_and_what_follows_a_new_environment_id() {
 #[test]
 fn a_restore_seen_by_the_lifecycle_applies_from_the_next_post() {
     let env = Arc::new(Environment::with_id(true, "e0e0e0e0e0e0e0e0"));
-    let (r, b, _) = receiver(Settings {
+    let (r, b, _) = receiver(ReceiverSettings {
         environment: env.clone(),
         ..settings()
     });
@@ -532,7 +544,7 @@ const T2_TEXT: &str =
 
 #[test]
 fn every_event_of_a_tenant_s_invocation_names_the_tenant() {
-    let (r, b, _) = receiver(Settings {
+    let (r, b, _) = receiver(ReceiverSettings {
         partition_key: PartitionKeyMode::Tenant,
         ..settings()
     });
@@ -562,7 +574,7 @@ fn every_event_of_a_tenant_s_invocation_names_the_tenant() {
 
 #[test]
 fn on_managed_instances_only_lines_with_a_request_id_get_a_tenant() {
-    let (r, b, _) = receiver(Settings {
+    let (r, b, _) = receiver(ReceiverSettings {
         concurrent: true,
         ..settings()
     });
@@ -585,7 +597,7 @@ fn on_managed_instances_only_lines_with_a_request_id_get_a_tenant() {
 
 #[test]
 fn without_tenants_nothing_is_added() {
-    let (r, b, _) = receiver(Settings {
+    let (r, b, _) = receiver(ReceiverSettings {
         partition_key: PartitionKeyMode::Tenant,
         ..settings()
     });

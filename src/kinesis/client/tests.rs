@@ -46,7 +46,7 @@ fn settings(endpoint: &str) -> ClientSettings {
     ClientSettings {
         endpoint: endpoint.to_owned(),
         region: "us-east-1".into(),
-        credentials: crate::config::Credentials {
+        credentials: super::Credentials {
             access_key_id: "AKIDTEST".into(),
             secret_access_key: "SECRETKEYVALUE".into(),
             session_token: Some("SESSIONTOKENVALUE".into()),

@@ -338,7 +338,7 @@ pub fn segment(records: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// The fuzzing entry point (see `crate::fuzzing`): `data` read as a segment may yield only
+/// The fuzzing entry point (see `fuzzing`): `data` read as a segment may yield only
 /// frames that are really there, in increasing index order, and never panics; `data` cut
 /// into records comes back whole through a segment.
 pub fn fuzz(data: &[u8]) {

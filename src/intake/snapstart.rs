@@ -48,9 +48,6 @@ use crate::rng::Rng;
 /// `AWS_LAMBDA_INITIALIZATION_TYPE` of a SnapStart environment.
 pub const SNAP_START_INIT_TYPE: &str = "snap-start";
 
-/// The telemetry event that marks the restore in the stream.
-pub const RESTORE_START: &str = "platform.restoreStart";
-
 /// What told this process it was restored from a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
