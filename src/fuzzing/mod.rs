@@ -103,6 +103,48 @@ pub fn check_post(v: Variant, body: &[u8]) {
     let (buffer, _woken) = Buffer::new(cap, None);
     let buffer = Arc::new(buffer);
     let stats = Arc::new(Stats::default());
+    let (receiver, budget) = receiver_for(&v, buffer.clone(), stats.clone());
+    assert_eq!(receiver.post(body), 200, "every POST is answered 200");
+
+    let (lease, ()) = buffer.take(|q| (q.len(), ()));
+    let events = lease.events();
+    for e in events {
+        check_event(&v, e, budget);
+    }
+    if v.enrich {
+        let seqs: Vec<u64> = events.iter().filter_map(seq_of).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "seq grows in arrival order: {seqs:?}"
+        );
+    }
+
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let received = get(&stats.received);
+    let dropped = stats.snapshot().dropped_total();
+    assert_eq!(
+        received,
+        get(&stats.filtered) + dropped + events.len() as u64,
+        "every element received is filtered, dropped with a reason, or held"
+    );
+    assert!(events.len() as u64 <= MAX_EVENTS_PER_POST);
+
+    let unusable: u64 = stats.bad_bodies.iter().map(get).sum();
+    match serde_json::from_slice::<Vec<&RawValue>>(body) {
+        Ok(elements) => {
+            assert_eq!(unusable, 0, "a valid array is used");
+            assert_eq!(received, elements.len() as u64, "every element counted");
+            if !v.filter {
+                match_in_order(&v, &elements, events);
+            }
+        }
+        Err(_) => assert_eq!(unusable, 1, "an unusable body is counted once"),
+    }
+}
+
+/// The receiver a [`Variant`] describes, over `buffer`, and the byte budget each event it
+/// admits must fit (the record budget plus what enrichment adds).
+fn receiver_for(v: &Variant, buffer: Arc<Buffer>, stats: Arc<Stats>) -> (TelemetryReceiver, usize) {
     let origin = Origin::new(
         &FunctionInfo {
             name: "orders".into(),
@@ -145,45 +187,10 @@ pub fn check_post(v: Variant, body: &[u8]) {
                 timeout_ms: 25,
             },
         },
-        buffer.clone(),
-        stats.clone(),
+        buffer,
+        stats,
     );
-    assert_eq!(receiver.post(body), 200, "every POST is answered 200");
-
-    let (lease, ()) = buffer.take(|q| (q.len(), ()));
-    let events = lease.events();
-    for e in events {
-        check_event(&v, e, budget);
-    }
-    if v.enrich {
-        let seqs: Vec<u64> = events.iter().filter_map(seq_of).collect();
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "seq grows in arrival order: {seqs:?}"
-        );
-    }
-
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let received = get(&stats.received);
-    let dropped = stats.snapshot().dropped_total();
-    assert_eq!(
-        received,
-        get(&stats.filtered) + dropped + events.len() as u64,
-        "every element received is filtered, dropped with a reason, or held"
-    );
-    assert!(events.len() as u64 <= MAX_EVENTS_PER_POST);
-
-    let unusable: u64 = stats.bad_bodies.iter().map(get).sum();
-    match serde_json::from_slice::<Vec<&RawValue>>(body) {
-        Ok(elements) => {
-            assert_eq!(unusable, 0, "a valid array is used");
-            assert_eq!(received, elements.len() as u64, "every element counted");
-            if !v.filter {
-                match_in_order(&v, &elements, events);
-            }
-        }
-        Err(_) => assert_eq!(unusable, 1, "an unusable body is counted once"),
-    }
+    (receiver, budget)
 }
 
 /// Every buffered event is an element of the body, in order (some may be missing: refused
@@ -295,8 +302,8 @@ pub fn source_keys(text: &str) -> Option<usize> {
     struct IsSource(bool);
     impl<'de> serde::Deserialize<'de> for IsSource {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Name;
-            impl<'de> Visitor<'de> for Name {
+            struct MemberName;
+            impl<'de> Visitor<'de> for MemberName {
                 type Value = IsSource;
                 fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                     f.write_str("a member name")
@@ -308,7 +315,7 @@ pub fn source_keys(text: &str) -> Option<usize> {
                     Ok(IsSource(s == "source"))
                 }
             }
-            d.deserialize_bytes(Name)
+            d.deserialize_bytes(MemberName)
         }
     }
     let mut de = serde_json::Deserializer::from_str(text);

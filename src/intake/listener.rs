@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use connection::{Connection, Socket};
+use connection::{Connection, SlotSocket};
 use counters::{bump, count_once};
 use slots::{Admission, Slots};
 
@@ -395,7 +395,7 @@ fn open_connection(stream: TcpStream, shared: &Arc<Shared>) {
         .spawn(move || {
             let shared = &*leave.0;
             let timeout = connection::request_timeout(shared);
-            let socket = Socket::new(stream, &shared.slots, id, timeout);
+            let socket = SlotSocket::new(stream, &shared.slots, id, timeout);
             Connection::new(socket, shared).serve();
         });
     if let Err(e) = spawned {

@@ -87,7 +87,9 @@ mod frame;
 mod owner;
 mod space;
 
-use frame::{encode, next_frame, parse_segment_name, segment_name, Reader, HEADER, HEADER_BYTES};
+use frame::{
+    encode, next_frame, parse_segment_name, segment_name, FrameReader, HEADER, HEADER_BYTES,
+};
 pub use frame::{fuzz as fuzz_segment, FRAME_OVERHEAD, MAX_RECORD_BYTES};
 use owner::{DirRefused, Trust};
 pub use space::{statvfs, writable_room, Probe};
@@ -303,7 +305,7 @@ pub struct Spill {
     segments: VecDeque<Segment>,
     writer: Option<File>,
     /// Open on the front segment once a take has read from it.
-    reader: Option<Reader<File>>,
+    reader: Option<FrameReader<File>>,
     stale: Vec<Stale>,
     /// The highest sequence number given up on (see [`Stale`]): new names stay above it.
     gave_up_seq: Option<u64>,
@@ -386,7 +388,7 @@ impl Spill {
         };
         let disk = file.metadata().map_or(0, |m| m.len());
         self.used += disk;
-        let mut scan = frame::scan(&mut Reader::new(file), disk, drop);
+        let mut scan = frame::scan(&mut FrameReader::new(file), disk, drop);
         if let Some(source) = scan.error.take() {
             rec.problems.push(io_error("read", &path, source));
         }
@@ -494,7 +496,7 @@ impl Spill {
             }
             let reader = match self.reader.take() {
                 Some(reader) => Ok(reader),
-                None => owner::open_ours(&seg.path, self.euid).map(Reader::new),
+                None => owner::open_ours(&seg.path, self.euid).map(FrameReader::new),
             };
             let next = reader.and_then(|mut reader| {
                 let next = next_frame(&mut reader, seg.pos, seg.end, seg.next_index);

@@ -1,6 +1,6 @@
 //! One telemetry connection: reads HTTP/1.1 requests with `httparse`, hands each complete
 //! POST body to the handler and writes the answer. It runs on its own thread over a socket
-//! ([`Socket`]), or over bytes in memory for the property tests and the fuzz target
+//! ([`SlotSocket`]), or over bytes in memory for the property tests and the fuzz target
 //! (the sibling `memory` module): both are a [`Wire`].
 //!
 //! Invariants:
@@ -29,7 +29,7 @@ use super::{bump, count_once, Shared, KEEP_BODY_CAPACITY, MAX_HEAD_BYTES};
 
 /// Headers parsed per request; more is answered 431.
 pub(super) const MAX_HEADERS: usize = 64;
-/// Socket reads for the head go through a buffer this size.
+/// SlotSocket reads for the head go through a buffer this size.
 const READ_CHUNK: usize = 8 << 10;
 /// A body is read straight into its buffer, growing it by at most this much per read so the
 /// memory used follows the bytes received, not the `Content-Length` claimed.
@@ -59,13 +59,13 @@ pub(super) trait Wire {
 }
 
 /// A connection's socket, shared with its slot so that an eviction can close it.
-pub(super) struct Socket<'a> {
+pub(super) struct SlotSocket<'a> {
     stream: Arc<TcpStream>,
     slots: &'a Slots,
     id: u64,
 }
 
-impl<'a> Socket<'a> {
+impl<'a> SlotSocket<'a> {
     /// `write_timeout`: the longest one answer may take to write, so that a peer that does
     /// not read cannot hold the thread.
     pub(super) fn new(
@@ -73,15 +73,15 @@ impl<'a> Socket<'a> {
         slots: &'a Slots,
         id: u64,
         write_timeout: Duration,
-    ) -> Socket<'a> {
+    ) -> SlotSocket<'a> {
         // Answers are one small write each: send them at once.
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(write_timeout));
-        Socket { stream, slots, id }
+        SlotSocket { stream, slots, id }
     }
 }
 
-impl Wire for Socket<'_> {
+impl Wire for SlotSocket<'_> {
     fn read(&mut self, into: &mut [u8], deadline: Option<Instant>) -> io::Result<usize> {
         let timeout = match deadline {
             None => None,

@@ -97,17 +97,17 @@ fn parse_head(head: &[u8]) -> Option<(u32, u32)> {
 }
 
 /// Bytes readable at an offset: a segment file, or a slice in tests and fuzzing.
-pub trait Source {
+pub trait FrameSource {
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()>;
 }
 
-impl Source for File {
+impl FrameSource for File {
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, pos)
     }
 }
 
-impl Source for &[u8] {
+impl FrameSource for &[u8] {
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
         let at = usize::try_from(pos).ok();
         let range = at.and_then(|at| Some(at..at.checked_add(buf.len())?));
@@ -121,17 +121,17 @@ impl Source for &[u8] {
     }
 }
 
-/// A [`Source`] read through a window of [`SCAN_CHUNK`] bytes: a walk reads each byte about
+/// A [`FrameSource`] read through a window of [`SCAN_CHUNK`] bytes: a walk reads each byte about
 /// once, and consecutive takes from a segment share one read.
-pub struct Reader<S> {
+pub struct FrameReader<S> {
     src: S,
     buf: Vec<u8>,
     start: u64,
 }
 
-impl<S: Source> Reader<S> {
+impl<S: FrameSource> FrameReader<S> {
     pub fn new(src: S) -> Self {
-        Reader {
+        FrameReader {
             src,
             buf: Vec::new(),
             start: 0,
@@ -204,8 +204,8 @@ pub struct Next {
 
 /// The next intact frame in `pos..end` whose index is at least `min_index`, and what was
 /// passed over to reach it (see the module docs).
-pub fn next_frame<S: Source>(
-    r: &mut Reader<S>,
+pub fn next_frame<S: FrameSource>(
+    r: &mut FrameReader<S>,
     mut pos: u64,
     end: u64,
     mut min_index: u64,
@@ -282,7 +282,11 @@ impl Scan {
 }
 
 /// Walks a whole segment of `disk` bytes, handing each intact frame to `each`.
-pub fn scan<S: Source>(r: &mut Reader<S>, disk: u64, mut each: impl FnMut(Frame)) -> Scan {
+pub fn scan<S: FrameSource>(
+    r: &mut FrameReader<S>,
+    disk: u64,
+    mut each: impl FnMut(Frame),
+) -> Scan {
     let mut scan = Scan::default();
     let mut header = [0; HEADER.len()];
     scan.header_ok =
@@ -323,7 +327,7 @@ pub fn scan<S: Source>(r: &mut Reader<S>, disk: u64, mut each: impl FnMut(Frame)
 /// Recovery over a segment held in memory: the records found, oldest first, and the scan.
 pub fn recover(bytes: &[u8]) -> (Vec<Frame>, Scan) {
     let mut frames = Vec::new();
-    let scan = scan(&mut Reader::new(bytes), bytes.len() as u64, |f| {
+    let scan = scan(&mut FrameReader::new(bytes), bytes.len() as u64, |f| {
         frames.push(f)
     });
     (frames, scan)
