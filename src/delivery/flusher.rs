@@ -14,7 +14,7 @@
 //!
 //! The added-time budget (`KINESIS_TELEMETRY_MAX_ADDED_MS`): once an invocation's
 //! runtimeDone has arrived, its window ends within the budget whatever Kinesis does. The
-//! flusher closes it itself by then (`window::after_done_end`); should a request still be in
+//! flusher closes it itself by then (`timeline::after_done_end`); should a request still be in
 //! flight, the lifecycle loop stops waiting at the budget, cuts the request
 //! ([`crate::kinesis::Interrupt`]: its connection is closed, nothing is in flight across the
 //! freeze) and calls `/event/next`; the cut request's records are resent. While Kinesis is
@@ -37,6 +37,7 @@ use crate::config::{Http, Pacing, RecordSettings};
 use crate::delivery::congestion::Congestion;
 use crate::delivery::health::{Health, RetryPolicy, Trouble};
 use crate::delivery::pacing::{self, History, Hold};
+use crate::delivery::timeline::{self, ACK_SLACK};
 use crate::delivery::window::{self, Close, Kind, Step, View, Window};
 use crate::kinesis::{Interrupt, PutRecordsResponse, Record, RequestError};
 use crate::metrics::Metrics;
@@ -44,9 +45,6 @@ use crate::rng::Rng;
 use crate::stats::{DropReason, Stats};
 use crate::store::buffer::{Buffer, Done};
 
-/// How long past a window's end the lifecycle still waits for its acknowledgement (a
-/// request's timeout firing, the last bookkeeping).
-pub const ACK_SLACK: Duration = Duration::from_millis(25);
 /// With no invocation to wait for at SHUTDOWN, the platform's last batch is taken to be in
 /// once no telemetry has arrived for this many buffering timeouts (at least `MIN_QUIET`).
 const QUIET_TIMEOUTS: u32 = 4;
@@ -158,7 +156,7 @@ impl FlusherHandle {
         if sent.is_err() {
             return;
         }
-        let hard_end = window::invoke_window_end(Instant::now(), deadline) + ACK_SLACK;
+        let hard_end = timeline::invoke_window_end(Instant::now(), deadline) + ACK_SLACK;
         let mut budget_end: Option<Instant> = None;
         loop {
             let by = budget_end.map_or(hard_end, |b| b.min(hard_end));
@@ -534,7 +532,7 @@ impl<S: Sink> Flusher<S> {
             return;
         };
         o.done = Some((ticket, at));
-        o.w.until = window::after_done_end(o.w.until, at, self.settings.pacing.max_added);
+        o.w.until = timeline::after_done_end(o.w.until, at, self.settings.pacing.max_added);
     }
 
     /// After a SnapStart restore every copy of the snapshot held the same generator state
@@ -593,7 +591,7 @@ impl<S: Sink> Flusher<S> {
                     self.congestion.at_limit(),
                 );
                 self.note_hold(hold);
-                let until = window::invoke_window_end(now, deadline);
+                let until = timeline::invoke_window_end(now, deadline);
                 let id = request_id.into_boxed_str();
                 self.last_invoke = Some((id.clone(), now));
                 let hold = hold.hold.then(|| id.clone());
@@ -605,8 +603,7 @@ impl<S: Sink> Flusher<S> {
                 until,
                 last_request,
             } => {
-                let grace = (now + self.settings.shutdown_grace)
-                    .min(until.checked_sub(SHUTDOWN_FLUSH_RESERVE).unwrap_or(now));
+                let grace = timeline::grace_end(now, self.settings.shutdown_grace, until);
                 let quiet = (self.settings.buffering_timeout * QUIET_TIMEOUTS).max(MIN_QUIET);
                 let kind = Kind::Shutdown {
                     grace_end: grace,
@@ -753,8 +750,7 @@ impl<S: Sink> Flusher<S> {
                 match v.run_left {
                     Some(left) if left >= v.time_needed => until = until.min(now + left),
                     _ => {
-                        let budget = self.settings.pacing.max_added;
-                        until = until.min(now + budget.saturating_sub(window::CLOSE_SLACK));
+                        until = timeline::probe_end(now, until, self.settings.pacing.max_added);
                         probe = true;
                     }
                 }
@@ -847,10 +843,6 @@ impl<S: Sink> Flusher<S> {
             .emit(Instant::now(), snap, self.stats.take_latencies(), high);
     }
 }
-
-/// At SHUTDOWN, the wait for the platform's last batch ends at least this long before the
-/// drain's deadline, leaving time to send what that batch brought.
-pub const SHUTDOWN_FLUSH_RESERVE: Duration = Duration::from_millis(300);
 
 /// The start-up connect probe waits at most this long (or the connect timeout, if shorter): a
 /// TCP connect that takes longer, even across regions, means Kinesis cannot be reached.

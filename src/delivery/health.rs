@@ -17,11 +17,10 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::delivery::retry;
+use crate::delivery::timeline::MIN_REQUEST_TIME;
 use crate::kinesis::{RequestError, TimeoutPhase};
 use crate::rng::Rng;
 
-/// Do not start a Kinesis request with less time than this left, whatever the estimate.
-pub const MIN_REQUEST_TIME: Duration = Duration::from_millis(10);
 /// Latency samples older than this no longer count: after a slow spell the next window may
 /// try again.
 pub const LATENCY_MEMORY: Duration = Duration::from_secs(60);

@@ -7,4 +7,5 @@ pub mod pacing;
 pub mod records;
 pub mod retry;
 pub mod send;
+pub mod timeline;
 pub mod window;

@@ -16,7 +16,7 @@ use crate::delivery::flusher::{Flusher, Sink};
 use crate::delivery::health::{self, Change, Observation};
 use crate::delivery::records;
 use crate::delivery::retry;
-use crate::delivery::window;
+use crate::delivery::timeline;
 use crate::kinesis::{Record, RequestError};
 use crate::stats::{DropReason, Stats};
 use crate::store::buffer::Fate;
@@ -183,7 +183,7 @@ impl<S: Sink> Flusher<S> {
             .map(|b| b.data_len + b.partition_key.len())
             .sum();
         self.congestion.sent(started, sent_bytes);
-        let timeout = window::request_timeout(self.settings.http.request_timeout, started, until);
+        let timeout = timeline::request_timeout(self.settings.http.request_timeout, started, until);
         let connect_timeout = self
             .health
             .connect_timeout(started, self.settings.http.connect_timeout);

@@ -6,7 +6,8 @@
 //! would resume minutes later on a dead connection. The flusher therefore sends only inside
 //! a window the lifecycle loop opened (INVOKE, SHUTDOWN) and closes it, acknowledging, before
 //! the lifecycle calls `/event/next`; every request's timeout is bounded by the window's end,
-//! and no request is started that the observed latency says cannot finish before it.
+//! and no request is started that the observed latency says cannot finish before it (the
+//! margins and window ends: `timeline`).
 //! On Lambda Managed Instances nothing freezes: one [`Kind::Continuous`] window stays open
 //! until SHUTDOWN and the flusher sends on its own clock.
 //!
@@ -15,13 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::delivery::health::MIN_REQUEST_TIME;
-
-/// The extension calls `/event/next` at least this long before an invocation's deadline.
-pub const INVOKE_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
-/// Invocation windows end this much earlier still: closing the window, the acknowledgement
-/// and the lifecycle's `/event/next` take well under a millisecond, so the margin holds.
-pub const CLOSE_SLACK: Duration = Duration::from_millis(5);
+use crate::delivery::timeline::{can_finish, latest_start, MIN_REQUEST_TIME};
 
 /// What a window is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,46 +121,6 @@ pub enum Step {
     /// Wait until then, or until telemetry arrives.
     Wait(Instant),
     Close(Close),
-}
-
-/// The timeout of a request started at `now` in a window ending at `until` (pure): the
-/// configured one, or what is left of the window, less what a blocking socket wait may
-/// overrun it by. Linux's timer wheel rounds a long timeout up to its level's granularity,
-/// up to an eighth of it (a 900 ms wait was seen to end 46 ms late), and the lifecycle stops
-/// waiting for the window to close [`crate::delivery::flusher::ACK_SLACK`] after its end: the request
-/// must be over by then, never in flight when Lambda freezes the sandbox.
-pub fn request_timeout(configured: Duration, now: Instant, until: Instant) -> Duration {
-    let left = until.saturating_duration_since(now);
-    configured.min(left - left / TIMER_OVERRUN_DIVISOR)
-}
-
-/// A blocking wait can overrun its timeout by up to 1/this of it (see [`request_timeout`]).
-const TIMER_OVERRUN_DIVISOR: u32 = 8;
-
-/// A request started at `at` would get at least `needed` before the window's end.
-fn can_finish(at: Instant, until: Instant, needed: Duration) -> bool {
-    request_timeout(Duration::MAX, at, until) >= needed
-}
-
-/// The last moment a request that needs `needed` can start (the inverse of [`can_finish`]).
-fn latest_start(until: Instant, needed: Duration) -> Option<Instant> {
-    until.checked_sub(needed + needed / (TIMER_OVERRUN_DIVISOR - 1))
-}
-
-/// End of an INVOKE window (pure): the deadline minus the margin. What the window may add
-/// after the invocation's runtimeDone is bounded separately ([`after_done_end`]).
-pub fn invoke_window_end(now: Instant, deadline: Instant) -> Instant {
-    deadline
-        .checked_sub(INVOKE_DEADLINE_MARGIN + CLOSE_SLACK)
-        .unwrap_or(now)
-        .max(now)
-}
-
-/// Where a window ends once its invocation's runtimeDone arrived at `done_at` (pure): the
-/// added-time budget after it, less the close slack, so that the flusher closes the window
-/// itself before the lifecycle loop would cut its request ([`crate::delivery::flusher::FlusherHandle`]).
-pub fn after_done_end(until: Instant, done_at: Instant, max_added: Duration) -> Instant {
-    until.min(done_at + max_added.saturating_sub(CLOSE_SLACK))
 }
 
 /// Sends if it may and a request can finish; otherwise why not. After the invocation's
