@@ -3,9 +3,9 @@
 pub mod congestion;
 pub mod flusher;
 pub mod health;
+pub mod outcome;
 pub mod pacing;
 pub mod records;
-pub mod retry;
 pub mod send;
 pub mod timeline;
 pub mod window;

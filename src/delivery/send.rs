@@ -14,8 +14,8 @@ use log::{debug, info, warn};
 
 use crate::delivery::flusher::{Flusher, Sink};
 use crate::delivery::health::{self, Change, Observation};
+use crate::delivery::outcome::{self, Outcome};
 use crate::delivery::records;
-use crate::delivery::retry;
 use crate::delivery::timeline;
 use crate::kinesis::{Record, RequestError};
 use crate::stats::{DropReason, Stats};
@@ -213,7 +213,7 @@ impl<S: Sink> Flusher<S> {
             Stats::add(&stats.resent_unconfirmed, unconfirmed);
         }
         // 4. What follows.
-        let plan = retry::plan(&result, built.len());
+        let plan = Outcome::of(&result, built.len());
         if result.is_err() {
             Stats::add(&stats.failed_requests, 1);
         }
@@ -244,30 +244,21 @@ impl<S: Sink> Flusher<S> {
             return Sent::Fatal(code);
         }
         // 5. Settle: the events of every resent record go back, the rest are delivered.
-        let mut fates = vec![Fate::Gone; lease.len()];
-        let mut resend_events = 0u64;
-        for &i in &plan.resend {
-            if let Some(b) = built.get(i) {
-                for &e in &b.events {
-                    if let Some(f) = fates.get_mut(e) {
-                        *f = Fate::Resend;
-                        resend_events += 1;
-                    }
-                }
-            }
-        }
-        if plan.unconfirmed {
-            for (e, f) in lease.events_mut().iter_mut().zip(&fates) {
+        let settled = outcome::settle(
+            &plan,
+            built
+                .iter()
+                .map(|b| (&b.events[..], b.data_len + b.partition_key.len())),
+            lease.len(),
+        );
+        if settled.unconfirmed {
+            for (e, f) in lease.events_mut().iter_mut().zip(&settled.fates) {
                 e.unconfirmed = *f == Fate::Resend;
             }
         }
-        let (mut records_ok, mut bytes_ok) = (0u64, 0u64);
-        for (i, b) in built.iter().enumerate() {
-            if !plan.resend.contains(&i) {
-                records_ok += 1;
-                bytes_ok += (b.data_len + b.partition_key.len()) as u64;
-            }
-        }
+        let (records_ok, bytes_ok, resend_events) =
+            (settled.records_ok, settled.bytes_ok, settled.resent);
+        let fates = settled.fates;
         let delivered = self.buffer.finish(lease, |i| fates[i]) as u64;
         Stats::add(&stats.delivered, delivered);
         Stats::add(&stats.records_sent, records_ok);
