@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::delivery::outcome::{Outcome, Settlement};
 use crate::delivery::timeline::MIN_REQUEST_TIME;
 use crate::kinesis::{RequestError, TimeoutPhase};
 use crate::rng::Rng;
@@ -64,6 +65,32 @@ pub enum Observation {
     /// A large request cut at the added-time budget: it says the request was long, not that
     /// Kinesis fails (a small one cut is a [`Observation::Retry`]: Kinesis hangs).
     Cut,
+}
+
+/// What a request's answer says about Kinesis (pure): its `outcome`, how its events
+/// `settled`; `cut`: cut in flight at the added-time budget, `took` after it started; `small`:
+/// at most [`SMALL_REQUEST_BYTES`].
+pub fn observation(
+    outcome: &Outcome,
+    settled: &Settlement,
+    cut: bool,
+    small: bool,
+    took: Duration,
+    budget: Duration,
+) -> Observation {
+    if settled.resent == 0 {
+        Observation::Ok
+    } else if cut && (!small || took < budget / 2) {
+        // A large request cut at the budget was long, not refused; one cut right after it
+        // started says nothing of Kinesis either.
+        Observation::Cut
+    } else if settled.records_ok > 0 || outcome.throttled == outcome.resend.len() {
+        // Some accepted, or all refused for throughput: Kinesis answers, the stream is busy.
+        // Throttling is not an outage: the send rate (`congestion`) paces it.
+        Observation::Partial
+    } else {
+        Observation::Retry
+    }
 }
 
 /// A change worth one log line.

@@ -8,7 +8,7 @@
 //!   JSON), never split across records, up to the record target.
 //! - `kpl`: KPL aggregated records (see `kpl`), one event per user record.
 //!
-//! [`plan`] is the one packing decision: it takes events from the front of the buffer, in
+//! [`pack`] is the one packing decision: it takes events from the front of the buffer, in
 //! order, groups them by partition key (a packed record never mixes keys; with random keys
 //! every event can share a record, whose key is drawn when it is built), and stops *before*
 //! the first event that would break a limit: the record target, the record limit, 500
@@ -16,7 +16,7 @@
 //! most one record per request: Kinesis may accept a later record of a request and throttle
 //! an earlier one, and a key's events must reach its shard in order. That event stays at the front for the next request. An
 //! event too big for a record on its own is reported (`oversize_front`) instead of returning
-//! an empty plan forever. [`build`] then writes exactly the records planned, of exactly the
+//! an empty pack forever. [`build`] then writes exactly the records planned, of exactly the
 //! planned sizes.
 
 use std::collections::HashMap;
@@ -92,7 +92,7 @@ pub struct Planned {
     pub bytes: usize,
 }
 
-/// Why [`plan`] stopped taking events.
+/// Why [`pack`] stopped taking events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackStop {
     /// Every event offered fits.
@@ -126,7 +126,7 @@ impl Pack {
 /// Plans the next request from `events` (data length and key of each, front first; consumed
 /// only up to the first one that does not fit). `target` is the size packed records are
 /// filled to; `limits` are used clamped.
-pub fn plan<'a, I>(events: I, format: RecordFormat, target: usize, limits: &Limits) -> Pack
+pub fn pack<'a, I>(events: I, format: RecordFormat, target: usize, limits: &Limits) -> Pack
 where
     I: IntoIterator<Item = (usize, &'a Key)>,
 {
@@ -257,7 +257,7 @@ impl Built {
     }
 }
 
-/// Plans the records `pack` planned from `events` (the taken prefix): keys drawn (a random
+/// Builds the records `pack` planned from `events` (the taken prefix): keys drawn (a random
 /// key per record), KPL records aggregated; `event` and `ndjson` data stays in the events.
 pub fn build(pack: &Pack, events: &[Event], format: RecordFormat, rng: &mut Rng) -> Vec<Built> {
     pack.records

@@ -8,7 +8,7 @@
 //! the lifecycle calls `/event/next`; every request's timeout is bounded by the window's end,
 //! and no request is started that the observed latency says cannot finish before it (the
 //! margins and window ends: `timeline`).
-//! On Lambda Managed Instances nothing freezes: one [`Kind::Continuous`] window stays open
+//! On Lambda Managed Instances nothing freezes: one [`WindowKind::Continuous`] window stays open
 //! until SHUTDOWN and the flusher sends on its own clock.
 //!
 //! [`next_step`] is pure: a [`Window`] and a [`View`] of the buffer and of Kinesis' health
@@ -20,7 +20,7 @@ use crate::delivery::timeline::{can_finish, latest_start, MIN_REQUEST_TIME};
 
 /// What a window is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub enum WindowKind {
     /// An invocation. `hold`: stay open until this request id's runtimeDone is delivered.
     Invoke { hold: Option<Box<str>> },
     /// SHUTDOWN: wait (up to `grace_end`) for the platform's last batch, deliver everything.
@@ -40,7 +40,7 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub id: u64,
-    pub kind: Kind,
+    pub kind: WindowKind,
     pub opened: Instant,
     /// Nothing may be in flight after this.
     pub until: Instant,
@@ -128,7 +128,7 @@ pub enum Step {
 /// function's.
 fn try_send(w: &Window, v: &View, otherwise: Close) -> Step {
     if let Some(t) = v.backoff_until {
-        if v.done_seen && matches!(w.kind, Kind::Invoke { .. }) {
+        if v.done_seen && matches!(w.kind, WindowKind::Invoke { .. }) {
             return Step::Close(Close::End);
         }
         return if can_finish(t, w.until, v.time_needed) {
@@ -166,7 +166,7 @@ fn send_before_the_end(w: &Window, v: &View) -> Step {
 /// The next step in an open window (pure).
 pub fn next_step(w: &Window, v: &View) -> Step {
     let probed = v.struggling && w.requests >= 1;
-    if w.refused && matches!(w.kind, Kind::Invoke { .. }) {
+    if w.refused && matches!(w.kind, WindowKind::Invoke { .. }) {
         return Step::Close(Close::Refused);
     }
     // While Kinesis is failing each invocation makes one probe: the backoff, grown for the
@@ -175,13 +175,13 @@ pub fn next_step(w: &Window, v: &View) -> Step {
         backoff_until: v.probe_from,
         ..*v
     };
-    let v = if v.struggling && w.requests == 0 && matches!(w.kind, Kind::Invoke { .. }) {
+    let v = if v.struggling && w.requests == 0 && matches!(w.kind, WindowKind::Invoke { .. }) {
         &probing
     } else {
         v
     };
     match &w.kind {
-        Kind::Invoke { hold: None } => {
+        WindowKind::Invoke { hold: None } => {
             if !v.has_data || !v.due {
                 Step::Close(Close::NothingDue)
             } else if probed {
@@ -217,7 +217,7 @@ pub fn next_step(w: &Window, v: &View) -> Step {
                 )
             }
         }
-        Kind::Invoke { hold: Some(_) } => {
+        WindowKind::Invoke { hold: Some(_) } => {
             if v.done_seen && !v.done_pending {
                 return Step::Close(Close::Delivered);
             }
@@ -244,7 +244,7 @@ pub fn next_step(w: &Window, v: &View) -> Step {
                 other => other,
             }
         }
-        Kind::Shutdown {
+        WindowKind::Shutdown {
             grace_end,
             last_request,
             quiet,
@@ -262,7 +262,7 @@ pub fn next_step(w: &Window, v: &View) -> Step {
                 Step::Wait(*grace_end)
             }
         }
-        Kind::Continuous => {
+        WindowKind::Continuous => {
             if v.has_data && (v.full || v.due) {
                 match v.backoff_until {
                     Some(t) => Step::Wait(t),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{error, info, warn};
 
-use crate::delivery::flusher::FlusherHandle;
+use crate::delivery::control::FlusherHandle;
 use crate::delivery::timeline::SHUTDOWN_DRAIN_MARGIN;
 use crate::stats::{DropReason, Stats};
 use crate::store::buffer::Buffer;

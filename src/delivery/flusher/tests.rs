@@ -4,7 +4,7 @@ use super::*;
 use crate::config::{BufferCap, MetricsSettings, RecordFormat, Strategy};
 use crate::event::{self, Event, Key, Kind as EventKind};
 use crate::kinesis::limits::Limits;
-use crate::kinesis::RecordOutcome;
+use crate::kinesis::{Interrupt, PutRecordsResponse, Record, RecordOutcome};
 use crate::metrics::DimensionValues;
 use crate::store::buffer::{Entry, Mark};
 use std::collections::VecDeque;

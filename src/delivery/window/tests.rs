@@ -6,7 +6,7 @@ fn ms(n: u64) -> Duration {
 
 struct Case {
     name: &'static str,
-    kind: Kind,
+    kind: WindowKind,
     requests: u32,
     /// Window end, ms after `now`.
     until_ms: u64,
@@ -35,14 +35,14 @@ fn base(now: Instant) -> View {
     }
 }
 
-fn held() -> Kind {
-    Kind::Invoke {
+fn held() -> WindowKind {
+    WindowKind::Invoke {
         hold: Some("r-1".into()),
     }
 }
 
-fn background() -> Kind {
-    Kind::Invoke { hold: None }
+fn background() -> WindowKind {
+    WindowKind::Invoke { hold: None }
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn every_window_kind_decides_as_documented() {
     let now = Instant::now();
     let v = base(now);
     let grace = now + ms(400);
-    let shutdown = |last: Option<&str>| Kind::Shutdown {
+    let shutdown = |last: Option<&str>| WindowKind::Shutdown {
         grace_end: grace,
         last_request: last.map(Into::into),
         quiet: ms(200),
@@ -494,7 +494,7 @@ fn every_window_kind_decides_as_documented() {
         // Managed Instances: on the clock.
         Case {
             name: "continuous: due",
-            kind: Kind::Continuous,
+            kind: WindowKind::Continuous,
             requests: 9,
             until_ms: 999_999,
             view: v,
@@ -502,7 +502,7 @@ fn every_window_kind_decides_as_documented() {
         },
         Case {
             name: "continuous: full",
-            kind: Kind::Continuous,
+            kind: WindowKind::Continuous,
             requests: 9,
             until_ms: 999_999,
             view: View {
@@ -514,7 +514,7 @@ fn every_window_kind_decides_as_documented() {
         },
         Case {
             name: "continuous: not yet due",
-            kind: Kind::Continuous,
+            kind: WindowKind::Continuous,
             requests: 9,
             until_ms: 999_999,
             view: View {
@@ -526,7 +526,7 @@ fn every_window_kind_decides_as_documented() {
         },
         Case {
             name: "continuous: struggling keeps the grown backoff",
-            kind: Kind::Continuous,
+            kind: WindowKind::Continuous,
             requests: 0,
             until_ms: 999_999,
             view: View {
@@ -539,7 +539,7 @@ fn every_window_kind_decides_as_documented() {
         },
         Case {
             name: "continuous: backoff",
-            kind: Kind::Continuous,
+            kind: WindowKind::Continuous,
             requests: 9,
             until_ms: 999_999,
             view: View {
@@ -562,7 +562,7 @@ fn every_window_kind_decides_as_documented() {
         // After a fatal answer an invocation window closes; SHUTDOWN goes on.
         w.refused = true;
         match w.kind {
-            Kind::Invoke { .. } => {
+            WindowKind::Invoke { .. } => {
                 assert_eq!(
                     next_step(&w, &c.view),
                     Step::Close(Close::Refused),
@@ -580,7 +580,7 @@ fn the_shutdown_wait_ends_after_a_quiet_period_or_the_grace() {
     let opened = Instant::now();
     let w = Window {
         id: 2,
-        kind: Kind::Shutdown {
+        kind: WindowKind::Shutdown {
             grace_end: opened + ms(1000),
             last_request: None,
             quiet: ms(200),
@@ -624,7 +624,7 @@ fn while_kinesis_fails_an_invocation_sends_only_while_its_function_runs() {
         time_needed: ms(30),
         ..base(now)
     };
-    let w = |kind: Kind| Window {
+    let w = |kind: WindowKind| Window {
         id: 1,
         kind,
         opened: now,
