@@ -181,98 +181,117 @@ pub fn next_step(w: &Window, v: &View) -> Step {
         v
     };
     match &w.kind {
-        WindowKind::Invoke { hold: None } => {
-            if !v.has_data || !v.due {
-                Step::Close(Close::NothingDue)
-            } else if probed {
-                Step::Close(Close::Struggling)
-            } else if v.failing {
-                // Only in time the function runs anyway: never after its runtimeDone, and
-                // only a request the function's expected run leaves time for.
-                match v.run_left {
-                    Some(left) if !v.done_seen && left >= v.time_needed => {
-                        try_send(w, v, Close::NoTime)
-                    }
-                    _ if v.recovery_probe && w.requests == 0 => Step::Send,
-                    _ => Step::Close(Close::NoTime),
-                }
-            } else {
-                // A window that is not held waits (a backoff, the stream's send rate) only
-                // while the function is expected to run: its runtimeDone reaches the
-                // extension a buffering timeout after the function returned, too late to
-                // close then without adding that much.
-                if let Some(t) = v.backoff_until {
-                    if v.run_left.is_none_or(|left| v.now + left < t) {
-                        return Step::Close(Close::End);
-                    }
-                }
-                try_send(
-                    w,
-                    v,
-                    if v.backoff_until.is_some() {
-                        Close::End
-                    } else {
-                        Close::TooSlow
-                    },
-                )
-            }
-        }
-        WindowKind::Invoke { hold: Some(_) } => {
-            if v.done_seen && !v.done_pending {
-                return Step::Close(Close::Delivered);
-            }
-            if v.now >= w.until {
-                return Step::Close(if v.done_seen {
-                    Close::End
-                } else {
-                    Close::NoRuntimeDone
-                });
-            }
-            if probed || (v.failing && v.done_seen) {
-                // After runtimeDone a failing Kinesis gets no more of the invocation's time.
-                return Step::Close(Close::Struggling);
-            }
-            let sendable = (v.done_seen && v.done_pending) || v.full || (v.has_data && v.due);
-            if !sendable {
-                return Step::Wait(w.until);
-            }
-            match try_send(w, v, Close::TooSlow) {
-                // Too slow to send now: nothing can keep the promise; do not stretch the
-                // invocation any further.
-                Step::Close(c) if !v.done_seen && v.backoff_until.is_none() => Step::Close(c),
-                Step::Close(_) if v.backoff_until.is_some() => Step::Close(Close::End),
-                other => other,
-            }
-        }
+        WindowKind::Invoke { hold: None } => background_step(w, v, probed),
+        WindowKind::Invoke { hold: Some(_) } => held_step(w, v, probed),
         WindowKind::Shutdown {
             grace_end,
             last_request,
             quiet,
-        } => {
-            if v.has_data {
-                return send_before_the_end(w, v);
-            }
-            let quiet_since = v.last_arrival.map_or(w.opened, |t| t.max(w.opened));
-            let quiet_over = last_request.is_none() && v.now >= quiet_since + *quiet;
-            if v.report_seen || quiet_over || v.now >= *grace_end || v.now >= w.until {
-                Step::Close(Close::Drained)
-            } else if last_request.is_none() {
-                Step::Wait((quiet_since + *quiet).min(*grace_end))
-            } else {
-                Step::Wait(*grace_end)
+        } => shutdown_step(w, v, *grace_end, last_request.is_some(), *quiet),
+        WindowKind::Continuous => continuous_step(v),
+    }
+}
+
+/// An invocation that is not held: send what is due, close when nothing is. `probed`: Kinesis
+/// is struggling and this window made its probe.
+fn background_step(w: &Window, v: &View, probed: bool) -> Step {
+    if !v.has_data || !v.due {
+        Step::Close(Close::NothingDue)
+    } else if probed {
+        Step::Close(Close::Struggling)
+    } else if v.failing {
+        // Only in time the function runs anyway: never after its runtimeDone, and
+        // only a request the function's expected run leaves time for.
+        match v.run_left {
+            Some(left) if !v.done_seen && left >= v.time_needed => try_send(w, v, Close::NoTime),
+            _ if v.recovery_probe && w.requests == 0 => Step::Send,
+            _ => Step::Close(Close::NoTime),
+        }
+    } else {
+        // A window that is not held waits (a backoff, the stream's send rate) only
+        // while the function is expected to run: its runtimeDone reaches the
+        // extension a buffering timeout after the function returned, too late to
+        // close then without adding that much.
+        if let Some(t) = v.backoff_until {
+            if v.run_left.is_none_or(|left| v.now + left < t) {
+                return Step::Close(Close::End);
             }
         }
-        WindowKind::Continuous => {
-            if v.has_data && (v.full || v.due) {
-                match v.backoff_until {
-                    Some(t) => Step::Wait(t),
-                    None => Step::Send,
-                }
+        try_send(
+            w,
+            v,
+            if v.backoff_until.is_some() {
+                Close::End
             } else {
-                // Far enough to mean "until telemetry arrives"; the flusher is woken by it.
-                Step::Wait(v.due_at.unwrap_or(v.now + Duration::from_secs(3600)))
-            }
+                Close::TooSlow
+            },
+        )
+    }
+}
+
+/// A held invocation: send while the function runs, close once its telemetry up to its
+/// runtimeDone is delivered.
+fn held_step(w: &Window, v: &View, probed: bool) -> Step {
+    if v.done_seen && !v.done_pending {
+        return Step::Close(Close::Delivered);
+    }
+    if v.now >= w.until {
+        return Step::Close(if v.done_seen {
+            Close::End
+        } else {
+            Close::NoRuntimeDone
+        });
+    }
+    if probed || (v.failing && v.done_seen) {
+        // After runtimeDone a failing Kinesis gets no more of the invocation's time.
+        return Step::Close(Close::Struggling);
+    }
+    let sendable = (v.done_seen && v.done_pending) || v.full || (v.has_data && v.due);
+    if !sendable {
+        return Step::Wait(w.until);
+    }
+    match try_send(w, v, Close::TooSlow) {
+        // Too slow to send now: nothing can keep the promise; do not stretch the
+        // invocation any further.
+        Step::Close(c) if !v.done_seen && v.backoff_until.is_none() => Step::Close(c),
+        Step::Close(_) if v.backoff_until.is_some() => Step::Close(Close::End),
+        other => other,
+    }
+}
+
+/// SHUTDOWN: send everything; with nothing left, wait for the platform's last batch (its
+/// report, when `reported` there is one to wait for, or a `quiet` period) up to `grace_end`.
+fn shutdown_step(
+    w: &Window,
+    v: &View,
+    grace_end: Instant,
+    reported: bool,
+    quiet: Duration,
+) -> Step {
+    if v.has_data {
+        return send_before_the_end(w, v);
+    }
+    let quiet_since = v.last_arrival.map_or(w.opened, |t| t.max(w.opened));
+    let quiet_over = !reported && v.now >= quiet_since + quiet;
+    if v.report_seen || quiet_over || v.now >= grace_end || v.now >= w.until {
+        Step::Close(Close::Drained)
+    } else if !reported {
+        Step::Wait((quiet_since + quiet).min(grace_end))
+    } else {
+        Step::Wait(grace_end)
+    }
+}
+
+/// Lambda Managed Instances: send what is full or due, on the flusher's own clock.
+fn continuous_step(v: &View) -> Step {
+    if v.has_data && (v.full || v.due) {
+        match v.backoff_until {
+            Some(t) => Step::Wait(t),
+            None => Step::Send,
         }
+    } else {
+        // Far enough to mean "until telemetry arrives"; the flusher is woken by it.
+        Step::Wait(v.due_at.unwrap_or(v.now + Duration::from_secs(3600)))
     }
 }
 
