@@ -19,7 +19,7 @@
 //! an empty pack forever. [`build`] then writes exactly the records planned, of exactly the
 //! planned sizes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::RecordFormat;
@@ -139,7 +139,7 @@ where
         limits,
         records: Vec::new(),
         open: HashMap::new(),
-        full: HashSet::new(),
+        full: std::collections::HashSet::new(),
         total: 0,
     };
     let mut take = 0usize;
@@ -171,7 +171,7 @@ struct Packer<'a> {
     /// The record still being filled, per key (`None`: random keys).
     open: HashMap<Option<&'a str>, usize>,
     /// Fixed keys whose one record of this request is full.
-    full: HashSet<&'a str>,
+    full: std::collections::HashSet<&'a str>,
     /// Bytes of the request so far.
     total: usize,
 }

@@ -551,3 +551,6 @@ fn log_trouble<S: Sink>(l: &mut Link<'_, S>, trouble: Option<Trouble>) {
     }
     l.said.troubles.push(t);
 }
+
+#[cfg(test)]
+mod tests;

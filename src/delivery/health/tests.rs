@@ -274,3 +274,96 @@ fn backoff_never_overflows() {
         Duration::ZERO
     );
 }
+
+#[test]
+fn an_answer_is_observed_by_what_kinesis_did_with_it() {
+    use crate::delivery::outcome::{Outcome, Settlement};
+    use crate::store::buffer::Fate;
+    let ms = Duration::from_millis;
+    let budget = ms(60);
+    // (resend, throttled, resent events, records accepted)
+    let answer = |resend: &[usize], throttled: usize, resent: u64, records_ok: u64| {
+        let outcome = Outcome {
+            delivered: records_ok as usize,
+            resend: resend.to_vec(),
+            throttled,
+            fatal: None,
+            unconfirmed: false,
+        };
+        let settled = Settlement {
+            fates: vec![Fate::Gone; 4],
+            resent,
+            records_ok,
+            bytes_ok: records_ok * 100,
+            unconfirmed: false,
+            dropped: None,
+        };
+        (outcome, settled)
+    };
+    // (name, answer, cut, small, took, observation)
+    let cases = [
+        (
+            "all delivered",
+            answer(&[], 0, 0, 4),
+            false,
+            true,
+            ms(5),
+            Observation::Ok,
+        ),
+        (
+            "some accepted",
+            answer(&[1], 0, 1, 3),
+            false,
+            true,
+            ms(5),
+            Observation::Partial,
+        ),
+        (
+            "all throttled: the stream is busy, Kinesis answers",
+            answer(&[0, 1], 2, 2, 0),
+            false,
+            true,
+            ms(5),
+            Observation::Partial,
+        ),
+        (
+            "all refused, not for throughput",
+            answer(&[0, 1], 1, 2, 0),
+            false,
+            true,
+            ms(5),
+            Observation::Retry,
+        ),
+        (
+            "a large request cut at the budget was long",
+            answer(&[0, 1], 0, 2, 0),
+            true,
+            false,
+            ms(59),
+            Observation::Cut,
+        ),
+        (
+            "a small request cut right after it started",
+            answer(&[0, 1], 0, 2, 0),
+            true,
+            true,
+            ms(10),
+            Observation::Cut,
+        ),
+        (
+            "a small request cut after most of the budget: Kinesis hangs",
+            answer(&[0, 1], 0, 2, 0),
+            true,
+            true,
+            ms(40),
+            Observation::Retry,
+        ),
+    ];
+    for (name, (outcome, settled), cut, small, took, want) in cases {
+        assert_eq!(
+            observation(&outcome, &settled, cut, small, took, budget),
+            want,
+            "{name}"
+        );
+    }
+}
