@@ -145,7 +145,7 @@ impl Bounds {
 }
 
 /// The retry settings health works with.
-pub fn retry_policy(http: &Http) -> RetryPolicy {
+fn retry_policy(http: &Http) -> RetryPolicy {
     RetryPolicy {
         max_attempts: http.max_attempts,
         backoff_base: http.backoff_base,
@@ -171,16 +171,16 @@ pub fn send<S: Sink>(mut l: Link<'_, S>, bounds: Bounds) -> Sent {
     let built = records::build(&pack, lease.events(), l.records.format, l.rng);
     let again = attempted(lease.events_mut());
     // 3. The request.
-    let answer = put(&mut l, &built, lease.events(), bounds.until);
-    count_request(l.stats, &answer, again);
+    let call = put(&mut l, &built, lease.events(), bounds.until);
+    count_request(l.stats, &call, again);
     // 4. The outcome.
-    let outcome = Outcome::of(&answer.result, built.len());
-    if answer.result.is_err() {
+    let outcome = Outcome::of(&call.result, built.len());
+    if call.result.is_err() {
         Stats::add(&l.stats.failed_requests, 1);
     }
     let policy = retry_policy(l.http);
     if let Some(code) = outcome.fatal.clone() {
-        return refused(&mut l, lease, &answer, code, &policy);
+        return refused(&mut l, lease, &call, code, &policy);
     }
     // 5. Settle: the events of every resent record go back, the rest are delivered.
     let settled = outcome::settle(
@@ -191,14 +191,14 @@ pub fn send<S: Sink>(mut l: Link<'_, S>, bounds: Bounds) -> Sent {
     finish(&l, lease, &outcome, &settled);
     pace_to_the_stream(
         &mut l,
-        &answer.result,
+        &call.result,
         &settled,
         outcome.throttled,
         built.len(),
     );
     // 6. Health.
-    tell_health(&mut l, &answer, &outcome, &settled, &policy);
-    if answer.cut {
+    tell_health(&mut l, &call, &outcome, &settled, &policy);
+    if call.cut {
         Sent::Cut
     } else if settled.resent == 0 {
         Sent::Delivered
@@ -262,23 +262,18 @@ fn record_bytes(b: &Built) -> usize {
     b.data_len + b.partition_key.len()
 }
 
-/// What the PutRecords call came to, and what it took.
-pub struct Answer {
-    pub result: Result<PutRecordsResponse, RequestError>,
-    pub took: Duration,
+/// One PutRecords call: what it came to, and what it took.
+struct Call {
+    result: Result<PutRecordsResponse, RequestError>,
+    took: Duration,
     /// Bytes sent (records' data + keys).
-    pub bytes: usize,
+    bytes: usize,
     /// Cut in flight at the added-time budget.
-    pub cut: bool,
+    cut: bool,
 }
 
 /// The PutRecords call, bounded by the window; a new connection by the connects seen.
-pub fn put<S: Sink>(
-    l: &mut Link<'_, S>,
-    built: &[Built],
-    events: &[Event],
-    until: Instant,
-) -> Answer {
+fn put<S: Sink>(l: &mut Link<'_, S>, built: &[Built], events: &[Event], until: Instant) -> Call {
     let started = Instant::now();
     let bytes: usize = built.iter().map(record_bytes).sum();
     l.congestion.sent(started, bytes);
@@ -293,7 +288,7 @@ pub fn put<S: Sink>(
         l.health.connected(Instant::now(), connect);
     }
     let cut = matches!(result, Err(RequestError::Abandoned));
-    Answer {
+    Call {
         result,
         took,
         bytes,
@@ -302,12 +297,12 @@ pub fn put<S: Sink>(
 }
 
 /// Counts the request, its latency and what it sent again.
-fn count_request(stats: &Stats, answer: &Answer, again: Again) {
+fn count_request(stats: &Stats, call: &Call, again: Again) {
     Stats::add(&stats.requests, 1);
-    if answer.cut {
+    if call.cut {
         Stats::add(&stats.abandoned_requests, 1);
     }
-    stats.add_latency(answer.took);
+    stats.add_latency(call.took);
     if again.resent > 0 {
         Stats::add(&stats.retry_requests, 1);
         Stats::add(&stats.resent_events, again.resent);
@@ -320,11 +315,11 @@ fn count_request(stats: &Stats, answer: &Answer, again: Again) {
 fn refused<S: Sink>(
     l: &mut Link<'_, S>,
     lease: Lease<'_>,
-    answer: &Answer,
+    call: &Call,
     code: String,
     policy: &RetryPolicy,
 ) -> Sent {
-    if let Err(err) = &answer.result {
+    if let Err(err) = &call.result {
         if l.said.causes.insert(code.clone()) {
             let what = err.to_string();
             warn!(
@@ -339,13 +334,8 @@ fn refused<S: Sink>(
     }
     let n = l.buffer.finish(lease, |_| Fate::Gone) as u64;
     l.stats.add_dropped(DropReason::Fatal(code.clone()), n);
-    l.health.observe(
-        Instant::now(),
-        answer.took,
-        Observation::Fatal,
-        policy,
-        l.rng,
-    );
+    l.health
+        .observe(Instant::now(), call.took, Observation::Fatal, policy, l.rng);
     Sent::Fatal(code)
 }
 
@@ -431,15 +421,15 @@ fn pace_to_the_stream<S: Sink>(
 }
 
 /// What the answer teaches health, and the one line per episode worth logging.
-pub fn tell_health<S: Sink>(
+fn tell_health<S: Sink>(
     l: &mut Link<'_, S>,
-    answer: &Answer,
+    call: &Call,
     outcome: &Outcome,
     settled: &Settlement,
     policy: &RetryPolicy,
 ) {
-    let (took, cut, result) = (answer.took, answer.cut, &answer.result);
-    let small = answer.bytes <= health::SMALL_REQUEST_BYTES;
+    let (took, cut, result) = (call.took, call.cut, &call.result);
+    let small = call.bytes <= health::SMALL_REQUEST_BYTES;
     let what = health::observation(outcome, settled, cut, small, took, l.max_added);
     match what {
         Observation::Partial => debug!(
@@ -465,7 +455,7 @@ pub fn tell_health<S: Sink>(
     };
     let change = l
         .health
-        .observe_sized(Instant::now(), seen, answer.bytes, what, policy, l.rng);
+        .observe_sized(Instant::now(), seen, call.bytes, what, policy, l.rng);
     l.stats.struggling.store(l.health.struggling(), Relaxed);
     // One line per episode: its kind of trouble when it starts, and its end.
     let recovered = if matches!(what, Observation::Ok | Observation::Partial) && trouble.is_none() {
