@@ -1,12 +1,11 @@
-//! The flusher thread: the only thread that talks to Kinesis, and the channel protocol that
-//! paces it ([`spawn`] → [`FlusherHandle`]).
-//!
-//! The lifecycle loop opens a window ([`Control`]) and waits for its acknowledgement
-//! ([`Ack`]) before calling `/event/next`; in between, the flusher repeats one decision
-//! (`window::next_step`): send a request, wait (for telemetry, a backoff, a deadline) or
-//! close. Nothing is in flight when it acknowledges, and no request outlives the window's end
-//! (see `window` for why). Between windows it sends nothing; on Lambda Managed Instances one
-//! continuous window stays open until SHUTDOWN.
+//! The flusher thread: the only thread that talks to Kinesis. It owns all delivery state
+//! (the buffer's far end, what it knows of Kinesis, the invocations' history) and runs the
+//! chain the module docs of `delivery` map: it opens a window on each [`Control`], looks
+//! (`view`), asks the window for the next step (`window::next_step`), and sends a request
+//! (`request::send`), waits (for telemetry, a backoff, a deadline) or closes and
+//! acknowledges. Nothing is in flight when it acknowledges, and no request outlives the
+//! window's end (`timeline`). Between windows it sends nothing; on Lambda Managed Instances
+//! one continuous window stays open until SHUTDOWN.
 //!
 //! On INVOKE it decides whether to hold the invocation (`pacing`): a held window stays open
 //! until the invocation's `platform.runtimeDone` is delivered and sends continuously
@@ -14,19 +13,16 @@
 //!
 //! The added-time budget (`KINESIS_TELEMETRY_MAX_ADDED_MS`): once an invocation's
 //! runtimeDone has arrived, its window ends within the budget whatever Kinesis does. The
-//! flusher closes it itself by then (`window::after_done_end`); should a request still be in
-//! flight, the lifecycle loop stops waiting at the budget, cuts the request
-//! ([`crate::kinesis::Interrupt`]: its connection is closed, nothing is in flight across the
-//! freeze) and calls `/event/next`; the cut request's records are resent. While Kinesis is
-//! failing, slow or unreachable no invocation is held, and a request is made only in the
-//! time the function is expected to run anyway (`window::next_step`).
+//! flusher closes it itself by then (`timeline::after_done_end`); should a request still be
+//! in flight, the lifecycle loop cuts it (`control`). While Kinesis is failing, slow or
+//! unreachable no invocation is held, and a request is made only in the time the function is
+//! expected to run anyway (`window::next_step`).
 //!
-//! One request is built and settled by `send` (packing, records, the PutRecords call, what
-//! to resend or drop). A fatal answer drops exactly the batch it refused, counted under the
-//! AWS code and logged once per cause; an INVOKE window then closes (no hot loop), SHUTDOWN
-//! goes on with the next batch.
+//! A fatal answer drops exactly the batch it refused, counted under the AWS code and logged
+//! once per cause (`request`); an INVOKE window then closes (no hot loop), SHUTDOWN goes on
+//! with the next batch.
 
-use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,88 +30,26 @@ use crossbeam_channel::{select, Receiver, Sender};
 use log::{info, warn};
 
 use crate::delivery::congestion::Congestion;
-use crate::delivery::health::{Health, RetryPolicy, Trouble};
+use crate::delivery::control::{Ack, Control, FlusherHandle};
+use crate::delivery::health::Health;
 use crate::delivery::pacing::{self, History, Hold, Pacing};
 use crate::delivery::records::RecordSettings;
-use crate::delivery::window::{self, Close, Kind, Step, View, Window};
-use crate::kinesis::{Http, Interrupt, PutRecordsResponse, Record, RequestError};
+use crate::delivery::request::{self, Bounds, Link, Said, Sent};
+/// The real sink, for the wiring (`lib.rs`).
+pub use crate::delivery::sink::KinesisSink;
+use crate::delivery::sink::Sink;
+use crate::delivery::timeline;
+use crate::delivery::window::{self, Close, Step, View, Window, WindowKind};
+use crate::kinesis::{Http, RequestError};
 use crate::metrics::Metrics;
 use crate::rng::Rng;
 use crate::stats::{DropReason, Stats};
-use crate::store::buffer::{Buffer, Done};
+use crate::store::buffer::Buffer;
 
-/// How long past a window's end the lifecycle still waits for its acknowledgement (a
-/// request's timeout firing, the last bookkeeping).
-pub const ACK_SLACK: Duration = Duration::from_millis(25);
 /// With no invocation to wait for at SHUTDOWN, the platform's last batch is taken to be in
 /// once no telemetry has arrived for this many buffering timeouts (at least `MIN_QUIET`).
 const QUIET_TIMEOUTS: u32 = 4;
 const MIN_QUIET: Duration = Duration::from_millis(200);
-
-/// Where records go. The real one is [`KinesisSink`]; tests script one.
-pub trait Sink: Send + 'static {
-    /// One PutRecords: at most `timeout` in all, `connect_timeout` of it for a new connection.
-    fn put(
-        &mut self,
-        records: &[Record<'_>],
-        timeout: Duration,
-        connect_timeout: Duration,
-    ) -> Result<PutRecordsResponse, RequestError>;
-
-    /// What the user should fix for a fatal error (names the stream and region).
-    fn fix_hint(&self, err: &RequestError) -> String;
-
-    /// Where requests go, as log lines name it.
-    fn endpoint(&self) -> String;
-
-    /// How long the connects made since the last call took.
-    fn connect_times(&mut self) -> Vec<Duration> {
-        Vec::new()
-    }
-
-    /// Cuts the request in flight from another thread (the added-time budget).
-    fn interrupt(&self) -> Option<Interrupt> {
-        None
-    }
-
-    /// A connect to the endpoint, run on its own thread at start: can Kinesis be reached,
-    /// and how long does a connect take?
-    fn connect_probe(&self) -> Option<ConnectProbe> {
-        None
-    }
-
-    /// Forgets pooled connections (a SnapStart restore: they died with the snapshot).
-    fn drop_connections(&mut self) {}
-}
-
-/// See [`Sink::connect_probe`].
-pub type ConnectProbe = Box<dyn FnOnce() -> Result<Duration, RequestError> + Send>;
-
-/// Orders from the lifecycle loop.
-#[derive(Debug, Clone)]
-pub enum Control {
-    /// An invocation started; `deadline` is its `deadlineMs`.
-    Invoke {
-        window: u64,
-        request_id: String,
-        deadline: Instant,
-    },
-    /// The environment is shutting down: deliver everything before `until`.
-    Shutdown {
-        window: u64,
-        until: Instant,
-        last_request: Option<String>,
-    },
-    /// Lambda Managed Instances: send on the flusher's own clock until SHUTDOWN.
-    Continuous,
-    /// This process was resumed from a SnapStart snapshot shared with other environments:
-    /// reseed the generator and drop pooled connections (not a window: no acknowledgement).
-    Restored,
-}
-
-/// "Window `n` is closed; nothing is in flight."
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ack(pub u64);
 
 /// Flusher settings, assembled from the environment by `config`.
 #[derive(Debug, Clone)]
@@ -126,129 +60,6 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// The subscription's buffering timeout (how long the platform may sit on telemetry).
     pub buffering_timeout: Duration,
-}
-
-/// The flusher as the lifecycle loop sees it: every exchange of the channel protocol.
-pub struct FlusherHandle {
-    control: Sender<Control>,
-    acks: Receiver<Ack>,
-    /// Each runtimeDone as it arrives.
-    dones: Receiver<Done>,
-    /// The added-time budget.
-    max_added: Duration,
-    interrupt: Option<Interrupt>,
-    /// The start-up connect probe is still waiting: cut before an invocation's `/event/next`.
-    probe_pending: Arc<std::sync::atomic::AtomicBool>,
-    window: u64,
-    late_logged: bool,
-}
-
-impl FlusherHandle {
-    /// An INVOKE: returns once the flusher has closed the invocation's window, or at the
-    /// added-time budget after the invocation's runtimeDone arrived, cutting a request still
-    /// in flight then (see the module docs); at the latest `ACK_SLACK` after the deadline's
-    /// margin.
-    pub fn invoke(&mut self, request_id: &str, deadline: Instant) {
-        self.window += 1;
-        let sent = self.control.try_send(Control::Invoke {
-            window: self.window,
-            request_id: request_id.to_string(),
-            deadline,
-        });
-        if sent.is_err() {
-            return;
-        }
-        let hard_end = window::invoke_window_end(Instant::now(), deadline) + ACK_SLACK;
-        let mut budget_end: Option<Instant> = None;
-        loop {
-            let by = budget_end.map_or(hard_end, |b| b.min(hard_end));
-            select! {
-                recv(self.acks) -> ack => match ack {
-                    Ok(Ack(w)) if w == self.window => return self.cut_a_pending_probe(),
-                    Ok(_) => {}
-                    Err(_) => return,
-                },
-                recv(self.dones) -> done => {
-                    if let Ok((id, at)) = done {
-                        if *id == *request_id && budget_end.is_none() {
-                            budget_end = Some(at + self.max_added);
-                        }
-                    }
-                },
-                default(by.saturating_duration_since(Instant::now())) => break,
-            }
-        }
-        // The budget (or the deadline's margin) is over with the window still open: cut
-        // what is in flight and give the flusher a moment to settle and close.
-        log::debug!(
-            "window {}: {} over with the window open: cutting what is in flight",
-            self.window,
-            if budget_end.is_some() {
-                "the added-time budget"
-            } else {
-                "the deadline's margin"
-            }
-        );
-        if let Some(cut) = &self.interrupt {
-            cut.fire();
-        }
-        self.wait_ack(Instant::now() + ACK_SLACK);
-    }
-
-    /// A start-up connect probe still waiting (Kinesis unreachable) is not left pending
-    /// across the freeze that follows `/event/next`: it is cut, and counts as a connect
-    /// that did not finish.
-    fn cut_a_pending_probe(&self) {
-        if self
-            .probe_pending
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            if let Some(cut) = &self.interrupt {
-                cut.fire();
-            }
-        }
-    }
-
-    /// Managed Instances: the flusher sends on its own clock from now on.
-    pub fn continuous(&mut self) {
-        let _ = self.control.try_send(Control::Continuous);
-    }
-
-    /// A SnapStart restore, told before the first window after it (the channel keeps order).
-    pub fn restored(&mut self) {
-        let _ = self.control.try_send(Control::Restored);
-    }
-
-    /// SHUTDOWN: returns once everything is delivered or counted, by `until` + slack.
-    pub fn shutdown(&mut self, until: Instant, last_request: Option<String>) -> bool {
-        self.window += 1;
-        let sent = self.control.send_timeout(
-            Control::Shutdown {
-                window: self.window,
-                until,
-                last_request,
-            },
-            until.saturating_duration_since(Instant::now()),
-        );
-        sent.is_ok() && self.wait_ack(until + ACK_SLACK)
-    }
-
-    /// Waits for the acknowledgement of the current window, skipping stale ones.
-    fn wait_ack(&mut self, by: Instant) -> bool {
-        loop {
-            match self.acks.recv_deadline(by) {
-                Ok(Ack(w)) if w == self.window => return true,
-                Ok(_) => continue,
-                Err(_) => {
-                    if !self.late_logged {
-                        warn!("internal: the flusher did not close its window in time; continuing (its requests are bounded by the window's end)");
-                        self.late_logged = true;
-                    }
-                    return false;
-                }
-            }
-        }
-    }
 }
 
 /// Everything the flusher thread needs.
@@ -270,12 +81,12 @@ pub fn spawn<S: Sink>(parts: Parts<S>) -> std::io::Result<FlusherHandle> {
     let interrupt = parts.sink.interrupt();
     let max_added = parts.settings.pacing.max_added;
     let (probe_tx, probe_rx) = crossbeam_channel::bounded(1);
-    let probe_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe_pending = Arc::new(AtomicBool::new(false));
     let mut flusher = Flusher::new(parts);
     if let Some(probe) = flusher.sink.connect_probe() {
         // Off the path to the first /event/next (a connect still waiting at the freeze after
         // init sends nothing; the first invocation's /event/next cuts it).
-        probe_pending.store(true, std::sync::atomic::Ordering::Relaxed);
+        probe_pending.store(true, Relaxed);
         let pending = probe_pending.clone();
         std::thread::Builder::new()
             .name("connect-probe".into())
@@ -283,7 +94,7 @@ pub fn spawn<S: Sink>(parts: Parts<S>) -> std::io::Result<FlusherHandle> {
             .spawn(move || {
                 let started = Instant::now();
                 let result = probe();
-                pending.store(false, std::sync::atomic::Ordering::Relaxed);
+                pending.store(false, Relaxed);
                 let _ = probe_tx.send((result, started.elapsed()));
             })?;
         flusher.probe_pending = true;
@@ -292,16 +103,14 @@ pub fn spawn<S: Sink>(parts: Parts<S>) -> std::io::Result<FlusherHandle> {
         .name("flusher".into())
         .stack_size(1024 * 1024)
         .spawn(move || flusher.run(control_rx, ack_tx, probe_rx))?;
-    Ok(FlusherHandle {
+    Ok(FlusherHandle::new(
         control,
         acks,
         dones,
         max_added,
         interrupt,
         probe_pending,
-        window: 0,
-        late_logged: false,
-    })
+    ))
 }
 
 /// The outcome of the connect probe and how long it took.
@@ -316,43 +125,42 @@ struct Open {
     done: Option<(u64, Instant)>,
 }
 
-pub(crate) struct Flusher<S: Sink> {
-    pub(crate) sink: S,
-    pub(crate) settings: Settings,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) buffer: Arc<Buffer>,
+/// The flusher's state: its fields are its own (a request borrows what it needs as a
+/// [`Link`]).
+struct Flusher<S: Sink> {
+    sink: S,
+    settings: Settings,
+    stats: Arc<Stats>,
+    buffer: Arc<Buffer>,
     woken: Receiver<()>,
-    pub(crate) rng: Rng,
-    pub(crate) health: Health,
+    rng: Rng,
+    health: Health,
     /// The stream's send rate, once Kinesis throttled.
-    pub(crate) congestion: Congestion,
-    /// The stream-at-its-limit line was logged for this episode.
-    pub(crate) limit_logged: bool,
+    congestion: Congestion,
+    /// What was logged of Kinesis' episodes and refusals.
+    said: Said,
     history: History,
     /// The last held invocation's request id (to see whether its runtimeDone came late).
     last_held: Option<Box<str>>,
     /// The last invocation's request id and INVOKE (to learn how long it ran).
     last_invoke: Option<(Box<str>, Instant)>,
     /// The last request: when, and how many invocations had been seen then.
-    pub(crate) last_attempt: Option<(Instant, usize)>,
+    last_attempt: Option<(Instant, usize)>,
     /// The start-up connect probe has not answered yet: no invocation is held until it has
     /// (an unreachable Kinesis must not cost the first invocations their budget).
     probe_pending: bool,
     received_bytes_at_invoke: u64,
     last_hold: Option<Hold>,
     open: Option<Open>,
-    pub(crate) logged_causes: HashSet<String>,
-    /// The kinds of trouble logged in the current episode (cleared when Kinesis recovers).
-    pub(crate) trouble_logged: Vec<Trouble>,
     slow_logged: bool,
     no_done_logged: bool,
     /// Spilled events lost so far (already counted).
-    pub(crate) spill_lost: u64,
+    spill_lost: u64,
     metrics: Metrics,
 }
 
 impl<S: Sink> Flusher<S> {
-    pub(crate) fn new(p: Parts<S>) -> Self {
+    fn new(p: Parts<S>) -> Self {
         Flusher {
             sink: p.sink,
             settings: p.settings,
@@ -362,7 +170,7 @@ impl<S: Sink> Flusher<S> {
             rng: Rng::new(),
             health: Health::default(),
             congestion: Congestion::default(),
-            limit_logged: false,
+            said: Said::default(),
             history: History::default(),
             last_held: None,
             last_invoke: None,
@@ -371,8 +179,6 @@ impl<S: Sink> Flusher<S> {
             received_bytes_at_invoke: 0,
             last_hold: None,
             open: None,
-            logged_causes: HashSet::new(),
-            trouble_logged: Vec::new(),
             slow_logged: false,
             no_done_logged: false,
             spill_lost: 0,
@@ -380,11 +186,19 @@ impl<S: Sink> Flusher<S> {
         }
     }
 
-    pub(crate) fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: self.settings.http.max_attempts,
-            backoff_base: self.settings.http.backoff_base,
-            backoff_max: self.settings.http.backoff_max,
+    /// What a request reads and changes, borrowed for its duration.
+    fn link(&mut self) -> Link<'_, S> {
+        Link {
+            sink: &mut self.sink,
+            buffer: &self.buffer,
+            stats: &self.stats,
+            health: &mut self.health,
+            congestion: &mut self.congestion,
+            rng: &mut self.rng,
+            said: &mut self.said,
+            records: &self.settings.records,
+            http: &self.settings.http,
+            max_added: self.settings.pacing.max_added,
         }
     }
 
@@ -422,7 +236,7 @@ impl<S: Sink> Flusher<S> {
                 Some(t)
                     if matches!(
                         self.open.as_ref().map(|o| &o.w.kind),
-                        Some(Kind::Continuous)
+                        Some(WindowKind::Continuous)
                     ) =>
                 {
                     timeout.min(t.saturating_duration_since(Instant::now()))
@@ -437,7 +251,7 @@ impl<S: Sink> Flusher<S> {
                         if let Some(Ok((result, took))) = probe.as_ref().map(Receiver::try_recv) {
                             probe = None;
                             self.probe_pending = false;
-                            self.probed(result, took);
+                            request::probed(self.link(), result, took);
                         }
                         self.open_window(c, &ack_tx)
                     }
@@ -448,73 +262,18 @@ impl<S: Sink> Flusher<S> {
                     probe = None;
                     self.probe_pending = false;
                     if let Ok((result, took)) = r {
-                        self.probed(result, took);
+                        request::probed(self.link(), result, took);
                     }
                 },
                 default(timeout) => {},
             }
             if matches!(
                 self.open.as_ref().map(|o| &o.w.kind),
-                Some(Kind::Continuous)
+                Some(WindowKind::Continuous)
             ) {
                 self.maybe_emit_metrics();
             }
         }
-    }
-
-    /// What the connect probe at start taught: how long a connect takes, or that Kinesis
-    /// cannot be reached (then no invocation is held, and the log says why, once).
-    fn probed(&mut self, result: Result<Duration, RequestError>, took: Duration) {
-        let now = Instant::now();
-        match result {
-            Ok(connect) => self.health.connected(now, connect),
-            Err(e) => {
-                let policy = self.retry_policy();
-                self.health.observe(
-                    now,
-                    took,
-                    crate::delivery::health::Observation::Retry,
-                    &policy,
-                    &mut self.rng,
-                );
-                let budget = self.settings.pacing.max_added;
-                let err: Result<(), RequestError> = Err(e);
-                self.log_trouble(crate::delivery::health::diagnose(&err, took, budget));
-            }
-        }
-    }
-
-    /// Logs a kind of trouble once per episode (see `health::diagnose`).
-    pub(crate) fn log_trouble(&mut self, trouble: Option<Trouble>) {
-        let Some(t) = trouble else {
-            return;
-        };
-        if self.trouble_logged.iter().any(|was| was.same_kind(&t)) {
-            return;
-        }
-        let endpoint = self.sink.endpoint();
-        let held = self.buffer.held();
-        match &t {
-            Trouble::Unreachable(why) => warn!(
-                "Kinesis at {endpoint} cannot be reached ({why}): check the function's VPC route to it \
-                 (a NAT gateway or a Kinesis interface VPC endpoint), its security groups, and \
-                 KINESIS_TELEMETRY_ENDPOINT. {held} events stay buffered; they are sent while \
-                 functions run and at SHUTDOWN, never in the functions' time"
-            ),
-            Trouble::Hanging => warn!(
-                "Kinesis at {endpoint} accepted the connection but did not answer in time: \
-                 requests are cut at the added-time budget (KINESIS_TELEMETRY_MAX_ADDED_MS) and \
-                 resent; {held} events stay buffered and are sent while functions run and at SHUTDOWN"
-            ),
-            Trouble::Slow(took) => warn!(
-                "Kinesis at {endpoint} answers in about {} ms, more than the added-time budget \
-                 (KINESIS_TELEMETRY_MAX_ADDED_MS = {} ms): invocations are not held; telemetry is \
-                 sent while functions run and at SHUTDOWN",
-                took.as_millis(),
-                self.settings.pacing.max_added.as_millis()
-            ),
-        }
-        self.trouble_logged.push(t);
     }
 
     /// Once the open invocation's runtimeDone has arrived, the window ends within the
@@ -534,23 +293,24 @@ impl<S: Sink> Flusher<S> {
             return;
         };
         o.done = Some((ticket, at));
-        o.w.until = window::after_done_end(o.w.until, at, self.settings.pacing.max_added);
+        o.w.until = timeline::after_done_end(o.w.until, at, self.settings.pacing.max_added);
     }
 
     /// After a SnapStart restore every copy of the snapshot held the same generator state
     /// and connections: draw a new seed from the OS, and forget the pool.
-    pub(crate) fn restored(&mut self) {
+    fn restored(&mut self) {
         self.rng = Rng::new();
         self.sink.drop_connections();
     }
 
+    /// Opens the window a [`Control`] orders (after a restore, reseeds instead); a window
+    /// still open is acknowledged first (the lifecycle stopped waiting for it).
     fn open_window(&mut self, c: Control, ack_tx: &Sender<Ack>) {
         if let Control::Restored = c {
             return self.restored();
         }
         let now = Instant::now();
         if let Some(old) = self.open.take() {
-            // A new order while a window is open: the lifecycle stopped waiting for it.
             let _ = ack_tx.try_send(Ack(old.w.id));
         }
         let (id, kind, until, request_id) = match c {
@@ -559,70 +319,23 @@ impl<S: Sink> Flusher<S> {
                 request_id,
                 deadline,
             } => {
-                self.history.invoked(now);
-                // How long the last invocation ran, whether or not its window was still open
-                // when its runtimeDone came.
-                if let Some((id, opened)) = self.last_invoke.take() {
-                    if let Some(at) = self.buffer.done_at(&id).filter(|at| *at >= opened) {
-                        self.history.ran(at - opened);
-                    }
-                }
-                if let Some(id) = self.last_held.take() {
-                    if self.buffer.done_ticket(&id).is_some() {
-                        // It came, late: the platform does send runtimeDone.
-                        self.history.missed_runtime_done = 0;
-                    }
-                }
-                let received = self
-                    .stats
-                    .received_bytes
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                self.history.last_invocation_bytes =
-                    (received - self.received_bytes_at_invoke.min(received)) as usize;
-                self.received_bytes_at_invoke = received;
-                // Not before the start-up connect probe has answered: an unreachable Kinesis
-                // must not cost the first invocations their budget.
-                let fit = !self.probe_pending
-                    && self.health.fit_to_hold(now, self.settings.pacing.max_added);
-                let hold = pacing::decide(
-                    &self.settings.pacing,
-                    &self.history,
-                    &self.buffer.level(),
-                    self.buffer.cap(),
-                    fit,
-                    self.congestion.at_limit(),
-                );
-                self.note_hold(hold);
-                let until = window::invoke_window_end(now, deadline);
-                let id = request_id.into_boxed_str();
-                self.last_invoke = Some((id.clone(), now));
-                let hold = hold.hold.then(|| id.clone());
-                self.last_held.clone_from(&hold);
-                (window, Kind::Invoke { hold }, until, Some(id))
+                let (kind, until, id) = self.invoke_window(now, request_id, deadline);
+                (window, kind, until, Some(id))
             }
             Control::Shutdown {
                 window,
                 until,
                 last_request,
-            } => {
-                let grace = (now + self.settings.shutdown_grace)
-                    .min(until.checked_sub(SHUTDOWN_FLUSH_RESERVE).unwrap_or(now));
-                let quiet = (self.settings.buffering_timeout * QUIET_TIMEOUTS).max(MIN_QUIET);
-                let kind = Kind::Shutdown {
-                    grace_end: grace,
-                    last_request: last_request.map(String::into_boxed_str),
-                    quiet,
-                };
-                (window, kind, until, None)
-            }
+            } => (
+                window,
+                self.shutdown_window(now, until, last_request),
+                until,
+                None,
+            ),
             Control::Continuous => {
                 info!("Lambda Managed Instances: sending continuously (no freeze, concurrent invocations)");
-                (
-                    0,
-                    Kind::Continuous,
-                    now + Duration::from_secs(100 * 365 * 86_400),
-                    None,
-                )
+                let forever = now + Duration::from_secs(100 * 365 * 86_400);
+                (0, WindowKind::Continuous, forever, None)
             }
             Control::Restored => return,
         };
@@ -638,6 +351,76 @@ impl<S: Sink> Flusher<S> {
             request_id,
             done: None,
         });
+    }
+
+    /// An INVOKE's window: what the last invocation taught, whether to hold this one, and
+    /// where its window ends.
+    fn invoke_window(
+        &mut self,
+        now: Instant,
+        request_id: String,
+        deadline: Instant,
+    ) -> (WindowKind, Instant, Box<str>) {
+        self.learn_from_the_last_invocation(now);
+        // Not before the start-up connect probe has answered: an unreachable Kinesis
+        // must not cost the first invocations their budget.
+        let fit =
+            !self.probe_pending && self.health.fit_to_hold(now, self.settings.pacing.max_added);
+        let hold = pacing::decide(
+            &self.settings.pacing,
+            &self.history,
+            &self.buffer.level(),
+            self.buffer.cap(),
+            fit,
+            self.congestion.at_limit(),
+        );
+        self.note_hold(hold);
+        let until = timeline::invoke_window_end(now, deadline);
+        let id = request_id.into_boxed_str();
+        self.last_invoke = Some((id.clone(), now));
+        let hold = hold.hold.then(|| id.clone());
+        self.last_held.clone_from(&hold);
+        (WindowKind::Invoke { hold }, until, id)
+    }
+
+    /// Notes an INVOKE at `now` in the history, with what the invocation before it showed:
+    /// how long it ran, whether its runtimeDone came late, how much telemetry it brought.
+    fn learn_from_the_last_invocation(&mut self, now: Instant) {
+        self.history.invoked(now);
+        // How long the last invocation ran, whether or not its window was still open
+        // when its runtimeDone came.
+        if let Some((id, opened)) = self.last_invoke.take() {
+            if let Some(at) = self.buffer.done_at(&id).filter(|at| *at >= opened) {
+                self.history.ran(at - opened);
+            }
+        }
+        if let Some(id) = self.last_held.take() {
+            if self.buffer.done_ticket(&id).is_some() {
+                // It came, late: the platform does send runtimeDone.
+                self.history.missed_runtime_done = 0;
+            }
+        }
+        let received = self.stats.received_bytes.load(Relaxed);
+        self.history.last_invocation_bytes =
+            (received - self.received_bytes_at_invoke.min(received)) as usize;
+        self.received_bytes_at_invoke = received;
+    }
+
+    /// SHUTDOWN's window: wait for the platform's last batch (up to the grace, or a quiet
+    /// period when there is no invocation's report to wait for), deliver everything.
+    fn shutdown_window(
+        &self,
+        now: Instant,
+        until: Instant,
+        last_request: Option<String>,
+    ) -> WindowKind {
+        let grace = timeline::grace_end(now, self.settings.shutdown_grace, until);
+        let quiet = (self.settings.buffering_timeout * QUIET_TIMEOUTS).max(MIN_QUIET);
+        WindowKind::Shutdown {
+            grace_end: grace,
+            last_request: last_request.map(String::into_boxed_str),
+            quiet,
+        }
     }
 
     /// Logs once when the adaptive decision switches, and why.
@@ -668,7 +451,7 @@ impl<S: Sink> Flusher<S> {
         let now = Instant::now();
         let level = self.buffer.level();
         let p = &self.settings.pacing;
-        let continuous = matches!(o.w.kind, Kind::Continuous);
+        let continuous = matches!(o.w.kind, WindowKind::Continuous);
         let gap = if continuous {
             Some(Duration::ZERO)
         } else {
@@ -688,14 +471,14 @@ impl<S: Sink> Flusher<S> {
         };
         let rate_wait = self.congestion.wait(now, next_request);
         let run_left = match o.w.kind {
-            Kind::Invoke { .. } => self
+            WindowKind::Invoke { .. } => self
                 .history
                 .expected_run(self.settings.buffering_timeout)
                 .map(|run| run.saturating_sub(now.saturating_duration_since(o.w.opened))),
             _ => None,
         };
         let report_seen = match &o.w.kind {
-            Kind::Shutdown {
+            WindowKind::Shutdown {
                 last_request: Some(id),
                 ..
             } => self.buffer.report_seen(id),
@@ -744,38 +527,23 @@ impl<S: Sink> Flusher<S> {
         let now = Instant::now();
         o.w.requests += 1;
         self.last_attempt = Some((now, self.history.seen()));
-        // While Kinesis is failing an invocation's request ends when its function is expected
-        // to (the window's decision made sure that leaves time for one), or, a recovery probe,
-        // within the added-time budget.
-        let (mut until, mut probe) = (o.w.until, false);
-        if let Kind::Invoke { .. } = &o.w.kind {
-            if v.failing {
-                match v.run_left {
-                    Some(left) if left >= v.time_needed => until = until.min(now + left),
-                    _ => {
-                        let budget = self.settings.pacing.max_added;
-                        until = until.min(now + budget.saturating_sub(window::CLOSE_SLACK));
-                        probe = true;
-                    }
-                }
-            }
-        }
-        // While Kinesis is failing, a request is a probe (see `send_one`), except at SHUTDOWN:
-        // the last window sends everything it can.
-        probe |= self.health.struggling() && !matches!(o.w.kind, Kind::Shutdown { .. });
-        // After the invocation's runtimeDone a request carries what the rest of the budget
-        // can move, so that it is not cut.
-        let max_bytes = match (&o.w.kind, o.done) {
-            (Kind::Invoke { .. }, Some(_)) => self
-                .health
-                .bytes_within(now, until.saturating_duration_since(now)),
-            _ => None,
-        };
-        let sent = self.send_one(until, probe, max_bytes);
+        let max_added = self.settings.pacing.max_added;
+        let bounds = Bounds::in_window(&o.w, v, &self.health, max_added, now);
+        let sent = request::send(self.link(), bounds);
         self.count_spill_losses();
         if let Some(o) = self.open.as_mut() {
             // A fatal refusal, or a request cut at the budget: the invocation gets no more.
-            o.w.refused |= sent.is_fatal() || sent == crate::delivery::send::Sent::Cut;
+            o.w.refused |= sent.is_fatal() || sent == Sent::Cut;
+        }
+    }
+
+    /// Counts spilled events lost to a damaged spill file since the last look.
+    fn count_spill_losses(&mut self) {
+        let lost = self.buffer.spill_lost();
+        if lost > self.spill_lost {
+            self.stats
+                .add_dropped(DropReason::SpillCorrupt, lost - self.spill_lost);
+            self.spill_lost = lost;
         }
     }
 
@@ -797,7 +565,7 @@ impl<S: Sink> Flusher<S> {
             }
             Close::TooSlow
                 if !self.slow_logged
-                    && self.trouble_logged.is_empty()
+                    && self.said.no_trouble()
                     && self.health.time_needed(Instant::now()) > self.settings.pacing.max_added =>
             {
                 self.slow_logged = true;
@@ -812,7 +580,7 @@ impl<S: Sink> Flusher<S> {
             }
             _ => {}
         }
-        let shutdown = matches!(o.w.kind, Kind::Shutdown { .. });
+        let shutdown = matches!(o.w.kind, WindowKind::Shutdown { .. });
         if shutdown {
             self.count_left_at_shutdown();
             self.emit_metrics();
@@ -845,77 +613,6 @@ impl<S: Sink> Flusher<S> {
         let high = self.buffer.level().high_water;
         self.metrics
             .emit(Instant::now(), snap, self.stats.take_latencies(), high);
-    }
-}
-
-/// At SHUTDOWN, the wait for the platform's last batch ends at least this long before the
-/// drain's deadline, leaving time to send what that batch brought.
-pub const SHUTDOWN_FLUSH_RESERVE: Duration = Duration::from_millis(300);
-
-/// The start-up connect probe waits at most this long (or the connect timeout, if shorter): a
-/// TCP connect that takes longer, even across regions, means Kinesis cannot be reached.
-pub const START_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// The real [`Sink`]: PutRecords to one stream.
-pub struct KinesisSink {
-    client: crate::kinesis::KinesisClient,
-    target: crate::kinesis::StreamTarget,
-    /// The configured connect timeout (the start-up probe's).
-    connect_timeout: Duration,
-}
-
-impl KinesisSink {
-    pub fn new(
-        client: crate::kinesis::KinesisClient,
-        target: crate::kinesis::StreamTarget,
-        connect_timeout: Duration,
-    ) -> Self {
-        KinesisSink {
-            client,
-            target,
-            connect_timeout,
-        }
-    }
-}
-
-impl Sink for KinesisSink {
-    fn put(
-        &mut self,
-        records: &[Record<'_>],
-        timeout: Duration,
-        connect_timeout: Duration,
-    ) -> Result<PutRecordsResponse, RequestError> {
-        self.client
-            .put_records(&self.target, records, timeout, connect_timeout)
-    }
-
-    fn fix_hint(&self, err: &RequestError) -> String {
-        err.fix_hint(&self.target, self.client.region())
-    }
-
-    fn endpoint(&self) -> String {
-        self.client.url().trim_end_matches('/').to_owned()
-    }
-
-    fn connect_times(&mut self) -> Vec<Duration> {
-        self.client.connect_times()
-    }
-
-    fn interrupt(&self) -> Option<Interrupt> {
-        Some(self.client.interrupt())
-    }
-
-    fn connect_probe(&self) -> Option<ConnectProbe> {
-        let url = self.client.url().to_owned();
-        let timeout = self.connect_timeout.min(START_PROBE_TIMEOUT);
-        let interrupt = self.client.interrupt();
-        Some(Box::new(move || {
-            crate::kinesis::probe_connect(&url, timeout, &interrupt)
-        }))
-    }
-
-    fn drop_connections(&mut self) {
-        self.client.drop_connections();
     }
 }
 

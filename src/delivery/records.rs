@@ -8,7 +8,7 @@
 //!   JSON), never split across records, up to the record target.
 //! - `kpl`: KPL aggregated records (see `kpl`), one event per user record.
 //!
-//! [`plan`] is the one packing decision: it takes events from the front of the buffer, in
+//! [`pack`] is the one packing decision: it takes events from the front of the buffer, in
 //! order, groups them by partition key (a packed record never mixes keys; with random keys
 //! every event can share a record, whose key is drawn when it is built), and stops *before*
 //! the first event that would break a limit: the record target, the record limit, 500
@@ -16,7 +16,7 @@
 //! most one record per request: Kinesis may accept a later record of a request and throttle
 //! an earlier one, and a key's events must reach its shard in order. That event stays at the front for the next request. An
 //! event too big for a record on its own is reported (`oversize_front`) instead of returning
-//! an empty plan forever. [`build`] then writes exactly the records planned, of exactly the
+//! an empty pack forever. [`build`] then writes exactly the records planned, of exactly the
 //! planned sizes.
 
 use std::collections::HashMap;
@@ -66,7 +66,7 @@ pub struct Planned {
     pub bytes: usize,
 }
 
-/// Why [`plan`] stopped taking events.
+/// Why [`pack`] stopped taking events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackStop {
     /// Every event offered fits.
@@ -100,95 +100,147 @@ impl Pack {
 /// Plans the next request from `events` (data length and key of each, front first; consumed
 /// only up to the first one that does not fit). `target` is the size packed records are
 /// filled to; `limits` are used clamped.
-pub fn plan<'a, I>(events: I, format: RecordFormat, target: usize, limits: &Limits) -> Pack
+pub fn pack<'a, I>(events: I, format: RecordFormat, target: usize, limits: &Limits) -> Pack
 where
     I: IntoIterator<Item = (usize, &'a Key)>,
 {
     let limits = limits.clamped();
     let record_max = limits.record_max();
-    let target = target.clamp(1, record_max);
-    let mut records: Vec<Planned> = Vec::new();
-    // The record still being filled, per key (`None`: random keys).
-    let mut open: HashMap<Option<&str>, usize> = HashMap::new();
-    // Fixed keys whose one record of this request is full.
-    let mut full: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    let mut total = 0usize;
+    let mut p = Packer {
+        format,
+        target: target.clamp(1, record_max),
+        record_max,
+        limits,
+        records: Vec::new(),
+        open: HashMap::new(),
+        full: std::collections::HashSet::new(),
+        total: 0,
+    };
     let mut take = 0usize;
     let mut stop = PackStop::Exhausted;
     for (len, key) in events {
-        let class = match key {
-            Key::Random => None,
-            Key::Fixed(k) => Some(&**k),
-        };
-        let key_len = key.len();
-        if len > record_max {
-            stop = PackStop::Oversize;
+        if let Err(s) = p.add(take, len, key) {
+            stop = s;
             break;
         }
-        let added = added_len(format, len);
-        let alone = base_len(format, key_len)
-            .saturating_add(added)
-            .saturating_add(key_len);
-        if alone > record_max {
-            stop = PackStop::Oversize;
-            break;
-        }
-        // Into the open record of its key, when it stays within the target.
-        if let Some(&index) = open.get(&class) {
-            let grown = records[index].bytes + added;
-            if grown <= target {
-                if total + added > limits.max_request_bytes {
-                    stop = PackStop::MaxRequestBytes;
-                    break;
-                }
-                records[index].bytes = grown;
-                records[index].events.push(take);
-                total += added;
-                take += 1;
-                continue;
-            }
-            open.remove(&class);
-            if let Some(k) = class {
-                full.insert(k);
-            }
-        }
-        // A new record: never a second one for a fixed key (order per key).
-        if class.is_some_and(|k| full.contains(k)) {
-            stop = PackStop::KeyFull;
-            break;
-        }
-        if records.len() >= limits.max_records {
-            stop = PackStop::MaxRecords;
-            break;
-        }
-        if total + alone > limits.max_request_bytes {
-            stop = PackStop::MaxRequestBytes;
-            break;
-        }
-        match (format, class) {
-            (RecordFormat::Event, Some(k)) => {
-                full.insert(k);
-            }
-            (RecordFormat::Event, None) => {}
-            _ => {
-                open.insert(class, records.len());
-            }
-        }
-        records.push(Planned {
-            key: key.clone(),
-            events: vec![take],
-            bytes: alone,
-        });
-        total += alone;
         take += 1;
     }
-    if stop == PackStop::Exhausted && records.len() >= limits.max_records {
+    if stop == PackStop::Exhausted && p.records.len() >= p.limits.max_records {
         stop = PackStop::MaxRecords;
     }
     Pack {
         take,
-        records,
+        records: p.records,
         stop,
+    }
+}
+
+/// The request [`pack`] is filling.
+struct Packer<'a> {
+    format: RecordFormat,
+    target: usize,
+    record_max: usize,
+    limits: Limits,
+    records: Vec<Planned>,
+    /// The record still being filled, per key (`None`: random keys).
+    open: HashMap<Option<&'a str>, usize>,
+    /// Fixed keys whose one record of this request is full.
+    full: std::collections::HashSet<&'a str>,
+    /// Bytes of the request so far.
+    total: usize,
+}
+
+impl<'a> Packer<'a> {
+    /// Adds event `i` (`len` bytes, keyed `key`) to the request, or says why it does not fit.
+    fn add(&mut self, i: usize, len: usize, key: &'a Key) -> Result<(), PackStop> {
+        let class = match key {
+            Key::Random => None,
+            Key::Fixed(k) => Some(&**k),
+        };
+        let (added, alone) = self.sizes(len, key.len())?;
+        if self.join_open(i, class, added)? {
+            return Ok(());
+        }
+        self.new_record(i, class, key, alone)
+    }
+
+    /// What an event of `len` bytes adds to a record, and the size of a record of its own;
+    /// `Oversize` when it could never fit one.
+    fn sizes(&self, len: usize, key_len: usize) -> Result<(usize, usize), PackStop> {
+        if len > self.record_max {
+            return Err(PackStop::Oversize);
+        }
+        let added = added_len(self.format, len);
+        let alone = base_len(self.format, key_len)
+            .saturating_add(added)
+            .saturating_add(key_len);
+        if alone > self.record_max {
+            return Err(PackStop::Oversize);
+        }
+        Ok((added, alone))
+    }
+
+    /// Into the open record of its key, when it stays within the target (true: joined). A
+    /// record the event would grow past the target is closed (a fixed key's is then full).
+    fn join_open(
+        &mut self,
+        i: usize,
+        class: Option<&'a str>,
+        added: usize,
+    ) -> Result<bool, PackStop> {
+        let Some(&index) = self.open.get(&class) else {
+            return Ok(false);
+        };
+        let grown = self.records[index].bytes + added;
+        if grown <= self.target {
+            if self.total + added > self.limits.max_request_bytes {
+                return Err(PackStop::MaxRequestBytes);
+            }
+            self.records[index].bytes = grown;
+            self.records[index].events.push(i);
+            self.total += added;
+            return Ok(true);
+        }
+        self.open.remove(&class);
+        if let Some(k) = class {
+            self.full.insert(k);
+        }
+        Ok(false)
+    }
+
+    /// A new record: never a second one for a fixed key (order per key).
+    fn new_record(
+        &mut self,
+        i: usize,
+        class: Option<&'a str>,
+        key: &Key,
+        alone: usize,
+    ) -> Result<(), PackStop> {
+        if class.is_some_and(|k| self.full.contains(k)) {
+            return Err(PackStop::KeyFull);
+        }
+        if self.records.len() >= self.limits.max_records {
+            return Err(PackStop::MaxRecords);
+        }
+        if self.total + alone > self.limits.max_request_bytes {
+            return Err(PackStop::MaxRequestBytes);
+        }
+        match (self.format, class) {
+            (RecordFormat::Event, Some(k)) => {
+                self.full.insert(k);
+            }
+            (RecordFormat::Event, None) => {}
+            _ => {
+                self.open.insert(class, self.records.len());
+            }
+        }
+        self.records.push(Planned {
+            key: key.clone(),
+            events: vec![i],
+            bytes: alone,
+        });
+        self.total += alone;
+        Ok(())
     }
 }
 
@@ -231,7 +283,7 @@ impl Built {
     }
 }
 
-/// Plans the records `pack` planned from `events` (the taken prefix): keys drawn (a random
+/// Builds the records `pack` planned from `events` (the taken prefix): keys drawn (a random
 /// key per record), KPL records aggregated; `event` and `ndjson` data stays in the events.
 pub fn build(pack: &Pack, events: &[Event], format: RecordFormat, rng: &mut Rng) -> Vec<Built> {
     pack.records

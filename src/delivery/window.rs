@@ -6,8 +6,9 @@
 //! would resume minutes later on a dead connection. The flusher therefore sends only inside
 //! a window the lifecycle loop opened (INVOKE, SHUTDOWN) and closes it, acknowledging, before
 //! the lifecycle calls `/event/next`; every request's timeout is bounded by the window's end,
-//! and no request is started that the observed latency says cannot finish before it.
-//! On Lambda Managed Instances nothing freezes: one [`Kind::Continuous`] window stays open
+//! and no request is started that the observed latency says cannot finish before it (the
+//! margins and window ends: `timeline`).
+//! On Lambda Managed Instances nothing freezes: one [`WindowKind::Continuous`] window stays open
 //! until SHUTDOWN and the flusher sends on its own clock.
 //!
 //! [`next_step`] is pure: a [`Window`] and a [`View`] of the buffer and of Kinesis' health
@@ -15,17 +16,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::delivery::health::MIN_REQUEST_TIME;
-
-/// The extension calls `/event/next` at least this long before an invocation's deadline.
-pub const INVOKE_DEADLINE_MARGIN: Duration = Duration::from_millis(100);
-/// Invocation windows end this much earlier still: closing the window, the acknowledgement
-/// and the lifecycle's `/event/next` take well under a millisecond, so the margin holds.
-pub const CLOSE_SLACK: Duration = Duration::from_millis(5);
+use crate::delivery::timeline::{can_finish, latest_start, MIN_REQUEST_TIME};
 
 /// What a window is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub enum WindowKind {
     /// An invocation. `hold`: stay open until this request id's runtimeDone is delivered.
     Invoke { hold: Option<Box<str>> },
     /// SHUTDOWN: wait (up to `grace_end`) for the platform's last batch, deliver everything.
@@ -45,7 +40,7 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub id: u64,
-    pub kind: Kind,
+    pub kind: WindowKind,
     pub opened: Instant,
     /// Nothing may be in flight after this.
     pub until: Instant,
@@ -128,52 +123,12 @@ pub enum Step {
     Close(Close),
 }
 
-/// The timeout of a request started at `now` in a window ending at `until` (pure): the
-/// configured one, or what is left of the window, less what a blocking socket wait may
-/// overrun it by. Linux's timer wheel rounds a long timeout up to its level's granularity,
-/// up to an eighth of it (a 900 ms wait was seen to end 46 ms late), and the lifecycle stops
-/// waiting for the window to close [`crate::delivery::flusher::ACK_SLACK`] after its end: the request
-/// must be over by then, never in flight when Lambda freezes the sandbox.
-pub fn request_timeout(configured: Duration, now: Instant, until: Instant) -> Duration {
-    let left = until.saturating_duration_since(now);
-    configured.min(left - left / TIMER_OVERRUN_DIVISOR)
-}
-
-/// A blocking wait can overrun its timeout by up to 1/this of it (see [`request_timeout`]).
-const TIMER_OVERRUN_DIVISOR: u32 = 8;
-
-/// A request started at `at` would get at least `needed` before the window's end.
-fn can_finish(at: Instant, until: Instant, needed: Duration) -> bool {
-    request_timeout(Duration::MAX, at, until) >= needed
-}
-
-/// The last moment a request that needs `needed` can start (the inverse of [`can_finish`]).
-fn latest_start(until: Instant, needed: Duration) -> Option<Instant> {
-    until.checked_sub(needed + needed / (TIMER_OVERRUN_DIVISOR - 1))
-}
-
-/// End of an INVOKE window (pure): the deadline minus the margin. What the window may add
-/// after the invocation's runtimeDone is bounded separately ([`after_done_end`]).
-pub fn invoke_window_end(now: Instant, deadline: Instant) -> Instant {
-    deadline
-        .checked_sub(INVOKE_DEADLINE_MARGIN + CLOSE_SLACK)
-        .unwrap_or(now)
-        .max(now)
-}
-
-/// Where a window ends once its invocation's runtimeDone arrived at `done_at` (pure): the
-/// added-time budget after it, less the close slack, so that the flusher closes the window
-/// itself before the lifecycle loop would cut its request ([`crate::delivery::flusher::FlusherHandle`]).
-pub fn after_done_end(until: Instant, done_at: Instant, max_added: Duration) -> Instant {
-    until.min(done_at + max_added.saturating_sub(CLOSE_SLACK))
-}
-
 /// Sends if it may and a request can finish; otherwise why not. After the invocation's
 /// runtimeDone nothing waits (a backoff, the stream's send rate): that time is the
 /// function's.
 fn try_send(w: &Window, v: &View, otherwise: Close) -> Step {
     if let Some(t) = v.backoff_until {
-        if v.done_seen && matches!(w.kind, Kind::Invoke { .. }) {
+        if v.done_seen && matches!(w.kind, WindowKind::Invoke { .. }) {
             return Step::Close(Close::End);
         }
         return if can_finish(t, w.until, v.time_needed) {
@@ -211,7 +166,7 @@ fn send_before_the_end(w: &Window, v: &View) -> Step {
 /// The next step in an open window (pure).
 pub fn next_step(w: &Window, v: &View) -> Step {
     let probed = v.struggling && w.requests >= 1;
-    if w.refused && matches!(w.kind, Kind::Invoke { .. }) {
+    if w.refused && matches!(w.kind, WindowKind::Invoke { .. }) {
         return Step::Close(Close::Refused);
     }
     // While Kinesis is failing each invocation makes one probe: the backoff, grown for the
@@ -220,104 +175,123 @@ pub fn next_step(w: &Window, v: &View) -> Step {
         backoff_until: v.probe_from,
         ..*v
     };
-    let v = if v.struggling && w.requests == 0 && matches!(w.kind, Kind::Invoke { .. }) {
+    let v = if v.struggling && w.requests == 0 && matches!(w.kind, WindowKind::Invoke { .. }) {
         &probing
     } else {
         v
     };
     match &w.kind {
-        Kind::Invoke { hold: None } => {
-            if !v.has_data || !v.due {
-                Step::Close(Close::NothingDue)
-            } else if probed {
-                Step::Close(Close::Struggling)
-            } else if v.failing {
-                // Only in time the function runs anyway: never after its runtimeDone, and
-                // only a request the function's expected run leaves time for.
-                match v.run_left {
-                    Some(left) if !v.done_seen && left >= v.time_needed => {
-                        try_send(w, v, Close::NoTime)
-                    }
-                    _ if v.recovery_probe && w.requests == 0 => Step::Send,
-                    _ => Step::Close(Close::NoTime),
-                }
-            } else {
-                // A window that is not held waits (a backoff, the stream's send rate) only
-                // while the function is expected to run: its runtimeDone reaches the
-                // extension a buffering timeout after the function returned, too late to
-                // close then without adding that much.
-                if let Some(t) = v.backoff_until {
-                    if v.run_left.is_none_or(|left| v.now + left < t) {
-                        return Step::Close(Close::End);
-                    }
-                }
-                try_send(
-                    w,
-                    v,
-                    if v.backoff_until.is_some() {
-                        Close::End
-                    } else {
-                        Close::TooSlow
-                    },
-                )
-            }
-        }
-        Kind::Invoke { hold: Some(_) } => {
-            if v.done_seen && !v.done_pending {
-                return Step::Close(Close::Delivered);
-            }
-            if v.now >= w.until {
-                return Step::Close(if v.done_seen {
-                    Close::End
-                } else {
-                    Close::NoRuntimeDone
-                });
-            }
-            if probed || (v.failing && v.done_seen) {
-                // After runtimeDone a failing Kinesis gets no more of the invocation's time.
-                return Step::Close(Close::Struggling);
-            }
-            let sendable = (v.done_seen && v.done_pending) || v.full || (v.has_data && v.due);
-            if !sendable {
-                return Step::Wait(w.until);
-            }
-            match try_send(w, v, Close::TooSlow) {
-                // Too slow to send now: nothing can keep the promise; do not stretch the
-                // invocation any further.
-                Step::Close(c) if !v.done_seen && v.backoff_until.is_none() => Step::Close(c),
-                Step::Close(_) if v.backoff_until.is_some() => Step::Close(Close::End),
-                other => other,
-            }
-        }
-        Kind::Shutdown {
+        WindowKind::Invoke { hold: None } => background_step(w, v, probed),
+        WindowKind::Invoke { hold: Some(_) } => held_step(w, v, probed),
+        WindowKind::Shutdown {
             grace_end,
             last_request,
             quiet,
-        } => {
-            if v.has_data {
-                return send_before_the_end(w, v);
-            }
-            let quiet_since = v.last_arrival.map_or(w.opened, |t| t.max(w.opened));
-            let quiet_over = last_request.is_none() && v.now >= quiet_since + *quiet;
-            if v.report_seen || quiet_over || v.now >= *grace_end || v.now >= w.until {
-                Step::Close(Close::Drained)
-            } else if last_request.is_none() {
-                Step::Wait((quiet_since + *quiet).min(*grace_end))
-            } else {
-                Step::Wait(*grace_end)
+        } => shutdown_step(w, v, *grace_end, last_request.is_some(), *quiet),
+        WindowKind::Continuous => continuous_step(v),
+    }
+}
+
+/// An invocation that is not held: send what is due, close when nothing is. `probed`: Kinesis
+/// is struggling and this window made its probe.
+fn background_step(w: &Window, v: &View, probed: bool) -> Step {
+    if !v.has_data || !v.due {
+        Step::Close(Close::NothingDue)
+    } else if probed {
+        Step::Close(Close::Struggling)
+    } else if v.failing {
+        // Only in time the function runs anyway: never after its runtimeDone, and
+        // only a request the function's expected run leaves time for.
+        match v.run_left {
+            Some(left) if !v.done_seen && left >= v.time_needed => try_send(w, v, Close::NoTime),
+            _ if v.recovery_probe && w.requests == 0 => Step::Send,
+            _ => Step::Close(Close::NoTime),
+        }
+    } else {
+        // A window that is not held waits (a backoff, the stream's send rate) only
+        // while the function is expected to run: its runtimeDone reaches the
+        // extension a buffering timeout after the function returned, too late to
+        // close then without adding that much.
+        if let Some(t) = v.backoff_until {
+            if v.run_left.is_none_or(|left| v.now + left < t) {
+                return Step::Close(Close::End);
             }
         }
-        Kind::Continuous => {
-            if v.has_data && (v.full || v.due) {
-                match v.backoff_until {
-                    Some(t) => Step::Wait(t),
-                    None => Step::Send,
-                }
+        try_send(
+            w,
+            v,
+            if v.backoff_until.is_some() {
+                Close::End
             } else {
-                // Far enough to mean "until telemetry arrives"; the flusher is woken by it.
-                Step::Wait(v.due_at.unwrap_or(v.now + Duration::from_secs(3600)))
-            }
+                Close::TooSlow
+            },
+        )
+    }
+}
+
+/// A held invocation: send while the function runs, close once its telemetry up to its
+/// runtimeDone is delivered.
+fn held_step(w: &Window, v: &View, probed: bool) -> Step {
+    if v.done_seen && !v.done_pending {
+        return Step::Close(Close::Delivered);
+    }
+    if v.now >= w.until {
+        return Step::Close(if v.done_seen {
+            Close::End
+        } else {
+            Close::NoRuntimeDone
+        });
+    }
+    if probed || (v.failing && v.done_seen) {
+        // After runtimeDone a failing Kinesis gets no more of the invocation's time.
+        return Step::Close(Close::Struggling);
+    }
+    let sendable = (v.done_seen && v.done_pending) || v.full || (v.has_data && v.due);
+    if !sendable {
+        return Step::Wait(w.until);
+    }
+    match try_send(w, v, Close::TooSlow) {
+        // Too slow to send now: nothing can keep the promise; do not stretch the
+        // invocation any further.
+        Step::Close(c) if !v.done_seen && v.backoff_until.is_none() => Step::Close(c),
+        Step::Close(_) if v.backoff_until.is_some() => Step::Close(Close::End),
+        other => other,
+    }
+}
+
+/// SHUTDOWN: send everything; with nothing left, wait for the platform's last batch (its
+/// report, when `reported` there is one to wait for, or a `quiet` period) up to `grace_end`.
+fn shutdown_step(
+    w: &Window,
+    v: &View,
+    grace_end: Instant,
+    reported: bool,
+    quiet: Duration,
+) -> Step {
+    if v.has_data {
+        return send_before_the_end(w, v);
+    }
+    let quiet_since = v.last_arrival.map_or(w.opened, |t| t.max(w.opened));
+    let quiet_over = !reported && v.now >= quiet_since + quiet;
+    if v.report_seen || quiet_over || v.now >= grace_end || v.now >= w.until {
+        Step::Close(Close::Drained)
+    } else if !reported {
+        Step::Wait((quiet_since + quiet).min(grace_end))
+    } else {
+        Step::Wait(grace_end)
+    }
+}
+
+/// Lambda Managed Instances: send what is full or due, on the flusher's own clock.
+fn continuous_step(v: &View) -> Step {
+    if v.has_data && (v.full || v.due) {
+        match v.backoff_until {
+            Some(t) => Step::Wait(t),
+            None => Step::Send,
         }
+    } else {
+        // Far enough to mean "until telemetry arrives"; the flusher is woken by it.
+        Step::Wait(v.due_at.unwrap_or(v.now + Duration::from_secs(3600)))
     }
 }
 

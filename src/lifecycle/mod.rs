@@ -9,7 +9,9 @@
 //! On SHUTDOWN it plans the final drain from the event's `deadlineMs` (never a fixed sleep):
 //! the drain ends [`SHUTDOWN_DRAIN_MARGIN`] before it, whatever is still held then is
 //! counted as dropped, the summary line is logged, and the process exits at least
-//! [`EXIT_MARGIN`] before the deadline.
+//! [`EXIT_MARGIN`] before the deadline (the margins: `delivery::timeline`).
+//!
+//! [`EXIT_MARGIN`]: crate::delivery::timeline::EXIT_MARGIN
 
 pub mod logging;
 pub mod runtime_api;
@@ -19,22 +21,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{error, info, warn};
 
-use crate::delivery::flusher::{FlusherHandle, ACK_SLACK};
+use crate::delivery::control::FlusherHandle;
+use crate::delivery::timeline::SHUTDOWN_DRAIN_MARGIN;
 use crate::intake::snapstart::Environment;
 use crate::stats::{DropReason, Stats};
 use crate::store::buffer::Buffer;
 use runtime_api::{ApiError, NextEvent, Registration, RuntimeApi};
 
-/// The process exits at least this long before SHUTDOWN's `deadlineMs` (docs/design.md's promise).
-pub const EXIT_MARGIN: Duration = Duration::from_millis(100);
-/// The shutdown drain ends this long before `deadlineMs`: the exit margin, the flusher's
-/// acknowledgement slack, and a little for the summary line and the exit itself.
-pub const SHUTDOWN_DRAIN_MARGIN: Duration = Duration::from_millis(100 + 25 + 25);
 /// Consecutive `/event/next` failures before the extension gives up.
 const MAX_NEXT_FAILURES: u32 = 3;
-
-const _: () =
-    assert!(SHUTDOWN_DRAIN_MARGIN.as_millis() > EXIT_MARGIN.as_millis() + ACK_SLACK.as_millis());
 
 /// Converts an epoch-milliseconds deadline into an `Instant`.
 pub fn instant_from_epoch_ms(deadline_ms: u64) -> Instant {

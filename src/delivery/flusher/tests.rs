@@ -5,7 +5,7 @@ use crate::delivery::pacing::Strategy;
 use crate::delivery::records::RecordFormat;
 use crate::event::{self, Event, Key, Kind as EventKind};
 use crate::kinesis::limits::Limits;
-use crate::kinesis::RecordOutcome;
+use crate::kinesis::{Interrupt, PutRecordsResponse, Record, RecordOutcome};
 use crate::metrics::{DimensionValues, MetricsSettings};
 use crate::store::buffer::{BufferCap, Entry, Mark};
 use std::collections::VecDeque;

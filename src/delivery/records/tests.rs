@@ -21,7 +21,7 @@ fn sizes(lens: &[usize], key: &Key) -> Vec<(usize, Key)> {
 }
 
 fn run(events: &[(usize, Key)], format: RecordFormat, target: usize, limits: &Limits) -> Pack {
-    plan(events.iter().map(|(l, k)| (*l, k)), format, target, limits)
+    pack(events.iter().map(|(l, k)| (*l, k)), format, target, limits)
 }
 
 fn event_of(len: usize, key: &Key, tag: usize) -> Event {
@@ -196,7 +196,7 @@ fn built_records_have_exactly_the_planned_sizes_in_every_format() {
         events.push(event_of(40 + (i * 37) % 700, &keys[i % 3], i));
     }
     for format in [RecordFormat::Event, RecordFormat::Ndjson, RecordFormat::Kpl] {
-        let p = plan(
+        let p = pack(
             events.iter().map(|e| (e.raw.len(), &e.key)),
             format,
             5_000,
@@ -227,7 +227,7 @@ fn built_records_have_exactly_the_planned_sizes_in_every_format() {
 fn ndjson_records_are_the_events_one_per_line() {
     let key = Key::Random;
     let events: Vec<Event> = (0..3).map(|i| event_of(30, &key, i)).collect();
-    let p = plan(
+    let p = pack(
         events.iter().map(|e| (e.raw.len(), &e.key)),
         RecordFormat::Ndjson,
         25_000,
@@ -280,7 +280,7 @@ fn zero_limits_are_clamped_so_the_buffer_cannot_stall() {
 }
 
 #[test]
-fn plan_stops_consuming_the_events_at_the_first_misfit() {
+fn pack_stops_consuming_the_events_at_the_first_misfit() {
     let key = Key::Random;
     let mut consumed = 0;
     let events = (0..10_000).map(|_| {
@@ -288,7 +288,7 @@ fn plan_stops_consuming_the_events_at_the_first_misfit() {
         (1, &key)
     });
     assert_eq!(
-        plan(events, RecordFormat::Event, 25_000, &Limits::default()).take,
+        pack(events, RecordFormat::Event, 25_000, &Limits::default()).take,
         500
     );
     assert_eq!(consumed, 501);
