@@ -35,8 +35,8 @@ use std::sync::Arc;
 
 use log::{error, info, warn};
 
-use config::{Config, Delivery};
-use delivery::flusher::KinesisSink;
+use config::{Config, StreamAccess};
+use delivery::sink::KinesisSink;
 use intake::enrich::Origin;
 use intake::listener::Listener;
 use intake::receiver::TelemetryReceiver;
@@ -116,17 +116,10 @@ fn run() -> i32 {
     }
 
     let stats = Arc::new(Stats::default());
-    let pipeline = match &config.delivery {
+    let pipeline = match &config.access {
         None => None,
-        Some(delivery) => {
-            match start_pipeline(
-                &config,
-                delivery,
-                &registration,
-                &api,
-                &stats,
-                shutdown_only,
-            ) {
+        Some(access) => {
+            match start_pipeline(&config, access, &registration, &api, &stats, shutdown_only) {
                 Ok(p) => p,
                 Err((reason, message)) if config.fail_on_error => {
                     error!("{message}");
@@ -180,15 +173,15 @@ fn bind_listener(config: &Config, stats: &Stats) -> Result<Listener, (&'static s
 /// Managed Instances (registered for SHUTDOWN only).
 fn start_pipeline(
     config: &Config,
-    delivery: &Delivery,
+    access: &StreamAccess,
     registration: &Registration,
     api: &RuntimeApi,
     stats: &Arc<Stats>,
     concurrent: bool,
 ) -> Result<Option<Pipeline>, (&'static str, String)> {
-    let client = KinesisClient::new(config::client_settings(config, delivery))
+    let client = KinesisClient::new(config::client_settings(config, access))
         .map_err(|e| failed("KinesisClient", "cannot set up the Kinesis client", e))?;
-    let function = config::function_info(config, delivery, registration);
+    let function = config::function_info(config, access, registration);
     let environment = Arc::new(Environment::new(config.lambda.snap_start));
     let origin = Origin::new(&function, environment.id().to_string());
 
@@ -204,21 +197,21 @@ fn start_pipeline(
         .map_err(|e| failed("ThreadSpawn", "cannot start the telemetry listener", e))?;
 
     let flusher = delivery::flusher::spawn(delivery::flusher::Parts {
-        sink: KinesisSink::new(client, delivery.stream.clone(), config.http.connect_timeout),
+        sink: KinesisSink::new(client, access.stream.clone(), config.http.connect_timeout),
         settings: config::flusher_settings(config),
         stats: stats.clone(),
         buffer: buffer.clone(),
         woken,
         metrics: Metrics::new(
             config.metrics.clone(),
-            config::dimension_values(&function, delivery),
+            config::dimension_values(&function, access),
         ),
     })
     .map_err(|e| failed("ThreadSpawn", "cannot start the flusher thread", e))?;
 
     if !subscribe(
         config,
-        delivery,
+        access,
         registration,
         api,
         concurrent,
@@ -250,7 +243,7 @@ fn open_buffer(config: &Config, stats: &Stats) -> (Arc<Buffer>, crossbeam_channe
 /// force; `false` when the environment has no Telemetry API.
 fn subscribe(
     config: &Config,
-    delivery: &Delivery,
+    access: &StreamAccess,
     registration: &Registration,
     api: &RuntimeApi,
     concurrent: bool,
@@ -261,7 +254,7 @@ fn subscribe(
     match api.subscribe(&registration.id, &subscription, destination) {
         Ok(Subscribed::Yes) => info!(
             "{}",
-            config::subscribed_line(config, delivery, port, concurrent)
+            config::subscribed_line(config, access, port, concurrent)
         ),
         Ok(Subscribed::NotSupported) => {
             warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Config, Delivery, MANAGED_INSTANCES_SCHEMA_VERSION};
+use super::{Config, StreamAccess, MANAGED_INSTANCES_SCHEMA_VERSION};
 use crate::delivery::flusher;
 use crate::delivery::records::{self, RecordFormat};
 use crate::intake::enrich::{FunctionInfo, Origin};
@@ -18,11 +18,11 @@ use crate::lifecycle::runtime_api::{Registration, Subscription};
 use crate::metrics::DimensionValues;
 
 /// The Kinesis client's endpoint, region, credentials, connect timeout and trust.
-pub fn client_settings(config: &Config, delivery: &Delivery) -> ClientSettings {
+pub fn client_settings(config: &Config, access: &StreamAccess) -> ClientSettings {
     ClientSettings {
-        endpoint: delivery.endpoint.clone(),
-        region: delivery.region.clone(),
-        credentials: delivery.credentials.clone(),
+        endpoint: access.endpoint.clone(),
+        region: access.region.clone(),
+        credentials: access.credentials.clone(),
         connect_timeout: config.http.connect_timeout,
         ca_file: config.http.ca_file.clone(),
     }
@@ -32,7 +32,7 @@ pub fn client_settings(config: &Config, delivery: &Delivery) -> ClientSettings {
 /// environment's variables.
 pub fn function_info(
     config: &Config,
-    delivery: &Delivery,
+    access: &StreamAccess,
     registration: &Registration,
 ) -> FunctionInfo {
     FunctionInfo {
@@ -44,7 +44,7 @@ pub fn function_info(
             .function_version
             .clone()
             .unwrap_or_else(|| config.lambda.function_version.clone()),
-        region: delivery.region.clone(),
+        region: access.region.clone(),
         account: registration.account_id.clone(),
         memory_mb: config.lambda.memory_mb,
     }
@@ -91,11 +91,11 @@ pub fn receiver_settings(
 }
 
 /// The values of the metrics' dimensions.
-pub fn dimension_values(function: &FunctionInfo, delivery: &Delivery) -> DimensionValues {
+pub fn dimension_values(function: &FunctionInfo, access: &StreamAccess) -> DimensionValues {
     DimensionValues {
         function_name: function.name.clone(),
         function_version: function.version.clone(),
-        stream_name: delivery.stream.stream_name().to_string(),
+        stream_name: access.stream.stream_name().to_string(),
     }
 }
 
@@ -126,7 +126,7 @@ pub fn subscription(config: &Config, concurrent: bool) -> Subscription {
 /// sandbox reads it).
 pub fn subscribed_line(
     config: &Config,
-    delivery: &Delivery,
+    access: &StreamAccess,
     port: u16,
     concurrent: bool,
 ) -> String {
@@ -139,8 +139,8 @@ pub fn subscribed_line(
         "subscribed to {} telemetry on port {port} (keeping {}); delivering to {} in {} as {} records, partition key {}, enrichment {}; {sending}, freshness budget {} ms, added-time budget {} ms",
         config.subscription.types.join(","),
         config.filter.describe(),
-        delivery.stream,
-        delivery.region,
+        access.stream,
+        access.region,
         config.records.format.name(),
         config.records.partition_key.name(),
         if config.enrich { "on" } else { "off" },

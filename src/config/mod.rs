@@ -23,9 +23,9 @@
 //! - Secrets are never part of a [`Problem`] message or of `Debug` output.
 
 mod assemble;
-mod delivery;
 mod known;
 mod reader;
+mod stream;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -33,10 +33,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use assemble::*;
-pub use delivery::Delivery;
 pub use known::*;
 use reader::Reader;
 pub use reader::{Documented, Int};
+pub use stream::StreamAccess;
 
 use crate::delivery::pacing::{Pacing, Strategy};
 use crate::delivery::records::{RecordFormat, RecordSettings};
@@ -90,7 +90,7 @@ pub struct LambdaEnv {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `None` when something delivery needs is missing (see the problems list).
-    pub delivery: Option<Delivery>,
+    pub access: Option<StreamAccess>,
     pub lambda: LambdaEnv,
     /// `KINESIS_TELEMETRY_BIND_ADDRESS`; `None`: the address `sandbox.localdomain` resolves
     /// to, or all addresses when it does not resolve (decided where the listener is bound).
@@ -191,9 +191,9 @@ impl Config {
         let metrics = read_metrics(&mut r);
         let shutdown_grace = r.millis(&SHUTDOWN_GRACE_MS);
         let fail_on_error = r.boolean("FAIL_ON_ERROR", false);
-        let delivery = delivery::read_delivery(&mut r);
+        let access = stream::read_stream_access(&mut r);
         let config = Config {
-            delivery,
+            access,
             lambda,
             bind_address,
             port,

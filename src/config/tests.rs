@@ -32,7 +32,7 @@ fn with(extra: &[(&'static str, &'static str)]) -> (Config, Vec<Problem>) {
 fn defaults_are_valid_and_complete() {
     let (c, problems) = with(&[]);
     assert!(problems.is_empty(), "{problems:?}");
-    let d = c.delivery.expect("delivery configured");
+    let d = c.access.expect("access configured");
     assert_eq!(d.stream, StreamTarget::Name("telemetry".into()));
     assert_eq!(d.endpoint, "https://kinesis.eu-west-1.amazonaws.com");
     assert_eq!(c.port, 4243);
@@ -66,7 +66,7 @@ fn node_sample_variable_is_a_fallback() {
     ]);
     assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(
-        c.delivery.unwrap().stream,
+        c.access.unwrap().stream,
         StreamTarget::Name("legacy".into())
     );
 }
@@ -78,7 +78,7 @@ fn arn_region_wins_and_china_endpoint() {
         "arn:aws-cn:kinesis:cn-north-1:123456789012:stream/logs",
     )]);
     assert!(problems.is_empty(), "{problems:?}");
-    let d = c.delivery.unwrap();
+    let d = c.access.unwrap();
     assert_eq!(d.region, "cn-north-1");
     assert_eq!(d.endpoint, "https://kinesis.cn-north-1.amazonaws.com.cn");
 }
@@ -89,12 +89,12 @@ fn endpoint_precedence() {
         ("AWS_ENDPOINT_URL", "http://general:1"),
         ("AWS_ENDPOINT_URL_KINESIS", "http://kinesis-specific:2/"),
     ]);
-    assert_eq!(c.delivery.unwrap().endpoint, "http://kinesis-specific:2");
+    assert_eq!(c.access.unwrap().endpoint, "http://kinesis-specific:2");
     let (c, _) = with(&[
         ("AWS_ENDPOINT_URL_KINESIS", "http://kinesis-specific:2"),
         ("KINESIS_TELEMETRY_ENDPOINT", "https://mine:3"),
     ]);
-    assert_eq!(c.delivery.unwrap().endpoint, "https://mine:3");
+    assert_eq!(c.access.unwrap().endpoint, "https://mine:3");
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn invalid_values_name_the_variable_and_fall_back() {
     assert_eq!(c.pacing.strategy, Strategy::Adaptive);
     assert_eq!(c.records.format, RecordFormat::Ndjson);
     assert_eq!(c.spill.max_bytes, 0);
-    assert!(c.delivery.is_some());
+    assert!(c.access.is_some());
 }
 
 #[test]
@@ -281,19 +281,19 @@ fn a_mistyped_setting_warns_with_the_closest_name() {
         "{}",
         problems[0].message
     );
-    assert!(c.delivery.is_some());
+    assert!(c.access.is_some());
 }
 
 #[test]
 fn missing_essentials_disable_delivery_with_named_causes() {
     let (c, problems) = parse(&[("AWS_REGION", "us-east-1")]);
-    assert!(c.delivery.is_none());
+    assert!(c.access.is_none());
     let text: Vec<_> = problems.iter().map(|p| p.message.as_str()).collect();
     assert!(text[0].contains("KINESIS_TELEMETRY_STREAM"), "{text:?}");
     assert!(text[1].contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"));
     assert!(problems.iter().all(|p| p.disables_delivery));
     let (c, problems) = with(&[("KINESIS_TELEMETRY_STREAM", "bad name")]);
-    assert!(c.delivery.is_none());
+    assert!(c.access.is_none());
     assert!(problems[0].message.contains("is invalid"), "{problems:?}");
     assert!(problems[0].disables_delivery);
 }

@@ -35,8 +35,6 @@ use crate::delivery::health::Health;
 use crate::delivery::pacing::{self, History, Hold, Pacing};
 use crate::delivery::records::RecordSettings;
 use crate::delivery::request::{self, Bounds, Link, Said, Sent};
-/// The real sink, for the wiring (`lib.rs`).
-pub use crate::delivery::sink::KinesisSink;
 use crate::delivery::sink::Sink;
 use crate::delivery::timeline;
 use crate::delivery::window::{self, Close, Step, View, Window, WindowKind};

@@ -210,7 +210,7 @@ impl KinesisClient {
 
     /// Sends one PutRecords request and waits at most `timeout` for the whole
     /// exchange, of which at most `connect_timeout` for a new connection. `records` must
-    /// respect the API limits (see `records::plan`); an empty slice is answered locally with
+    /// respect the API limits (see `records::pack`); an empty slice is answered locally with
     /// an empty response. A request cut by the [`Interrupt`] is [`RequestError::Abandoned`].
     pub fn put_records(
         &self,

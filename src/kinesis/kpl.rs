@@ -30,7 +30,7 @@
 //!   aggregated_len(key.len(), lens) == base_len(key.len()) + Σ user_record_len(len)`. A record
 //!   costs the same whatever its position (its key index is always the one byte
 //!   `0`), so a packer adds [`user_record_len`] per event and stops before a limit,
-//!   as `records::plan` does. Kinesis counts the result as `aggregated_len` plus the
+//!   as `records::pack` does. Kinesis counts the result as `aggregated_len` plus the
 //!   outer partition key's UTF-8 bytes.
 //!
 //! The key is not validated here (see `event::key::fixed_key`). A record

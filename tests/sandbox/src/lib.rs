@@ -92,7 +92,7 @@ pub const RUNTIME_SHARE: Duration = Duration::from_millis(300);
 pub const INIT_LIMIT: Duration = Duration::from_secs(10);
 /// The name the fake function has; every enriched event must name it.
 pub const FUNCTION_NAME: &str = "sandbox-function";
-/// The extension's invocation windows end this long before the deadline (its `window`).
+/// The extension's invocation windows end this long before the deadline (`INVOKE_DEADLINE_MARGIN` in its `delivery/timeline.rs`).
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
 /// How `function` records are written.

@@ -7,7 +7,7 @@ use crate::kinesis::{Credentials, StreamTarget};
 
 /// Where and how to deliver. Present only when delivery can work.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
+pub struct StreamAccess {
     pub stream: StreamTarget,
     pub region: String,
     pub endpoint: String,
@@ -15,7 +15,7 @@ pub struct Delivery {
 }
 
 /// Stream, region, endpoint and credentials; `None` (with a problem) when delivery can't work.
-pub fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
+pub fn read_stream_access(r: &mut Reader<'_>) -> Option<StreamAccess> {
     let stream = read_stream(r);
     // A stream ARN names its region; it wins over AWS_REGION so cross-region streams work.
     let region = stream
@@ -30,7 +30,7 @@ pub fn read_delivery(r: &mut Reader<'_>) -> Option<Delivery> {
     }
     let endpoint = read_endpoint(r, region.as_deref());
     let credentials = read_credentials(r);
-    Some(Delivery {
+    Some(StreamAccess {
         stream: stream?,
         region: region?,
         endpoint: endpoint?,
