@@ -11,6 +11,9 @@
 //! - **A findable top level:** at most 12 entries in `src/` besides `main.rs`.
 //! - **Unique type names:** no two production structs, enums or traits share a name, so a
 //!   name in a diff or a log says which one it is.
+//! - **One test layout:** a module's tests sit inline (`#[cfg(test)] mod tests { … }`) up to
+//!   about 100 lines, in a sibling `<module>/tests.rs` beyond; so an inline test module is at
+//!   most [`MAX_INLINE_TEST_LINES`] long and a `tests.rs` file at least [`MIN_TESTS_FILE_LINES`].
 //!
 //! The module tree is read the way rustc reads it: from `src/lib.rs` through `mod`
 //! declarations, so a file that is not compiled is not checked, and `#[cfg(test)] mod`
@@ -21,6 +24,9 @@ use std::path::{Path, PathBuf};
 
 const MAX_FUNCTION_LINES: usize = 80;
 const MAX_TOP_LEVEL_ENTRIES: usize = 12;
+/// "About 100 lines": the slack keeps a module from moving back and forth over one test.
+const MAX_INLINE_TEST_LINES: usize = 110;
+const MIN_TESTS_FILE_LINES: usize = 90;
 
 /// One module of the tree: its path from the crate root and its production code.
 struct Module {
@@ -547,6 +553,67 @@ fn production_type_names_are_unique() {
     );
 }
 
+/// Line counts of the inline `#[cfg(test)] mod x { … }` blocks in `raw`.
+fn inline_test_modules(raw: &str) -> Vec<(String, usize)> {
+    let code = blank_comments_and_strings(raw);
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("#[cfg(test)]") {
+        let after = at + "#[cfg(test)]".len();
+        let Some((kw, end)) = ident_at(&code, after) else {
+            continue;
+        };
+        let Some((name, end)) = (kw == "mod").then(|| ident_at(&code, end)).flatten() else {
+            continue;
+        };
+        if !code[end..].trim_start().starts_with('{') {
+            continue;
+        }
+        let open = end + code[end..].find('{').unwrap();
+        let close = matching_brace(&code, open);
+        let lines = raw[at..close].matches('\n').count() + 1;
+        out.push((name, lines));
+    }
+    out
+}
+
+#[test]
+fn tests_sit_inline_up_to_about_100_lines_and_in_tests_rs_beyond() {
+    let mut wrong = Vec::new();
+    let mut inline = 0;
+    for m in &modules() {
+        for (name, lines) in inline_test_modules(&m.raw) {
+            inline += 1;
+            if lines > MAX_INLINE_TEST_LINES {
+                wrong.push(format!(
+                    "{}: inline `mod {name}` is {lines} lines: move it to a sibling tests.rs",
+                    m.file.display()
+                ));
+            }
+        }
+    }
+    let mut files = 0;
+    let mut stack = vec![src()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "tests.rs") {
+                files += 1;
+                let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+                if lines < MIN_TESTS_FILE_LINES {
+                    wrong.push(format!(
+                        "{}: {lines} lines: short enough to sit inline in its module",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(inline > 10 && files > 10, "{inline} inline test modules, {files} tests.rs files found");
+    assert!(wrong.is_empty(), "test layout:\n{}", wrong.join("\n"));
+}
+
 /// The checker's own parsing, on known inputs: it must see what it claims to check.
 #[test]
 fn the_checker_reads_use_trees_comments_and_test_items() {
@@ -589,6 +656,9 @@ fn the_checker_reads_use_trees_comments_and_test_items() {
     ]
     .into_iter()
     .collect();
+    let raw = "fn f() {}\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\n";
+    assert_eq!(inline_test_modules(raw), [("tests".to_string(), 5)]);
+
     let cycles = sibling_cycles(&[], &e);
     assert_eq!(cycles.len(), 2, "{cycles:?}");
     assert!(sibling_cycles(&p("z"), &e).is_empty());
