@@ -485,9 +485,15 @@ fn without_keys_the_container_endpoint_gives_the_credentials() {
     let (source, _) = credentials_of(&vars);
     assert_eq!(source, endpoint(AuthToken::File("/var/run/token".into())));
     // The keys win over the endpoint, as in the SDKs' chain.
-    vars.extend([("AWS_ACCESS_KEY_ID", "AKID"), ("AWS_SECRET_ACCESS_KEY", "S")]);
+    vars.extend([
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "S"),
+    ]);
     let (source, _) = credentials_of(&vars);
-    assert!(matches!(source, Some(CredentialSource::Environment(_))), "{source:?}");
+    assert!(
+        matches!(source, Some(CredentialSource::Environment(_))),
+        "{source:?}"
+    );
 }
 
 #[test]

@@ -30,8 +30,8 @@ pub mod limits;
 pub mod sign;
 
 pub use client::{probe_connect, ClientSettings, Http, KinesisClient};
-pub use credentials::{AuthToken, ContainerEndpoint, CredentialSource, Credentials};
 pub use connect::Interrupt;
+pub use credentials::{AuthToken, ContainerEndpoint, CredentialSource, Credentials};
 pub use error::{
     classify_record_code, error_from_response, sanitize_message, ErrorClass, RequestError,
     TimeoutPhase,

@@ -764,7 +764,7 @@ fn civil(t: SystemTime) -> (u64, u64, u64, u64, u64, u64) {
     let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let (mut days, rem) = (secs / 86_400, secs % 86_400);
     let mut y = 1970;
-    let leap = |y: u64| y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let leap = |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
     while days >= if leap(y) { 366 } else { 365 } {
         days -= if leap(y) { 366 } else { 365 };
         y += 1;
