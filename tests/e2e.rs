@@ -434,26 +434,21 @@ fn a_full_buffer_drops_the_newest_events_counts_them_and_keeps_the_rest() {
     assert_eq!(warnings, 1, "logged once per episode\n{}", l.log_text());
 }
 
-#[test]
-fn credentials_never_reach_the_log_even_at_trace_level() {
-    let creds = support::fake_kinesis::test_credentials();
-    let token = creds
-        .session_token
-        .clone()
-        .expect("the harness uses a session token");
+/// Drives every path that logs (throttling, server errors, a refused request, a bad body) at
+/// trace level; `between` runs before the refusal (a credentials endpoint's faults).
+fn every_logging_path(o: LambdaOptions, between: impl FnOnce(&mut Lambda)) -> Lambda {
     let mut l = Lambda::start(
-        opts()
-            .env("KINESIS_TELEMETRY_LOG_LEVEL", "trace")
+        o.env("KINESIS_TELEMETRY_LOG_LEVEL", "trace")
             .env("KINESIS_TELEMETRY_FRESHNESS_MS", "0")
             // Long enough to send while Kinesis fails (then only the functions' own time is used).
             .run_for(Duration::from_millis(150)),
     );
-    // Every path that logs: throttling, server errors, a refused request, a bad body.
     l.kinesis.throttle_next_records(3);
     l.kinesis.fail_next_requests(2, 500);
     l.invoke(2);
     let answer = l.runtime.post_raw(b"{not json").expect("listener answers");
     assert_eq!(answer.status, 200);
+    between(&mut l);
     l.kinesis.set_fatal(Some(AwsError::access_denied(
         "123456789012",
         "telemetry-stream",
@@ -467,14 +462,75 @@ fn credentials_never_reach_the_log_even_at_trace_level() {
         log.contains("AccessDenied"),
         "the refusal was logged\n{log}"
     );
+    l
+}
+
+/// Neither a secret nor a recognisable piece of one is in the log.
+fn assert_not_in_the_log(l: &Lambda, secrets: &[String]) {
+    let log = l.log_text();
+    for s in secrets {
+        assert!(
+            !log.contains(s.as_str()),
+            "a secret in the log: {}…",
+            &s[..4]
+        );
+        assert!(
+            !log.contains(&s[..12]),
+            "a piece of a secret in the log: {}…",
+            &s[..4]
+        );
+    }
+}
+
+#[test]
+fn credentials_never_reach_the_log_even_at_trace_level() {
+    let creds = support::fake_kinesis::test_credentials();
+    let token = creds
+        .session_token
+        .clone()
+        .expect("the harness uses a session token");
+    let l = every_logging_path(opts(), |_| {});
+    assert_not_in_the_log(&l, &[creds.secret_access_key, token]);
+}
+
+#[test]
+fn container_credentials_never_reach_the_log_either() {
+    // Credentials that live a minute are fetched before every request (they expire within
+    // the 5-minute refresh window), so the endpoint's faults below are met.
+    let mut o = opts().container_credentials(support::fake_credentials::CredentialsConfig {
+        lifetime: Duration::from_secs(60),
+        rotate_within: Duration::from_secs(30),
+        ..Default::default()
+    });
+    o.kinesis.credentials = Vec::new();
+    let l = every_logging_path(o, |l| {
+        let token = l.credentials.as_ref().expect("an endpoint").token();
+        // A refused token, then a failing endpoint, then new credentials.
+        fn endpoint(l: &Lambda) -> &support::fake_credentials::FakeCredentials {
+            l.credentials.as_ref().expect("an endpoint")
+        }
+        endpoint(l).set_token("another-token-than-the-extensions");
+        l.invoke(3);
+        endpoint(l).set_token(&token);
+        endpoint(l).fail_with(Some(500));
+        l.invoke(3);
+        endpoint(l).fail_with(None);
+        endpoint(l).rotate();
+    });
+    let endpoint = l.credentials.as_ref().expect("an endpoint");
+    let mut secrets = vec![endpoint.token()];
+    for i in endpoint.issued() {
+        secrets.push(i.credentials.secret_access_key.clone());
+        secrets.extend(i.credentials.session_token.clone());
+    }
+    assert!(endpoint.issued().len() >= 2, "{:?}", endpoint.issued());
+    let statuses: Vec<u16> = endpoint.fetches().iter().map(|f| f.status).collect();
     assert!(
-        !log.contains(&creds.secret_access_key),
-        "secret key in the log"
+        statuses.contains(&403) && statuses.contains(&500) && statuses.contains(&200),
+        "every fault was met: {statuses:?}"
     );
-    assert!(!log.contains(&token), "session token in the log");
-    // Not even a recognisable piece of them.
-    assert!(!log.contains(&creds.secret_access_key[..12]));
-    assert!(!log.contains(&token[..12]));
+    assert!(l.log_text().contains("credentials cannot be fetched"));
+    assert_not_in_the_log(&l, &secrets);
 }
 
 #[test]

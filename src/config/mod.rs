@@ -2,7 +2,7 @@
 //!
 //! `config` sits above every other module and nothing below imports it: each module owns
 //! its settings type (`BufferCap` in `buffer`, `Pacing` in `pacing`, `RecordSettings` in
-//! `records`, `Http` and `Credentials` in `kinesis`, `Subscription` in `runtime_api`,
+//! `records`, `Http` and `CredentialSource` in `kinesis`, `Subscription` in `runtime_api`,
 //! `PartitionKeyMode` in `event::key`, ...), `config` fills them from the environment, and
 //! `assemble` builds what each thread takes from the [`Config`], so
 //! that `lib.rs` only connects the threads.

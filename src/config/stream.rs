@@ -3,7 +3,8 @@
 
 use super::reader::Reader;
 use super::{Problem, PREFIX};
-use crate::kinesis::{Credentials, StreamTarget};
+use crate::kinesis::credentials::{check_container_uri, FULL_URI_VAR, TOKEN_FILE_VAR, TOKEN_VAR};
+use crate::kinesis::{AuthToken, ContainerEndpoint, CredentialSource, Credentials, StreamTarget};
 
 /// Where and how to deliver. Present only when delivery can work.
 #[derive(Debug, Clone, PartialEq)]
@@ -11,7 +12,7 @@ pub struct StreamAccess {
     pub stream: StreamTarget,
     pub region: String,
     pub endpoint: String,
-    pub credentials: Credentials,
+    pub credentials: CredentialSource,
 }
 
 /// Stream, region, endpoint and credentials; `None` (with a problem) when delivery can't work.
@@ -81,28 +82,53 @@ fn read_endpoint(r: &Reader<'_>, region: Option<&str>) -> Option<String> {
     }
 }
 
-/// The function's credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-/// `AWS_SESSION_TOKEN`); a problem naming what is missing.
-fn read_credentials(r: &mut Reader<'_>) -> Option<Credentials> {
+/// The function's credentials: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+/// `AWS_SESSION_TOKEN` when the keys are set (they win, as in the SDKs' chain), else the
+/// container credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`: what Lambda gives a
+/// SnapStart function); a problem naming what to set.
+fn read_credentials(r: &mut Reader<'_>) -> Option<CredentialSource> {
     let key = r.raw("AWS_ACCESS_KEY_ID");
     let secret = r.raw("AWS_SECRET_ACCESS_KEY");
-    match (key, secret) {
-        (Some(access_key_id), Some(secret_access_key)) => Some(Credentials {
-            access_key_id,
-            secret_access_key,
+    if let (Some(access_key_id), Some(secret_access_key)) = (&key, &secret) {
+        return Some(CredentialSource::Environment(Credentials {
+            access_key_id: access_key_id.clone(),
+            secret_access_key: secret_access_key.clone(),
             session_token: r.raw("AWS_SESSION_TOKEN"),
-        }),
-        (key, secret) => {
-            let mut missing = Vec::new();
-            if key.is_none() {
-                missing.push("AWS_ACCESS_KEY_ID");
-            }
-            if secret.is_none() {
-                missing.push("AWS_SECRET_ACCESS_KEY");
-            }
+        }));
+    }
+    if let Some(uri) = r.raw(FULL_URI_VAR) {
+        return read_container_endpoint(r, &uri).map(CredentialSource::Container);
+    }
+    let mut missing = Vec::new();
+    if key.is_none() {
+        missing.push("AWS_ACCESS_KEY_ID");
+    }
+    if secret.is_none() {
+        missing.push("AWS_SECRET_ACCESS_KEY");
+    }
+    r.problems.push(Problem::disabling(format!(
+        "credentials missing: {} not set, nor {FULL_URI_VAR} (with {TOKEN_VAR} or \
+         {TOKEN_FILE_VAR}); telemetry is not delivered",
+        missing.join(" and ")
+    )));
+    None
+}
+
+/// The container credentials endpoint: its URI checked as the SDKs check it, and the token
+/// (the file wins over the value, as in the SDKs).
+fn read_container_endpoint(r: &mut Reader<'_>, uri: &str) -> Option<ContainerEndpoint> {
+    match check_container_uri(uri) {
+        Ok(uri) => {
+            let token = match (r.raw(TOKEN_FILE_VAR), r.raw(TOKEN_VAR)) {
+                (Some(file), _) => AuthToken::File(file.into()),
+                (None, Some(value)) => AuthToken::Value(value),
+                (None, None) => AuthToken::None,
+            };
+            Some(ContainerEndpoint { uri, token })
+        }
+        Err(why) => {
             r.problems.push(Problem::disabling(format!(
-                "credentials missing: {} not set; telemetry is not delivered",
-                missing.join(" and ")
+                "{FULL_URI_VAR}={uri:?} is invalid: {why}; telemetry is not delivered"
             )));
             None
         }

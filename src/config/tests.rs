@@ -1,6 +1,6 @@
 use super::*;
 use crate::kinesis::limits as batch;
-use crate::kinesis::StreamTarget;
+use crate::kinesis::{CredentialSource, StreamTarget};
 use std::collections::HashMap;
 
 fn parse(vars: &[(&str, &str)]) -> (Config, Vec<Problem>) {
@@ -448,5 +448,81 @@ mod properties {
                 ),
             }
         }
+    }
+}
+
+/// What a SnapStart function's environment holds instead of the keys.
+const SNAP_START: [(&str, &str); 4] = [
+    ("KINESIS_TELEMETRY_STREAM", "telemetry"),
+    ("AWS_REGION", "eu-west-1"),
+    (
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "http://127.0.0.1:9001/2021-04-23/credentials",
+    ),
+    ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "header-token"),
+];
+
+fn credentials_of(vars: &[(&str, &str)]) -> (Option<CredentialSource>, Vec<Problem>) {
+    let (c, problems) = parse(vars);
+    (c.access.map(|a| a.credentials), problems)
+}
+
+#[test]
+fn without_keys_the_container_endpoint_gives_the_credentials() {
+    use crate::kinesis::{AuthToken, ContainerEndpoint};
+    let (source, problems) = credentials_of(&SNAP_START);
+    assert!(problems.is_empty(), "{problems:?}");
+    let endpoint = |token| {
+        Some(CredentialSource::Container(ContainerEndpoint {
+            uri: "http://127.0.0.1:9001/2021-04-23/credentials".into(),
+            token,
+        }))
+    };
+    assert_eq!(source, endpoint(AuthToken::Value("header-token".into())));
+    // The token file wins over the value, as in the SDKs (and is read at each fetch).
+    let mut vars = SNAP_START.to_vec();
+    vars.push(("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/var/run/token"));
+    let (source, _) = credentials_of(&vars);
+    assert_eq!(source, endpoint(AuthToken::File("/var/run/token".into())));
+    // The keys win over the endpoint, as in the SDKs' chain.
+    vars.extend([
+        ("AWS_ACCESS_KEY_ID", "AKID"),
+        ("AWS_SECRET_ACCESS_KEY", "S"),
+    ]);
+    let (source, _) = credentials_of(&vars);
+    assert!(
+        matches!(source, Some(CredentialSource::Environment(_))),
+        "{source:?}"
+    );
+}
+
+#[test]
+fn an_endpoint_the_sdks_would_refuse_is_one_line_naming_the_variable() {
+    let mut vars = SNAP_START.to_vec();
+    vars[2].1 = "http://10.0.0.1/credentials";
+    let (source, problems) = credentials_of(&vars);
+    assert!(source.is_none());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let line = &problems[0].message;
+    assert!(
+        line.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI") && line.contains("loopback"),
+        "{line}"
+    );
+    assert!(problems[0].disables_delivery);
+}
+
+#[test]
+fn credentials_missing_names_every_way_to_give_them() {
+    let (source, problems) = credentials_of(&SNAP_START[..2]);
+    assert!(source.is_none());
+    let line = &problems[0].message;
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    ] {
+        assert!(line.contains(var), "{var}: {line}");
     }
 }

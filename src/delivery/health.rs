@@ -137,6 +137,8 @@ pub enum Trouble {
     Hanging,
     /// Answered, slower than the added-time budget allows (how long it took).
     Slow(Duration),
+    /// The credentials to sign with could not be fetched (which endpoint, and why).
+    Credentials(String),
 }
 
 impl Trouble {
@@ -169,6 +171,7 @@ pub fn diagnose<T>(
             Some(Trouble::Unreachable(format!("{why}: {detail}")))
         }
         Err(RequestError::Timeout(_)) => Some(Trouble::Hanging),
+        Err(RequestError::Credentials(why)) => Some(Trouble::Credentials(why.clone())),
         // Cut at the budget: hanging only if the request itself took a good part of it (the
         // flusher may have been late for other reasons, and then the cut says nothing).
         Err(RequestError::Abandoned) if took >= budget / 2 => Some(Trouble::Hanging),

@@ -539,6 +539,12 @@ fn log_trouble<S: Sink>(l: &mut Link<'_, S>, trouble: Option<Trouble>) {
             took.as_millis(),
             l.max_added.as_millis()
         ),
+        Trouble::Credentials(why) => warn!(
+            "the function's credentials cannot be fetched from {why}: check \
+             AWS_CONTAINER_AUTHORIZATION_TOKEN / AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE and that \
+             the endpoint answers. {held} events stay buffered; they are sent once credentials \
+             come, while functions run and at SHUTDOWN, never in the functions' time"
+        ),
     }
     l.said.troubles.push(t);
 }

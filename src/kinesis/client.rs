@@ -9,9 +9,10 @@
 //! returns can panic.
 
 use super::connect::{self, ConnectTimes, Interrupt};
+use super::credentials::{self, FetchError, Keys, FULL_URI_VAR};
 use super::{
     error_from_response, parse_put_records_response, put_records_body, PutRecordsResponse, Record,
-    RequestError, StreamTarget, TimeoutPhase, CONTENT_TYPE, PUT_RECORDS_TARGET, SIGNING_SERVICE,
+    RequestError, StreamTarget, TimeoutPhase, CONTENT_TYPE, PUT_RECORDS_TARGET,
 };
 use crate::kinesis::sign::Signer;
 use std::fmt;
@@ -26,27 +27,6 @@ pub const POOL_MAX_IDLE_AGE: Duration = Duration::from_secs(15);
 
 const USER_AGENT: &str = concat!("kinesis-telemetry-extension/", env!("CARGO_PKG_VERSION"));
 
-/// AWS credentials from the function's environment. `Debug` never shows the secrets.
-#[derive(Clone, PartialEq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"** redacted **")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "** redacted **"),
-            )
-            .finish()
-    }
-}
-
 /// Transport and retry settings for Kinesis: the client's timeouts and trust, and how often
 /// and how far apart the flusher retries.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +39,8 @@ pub struct Http {
     pub backoff_max: Duration,
 }
 
-/// Everything the client needs. `Debug` never shows the secret or the token (see
-/// [`Credentials`]).
+/// Everything the client needs. `Debug` never shows a secret or a token (see
+/// [`super::Credentials`], [`super::ContainerEndpoint`]).
 #[derive(Clone, Debug)]
 pub struct ClientSettings {
     /// `http://` or `https://` base URL, path prefix allowed
@@ -68,7 +48,7 @@ pub struct ClientSettings {
     pub endpoint: String,
     /// Signing region.
     pub region: String,
-    pub credentials: Credentials,
+    pub credentials: super::CredentialSource,
     /// Limit on DNS + TCP connect + TLS handshake.
     pub connect_timeout: Duration,
     /// PEM bundle of CA certificates to trust for an `https` endpoint. When set it
@@ -109,7 +89,8 @@ impl fmt::Display for SetupError {
 impl std::error::Error for SetupError {}
 
 /// A Kinesis client for PutRecords: one keep-alive agent (rebuilt after an [`Interrupt`]),
-/// one signer.
+/// and the keys it signs with (fetched from the container credentials endpoint on that same
+/// agent, when that is where they come from: see [`credentials`]).
 pub struct KinesisClient {
     config: ureq::config::Config,
     interrupt: Interrupt,
@@ -117,32 +98,24 @@ pub struct KinesisClient {
     generation: std::sync::atomic::AtomicU64,
     connects: Arc<ConnectTimes>,
     url: String,
-    signer: Signer,
-    /// Strings that must never leave in an error message.
-    secrets: Vec<String>,
+    keys: Keys,
 }
 
 impl fmt::Debug for KinesisClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KinesisClient")
             .field("url", &self.url)
-            .field("signer", &self.signer)
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
 
 impl KinesisClient {
     pub fn new(s: ClientSettings) -> Result<Self, SetupError> {
-        let c = &s.credentials;
-        for (value, what) in [
-            (&s.region, "AWS_REGION"),
-            (&c.access_key_id, "AWS_ACCESS_KEY_ID"),
-            (&c.secret_access_key, "AWS_SECRET_ACCESS_KEY"),
-        ] {
-            if value.trim().is_empty() {
-                return Err(SetupError::Missing(what));
-            }
+        if s.region.trim().is_empty() {
+            return Err(SetupError::Missing("AWS_REGION"));
         }
+        let keys = Keys::new(&s.credentials, &s.region).map_err(SetupError::Missing)?;
         let url = request_url(&s.endpoint)?;
 
         let mut tls = ureq::tls::TlsConfig::builder();
@@ -161,29 +134,19 @@ impl KinesisClient {
             .build();
         let connects = Arc::new(ConnectTimes::default());
         let agent = build_agent(&config, &connects);
-
-        let mut secrets = vec![c.secret_access_key.clone()];
-        secrets.extend(c.session_token.clone());
         Ok(Self {
             config,
             interrupt: Interrupt::new(agent),
             generation: Default::default(),
             connects,
             url,
-            signer: Signer::new(
-                &c.access_key_id,
-                &c.secret_access_key,
-                c.session_token.as_deref(),
-                &s.region,
-                SIGNING_SERVICE,
-            ),
-            secrets,
+            keys,
         })
     }
 
     /// The signing region (named in fix hints).
     pub fn region(&self) -> &str {
-        self.signer.region()
+        self.keys.region()
     }
 
     /// The URL requests go to (named in log lines).
@@ -204,7 +167,9 @@ impl KinesisClient {
     /// Forgets every pooled connection (a SnapStart restore: the pool holds connections
     /// opened before the snapshot, which the server closed long ago, and which every restored
     /// copy would share): the agent is shut down and the next request builds a fresh one.
+    /// Credentials fetched before the snapshot are forgotten too: the next request fetches.
     pub fn drop_connections(&self) {
+        self.keys.forget();
         self.interrupt.fire();
     }
 
@@ -212,27 +177,10 @@ impl KinesisClient {
     /// exchange, of which at most `connect_timeout` for a new connection. `records` must
     /// respect the API limits (see `records::pack`); an empty slice is answered locally with
     /// an empty response. A request cut by the [`Interrupt`] is [`RequestError::Abandoned`].
+    ///
+    /// Credentials that must be fetched first (none yet, or due: see [`credentials`]) are
+    /// fetched within the same `timeout`; a failed fetch is [`RequestError::Credentials`].
     pub fn put_records(
-        &self,
-        target: &StreamTarget,
-        records: &[Record],
-        timeout: Duration,
-        connect_timeout: Duration,
-    ) -> Result<PutRecordsResponse, RequestError> {
-        let generation = self.interrupt.generation();
-        let result = self.exchange(target, records, timeout, connect_timeout);
-        if self.interrupt.generation() == generation {
-            return result;
-        }
-        // Cut: before a connection was made nothing was sent (a connect that did not finish);
-        // after, the request may have landed.
-        result.map_err(|e| match e {
-            RequestError::Timeout(TimeoutPhase::Connect) | RequestError::Connect(_) => e,
-            _ => RequestError::Abandoned,
-        })
-    }
-
-    fn exchange(
         &self,
         target: &StreamTarget,
         records: &[Record],
@@ -244,13 +192,73 @@ impl KinesisClient {
                 records: Vec::new(),
             });
         }
+        let generation = self.interrupt.generation();
+        let deadline = Instant::now() + timeout;
+        let result = self.signer(timeout, connect_timeout).and_then(|signer| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RequestError::Timeout(TimeoutPhase::Overall));
+            }
+            self.exchange(&signer, target, records, left, connect_timeout)
+        });
+        if self.interrupt.generation() == generation {
+            return result;
+        }
+        // Cut: before a connection was made nothing was sent (a connect that did not finish,
+        // or a credentials fetch); after, the request may have landed.
+        result.map_err(|e| match e {
+            RequestError::Timeout(TimeoutPhase::Connect)
+            | RequestError::Connect(_)
+            | RequestError::Credentials(_) => e,
+            _ => RequestError::Abandoned,
+        })
+    }
+
+    /// The signer for a request now: the keys at hand, or credentials fetched from the
+    /// container endpoint within `timeout`.
+    fn signer(&self, timeout: Duration, connect_timeout: Duration) -> Result<Signer, RequestError> {
+        if let Some(signer) = self.keys.ready(SystemTime::now()) {
+            return Ok(signer);
+        }
+        let Some(endpoint) = self.keys.endpoint() else {
+            return Err(RequestError::Local("no credentials".to_owned()));
+        };
+        let agent = self.interrupt.agent(&self.generation, || {
+            build_agent(&self.config, &self.connects)
+        });
+        // A connect to the credentials endpoint says nothing of how fast Kinesis connects.
+        let seen = self.connects.take();
+        let fetched = credentials::fetch(&agent, endpoint, timeout, connect_timeout);
+        self.connects.restore(seen);
+        match fetched {
+            Ok((creds, expiration)) => Ok(self.keys.store(&creds, expiration)),
+            Err(e) => {
+                let why = match e {
+                    FetchError::Refused(why) => why,
+                    FetchError::Transport(e) => describe_fetch_failure(map_ureq_error(e)),
+                };
+                let host = endpoint.host();
+                Err(self.scrub(RequestError::Credentials(format!(
+                    "{FULL_URI_VAR} (host {host}): {why}"
+                ))))
+            }
+        }
+    }
+
+    fn exchange(
+        &self,
+        signer: &Signer,
+        target: &StreamTarget,
+        records: &[Record],
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<PutRecordsResponse, RequestError> {
         let body = put_records_body(target, records);
         let signed_headers = [
             ("content-type", CONTENT_TYPE),
             ("x-amz-target", PUT_RECORDS_TARGET),
         ];
-        let auth = self
-            .signer
+        let auth = signer
             .sign("POST", &self.url, &signed_headers, &body, SystemTime::now())
             .map_err(|e| RequestError::Local(e.to_string()))?;
 
@@ -297,8 +305,9 @@ impl KinesisClient {
 
     /// Belt and braces on top of [`super::sanitize_message`]: blank out our own secrets.
     fn scrub(&self, e: RequestError) -> RequestError {
+        let secrets = self.keys.secrets();
         let clean = |s: String| {
-            self.secrets
+            secrets
                 .iter()
                 .filter(|x| x.len() >= 4)
                 .fold(s, |s, x| s.replace(x.as_str(), "<redacted>"))
@@ -318,6 +327,7 @@ impl KinesisClient {
             },
             RequestError::MalformedResponse(d) => RequestError::MalformedResponse(clean(d)),
             RequestError::Local(d) => RequestError::Local(clean(d)),
+            RequestError::Credentials(d) => RequestError::Credentials(clean(d)),
             RequestError::Timeout(p) => RequestError::Timeout(p),
             RequestError::Abandoned => RequestError::Abandoned,
         }
@@ -417,6 +427,18 @@ fn load_ca_file(path: &PathBuf) -> Result<ureq::tls::RootCerts, SetupError> {
         return Err(bad("no CERTIFICATE block found".to_owned()));
     }
     Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
+/// A transport failure in the words of a credentials fetch.
+fn describe_fetch_failure(e: RequestError) -> String {
+    match e {
+        RequestError::Timeout(TimeoutPhase::Connect) => "connecting timed out".to_owned(),
+        RequestError::Timeout(_) => "it timed out before answering".to_owned(),
+        RequestError::Connect(d) => format!("cannot connect ({d})"),
+        RequestError::Tls(d) => format!("TLS failed ({d})"),
+        RequestError::Io(d) => format!("the connection broke ({d})"),
+        other => other.to_string(),
+    }
 }
 
 fn map_ureq_error(e: ureq::Error) -> RequestError {

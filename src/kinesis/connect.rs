@@ -52,6 +52,13 @@ impl ConnectTimes {
         let mut v = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
         v.drain(..).map(Duration::from_micros).collect()
     }
+
+    /// Puts back what [`take`](Self::take) returned, dropping whatever came since (the
+    /// connects of a credentials fetch, which say nothing of Kinesis).
+    pub fn restore(&self, taken: Vec<Duration>) {
+        let mut v = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        *v = taken.into_iter().map(|d| d.as_micros() as u64).collect();
+    }
 }
 
 /// Cuts the client's requests in flight from another thread (see the module docs).

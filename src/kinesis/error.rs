@@ -60,6 +60,10 @@ pub enum RequestError {
     /// Cut while in flight: the invocation's added-time budget ended (see
     /// `kinesis::Interrupt`). Its records may have landed: they are resent.
     Abandoned,
+    /// The credentials to sign with could not be fetched from the container credentials
+    /// endpoint (which, and why: never the token or a key). Nothing was sent to Kinesis; the
+    /// records are resent once credentials come.
+    Credentials(String),
 }
 
 /// Codes the contract lists as throttling (plus generic AWS throttling codes).
@@ -165,7 +169,8 @@ impl RequestError {
             | Self::Timeout(_)
             | Self::Io(_)
             | Self::MalformedResponse(_)
-            | Self::Abandoned => ErrorClass::Retryable,
+            | Self::Abandoned
+            | Self::Credentials(_) => ErrorClass::Retryable,
             Self::Http {
                 status,
                 code,
@@ -187,6 +192,7 @@ impl RequestError {
             Self::MalformedResponse(_) => "MalformedResponse".to_owned(),
             Self::Local(_) => "Local".to_owned(),
             Self::Abandoned => "Abandoned".to_owned(),
+            Self::Credentials(_) => "Credentials".to_owned(),
         }
     }
 
@@ -218,6 +224,11 @@ impl RequestError {
             Self::Abandoned => "the request was still in flight when the invocation's added-time \
                  budget ended (KINESIS_TELEMETRY_MAX_ADDED_MS): its records are resent"
                 .to_owned(),
+            Self::Credentials(detail) => format!(
+                "cannot fetch the function's credentials from {detail}: check \
+                 AWS_CONTAINER_AUTHORIZATION_TOKEN / AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE; \
+                 records are resent once it answers"
+            ),
             Self::Http { status, code, message } => {
                 http_hint(*status, code, message, target, stream, region)
             }
@@ -317,6 +328,7 @@ impl fmt::Display for RequestError {
             Self::MalformedResponse(d) => write!(f, "malformed Kinesis response: {d}"),
             Self::Local(d) => write!(f, "cannot build the Kinesis request: {d}"),
             Self::Abandoned => write!(f, "Kinesis request abandoned at the added-time budget"),
+            Self::Credentials(d) => write!(f, "cannot fetch credentials from {d}"),
         }
     }
 }

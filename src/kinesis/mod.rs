@@ -1,6 +1,7 @@
 //! Kinesis Data Streams `PutRecords`: stream target, request body and response
-//! here; error classes in [`error`]; the HTTP client and its settings ([`Http`],
-//! [`Credentials`]) in [`client`]. Everything is
+//! here; error classes in [`error`]; the HTTP client and its settings ([`Http`]) in
+//! [`client`]; where its credentials come from ([`CredentialSource`]: the environment or the
+//! container credentials endpoint) in [`credentials`]. Everything is
 //! re-exported at this level (`crate::kinesis::KinesisClient`, ...).
 //!
 //! Wire format (AWS JSON 1.1, botocore `kinesis/2013-12-02/service-2.json`):
@@ -22,13 +23,15 @@
 
 mod client;
 mod connect;
+pub mod credentials;
 mod error;
 pub mod kpl;
 pub mod limits;
 pub mod sign;
 
-pub use client::{probe_connect, ClientSettings, Credentials, Http, KinesisClient};
+pub use client::{probe_connect, ClientSettings, Http, KinesisClient};
 pub use connect::Interrupt;
+pub use credentials::{AuthToken, ContainerEndpoint, CredentialSource, Credentials};
 pub use error::{
     classify_record_code, error_from_response, sanitize_message, ErrorClass, RequestError,
     TimeoutPhase,

@@ -57,10 +57,6 @@ impl Signer {
         }
     }
 
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-
     /// Signs a request and returns the headers to add to it (lowercase names).
     ///
     /// `url` must be the exact URL sent (scheme, host, port, path, query); `host` is

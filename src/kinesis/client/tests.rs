@@ -46,11 +46,11 @@ fn settings(endpoint: &str) -> ClientSettings {
     ClientSettings {
         endpoint: endpoint.to_owned(),
         region: "us-east-1".into(),
-        credentials: super::Credentials {
+        credentials: crate::kinesis::CredentialSource::Environment(crate::kinesis::Credentials {
             access_key_id: "AKIDTEST".into(),
             secret_access_key: "SECRETKEYVALUE".into(),
             session_token: Some("SESSIONTOKENVALUE".into()),
-        },
+        }),
         connect_timeout: Duration::from_secs(2),
         ca_file: None,
     }
@@ -652,4 +652,148 @@ mod https {
             assert!(server.join().unwrap().is_none(), "no request got through");
         }
     }
+}
+
+// ---- credentials from the container credentials endpoint ----
+
+fn container_answer(n: u32, expiration: &str) -> String {
+    format!(
+        r#"{{"AccessKeyId":"ASIAFETCHED{n}","SecretAccessKey":"fetched-secret-{n}","Token":"fetched-token-{n}","Expiration":"{expiration}"}}"#
+    )
+}
+
+fn container_settings(endpoint: &str) -> ClientSettings {
+    ClientSettings {
+        credentials: crate::kinesis::CredentialSource::Container(
+            crate::kinesis::ContainerEndpoint {
+                uri: format!("{endpoint}/creds"),
+                token: crate::kinesis::AuthToken::Value("the-header-token".into()),
+            },
+        ),
+        ..settings(endpoint)
+    }
+}
+
+#[test]
+fn container_credentials_are_fetched_once_signed_with_and_fetched_again_after_a_restore() {
+    let (endpoint, seen) = serve(vec![
+        (200, container_answer(1, "2099-01-01T00:00:00Z")),
+        (200, ok_answer(1)),
+        (200, ok_answer(1)),
+        (200, container_answer(2, "2099-01-01T00:00:00Z")),
+        (200, ok_answer(1)),
+    ]);
+    let client = KinesisClient::new(container_settings(&endpoint)).unwrap();
+    let target = StreamTarget::Name("telemetry".into());
+    let one = [Record::new(b"{}", "a")];
+    assert!(seen.try_recv().is_err(), "nothing fetched before a request");
+    client.put_records(&target, &[], T, T).unwrap();
+    client.put_records(&target, &one, T, T).unwrap();
+    client.put_records(&target, &one, T, T).unwrap();
+    client.drop_connections();
+    client.put_records(&target, &one, T, T).unwrap();
+    let s: Vec<Seen> = (0..5).map(|_| seen.recv().unwrap()).collect();
+    assert_eq!((s[0].method.as_str(), s[0].url.as_str()), ("GET", "/creds"));
+    assert_eq!(s[0].header("authorization"), Some("the-header-token"));
+    for (i, key) in [
+        (1, "ASIAFETCHED1"),
+        (2, "ASIAFETCHED1"),
+        (4, "ASIAFETCHED2"),
+    ] {
+        assert_eq!(s[i].method, "POST");
+        let auth = s[i].header("authorization").unwrap();
+        assert!(auth.contains(&format!("Credential={key}/")), "{i}: {auth}");
+        let token = key.replace("ASIAFETCHED", "fetched-token-");
+        assert_eq!(s[i].header("x-amz-security-token"), Some(token.as_str()));
+    }
+    assert_eq!(s[3].method, "GET", "a restore forgets what was fetched");
+}
+
+#[test]
+fn credentials_due_soon_are_fetched_again_and_a_failed_fetch_names_the_host_not_the_token() {
+    let soon = crate::kinesis::credentials::REFRESH_BEFORE / 2;
+    let (y, mo, d, h, mi, s) = civil(SystemTime::now() + soon);
+    let expiring = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z");
+    let (endpoint, seen) = serve(vec![
+        (200, container_answer(1, &expiring)),
+        (200, ok_answer(1)),
+        (
+            403,
+            r#"{"code":"AccessDenied","message":"the-header-token is wrong"}"#.into(),
+        ),
+        (200, container_answer(2, "not a date")),
+    ]);
+    let client = KinesisClient::new(container_settings(&endpoint)).unwrap();
+    let target = StreamTarget::Name("telemetry".into());
+    let one = [Record::new(b"{}", "a")];
+    client.put_records(&target, &one, T, T).unwrap();
+    let host = endpoint.trim_start_matches("http://");
+    for (want, err) in [
+        (
+            "HTTP 403",
+            client.put_records(&target, &one, T, T).unwrap_err(),
+        ),
+        (
+            "Expiration",
+            client.put_records(&target, &one, T, T).unwrap_err(),
+        ),
+    ] {
+        let text = err.to_string();
+        assert!(matches!(err, RequestError::Credentials(_)), "{err:?}");
+        assert_eq!(err.class(), crate::kinesis::ErrorClass::Retryable);
+        assert!(
+            text.contains("AWS_CONTAINER_CREDENTIALS_FULL_URI") && text.contains(host),
+            "{text}"
+        );
+        assert!(text.contains(want), "{text}");
+        assert!(
+            !text.contains("the-header-token") && !text.contains("fetched-"),
+            "{text}"
+        );
+    }
+    let methods: Vec<String> = (0..4).map(|_| seen.recv().unwrap().method).collect();
+    assert_eq!(
+        methods,
+        ["GET", "POST", "GET", "GET"],
+        "due: fetched before each request"
+    );
+}
+
+/// (year, month, day, hour, minute, second) of a time, in UTC.
+fn civil(t: SystemTime) -> (u64, u64, u64, u64, u64, u64) {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (mut days, rem) = (secs / 86_400, secs % 86_400);
+    let mut y = 1970;
+    let leap = |y: u64| y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400));
+    while days >= if leap(y) { 366 } else { 365 } {
+        days -= if leap(y) { 366 } else { 365 };
+        y += 1;
+    }
+    let months = [
+        31,
+        if leap(y) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let mut m = 0;
+    while days >= months[m] {
+        days -= months[m];
+        m += 1;
+    }
+    (
+        y,
+        m as u64 + 1,
+        days + 1,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+    )
 }

@@ -227,6 +227,9 @@ struct State {
 struct Shared {
     config: KinesisConfig,
     verifier: Verifier,
+    /// Credentials handed out by a credentials endpoint (`fake_credentials`), with their
+    /// expiration: accepted until then, `ExpiredTokenException` after.
+    issued: Mutex<Vec<(Credentials, SystemTime)>>,
     state: Mutex<State>,
     changed: Condvar,
     /// The server's connection controls (set once it has started).
@@ -237,6 +240,26 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock only happens on a bug in this file; keep serving.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The verifier for a request signed with `access_key` at `now`: the configured
+    /// credentials and the issued ones still valid; `Err` when `access_key` is of an issued
+    /// set that has expired.
+    fn verifier_at(&self, access_key: Option<&str>, now: SystemTime) -> Result<Verifier, AwsError> {
+        let issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let mut verifier = self.verifier.clone();
+        for (c, expiration) in issued.iter() {
+            if now < *expiration {
+                verifier.credentials.push(c.clone());
+            } else if access_key == Some(c.access_key_id.as_str()) {
+                return Err(AwsError::new(
+                    400,
+                    "ExpiredTokenException",
+                    "The security token included in the request is expired",
+                ));
+            }
+        }
+        Ok(verifier)
     }
 
     /// Whether the server was stopped (held requests let go).
@@ -278,6 +301,7 @@ impl FakeKinesis {
         let shared = Arc::new(Shared {
             config,
             verifier,
+            issued: Mutex::new(Vec::new()),
             state: Mutex::new(State {
                 faults: Faults::default(),
                 shards: BTreeMap::new(),
@@ -372,6 +396,16 @@ impl KinesisHandle {
         if let Some(c) = self.0.server.get() {
             c.accept_connects();
         }
+    }
+
+    /// Accepts signatures made with `credentials` (a credentials endpoint handed them out)
+    /// until `expiration`; after it, `ExpiredTokenException`.
+    pub fn accept_issued(&self, credentials: Credentials, expiration: SystemTime) {
+        self.0
+            .issued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((credentials, expiration));
     }
 
     /// What clients have in flight to the fake at this moment, from the kernel's sockets:

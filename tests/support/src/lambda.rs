@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::Value;
 
 use crate::events::EventFactory;
+use crate::fake_credentials::{CredentialsConfig, FakeCredentials};
 use crate::fake_kinesis::{self, FakeKinesis, KinesisConfig};
 use crate::fake_runtime::{FakeRuntime, RuntimeConfig};
 use crate::telemetry_records::{self, Enriched};
@@ -49,6 +50,10 @@ pub struct LambdaOptions {
     /// How long each invocation's function runs: between its log lines and its
     /// `platform.runtimeDone` (0: the runtime is done at once).
     pub run_time: Duration,
+    /// SnapStart's credentials: no access-key variables, a container credentials endpoint
+    /// ([`FakeCredentials`], wired to the fake Kinesis) named by
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI`, its token in `AWS_CONTAINER_AUTHORIZATION_TOKEN`.
+    pub container_credentials: Option<CredentialsConfig>,
 }
 
 impl Default for LambdaOptions {
@@ -63,6 +68,7 @@ impl Default for LambdaOptions {
             wait_for_init: true,
             init_timeout: Duration::from_secs(10),
             run_time: Duration::ZERO,
+            container_credentials: None,
         }
     }
 }
@@ -87,6 +93,13 @@ impl LambdaOptions {
     /// Each invocation's function runs this long before its `platform.runtimeDone`.
     pub fn run_for(mut self, run_time: Duration) -> Self {
         self.run_time = run_time;
+        self
+    }
+
+    /// Credentials from a container credentials endpoint only (see
+    /// [`Self::container_credentials`]).
+    pub fn container_credentials(mut self, config: CredentialsConfig) -> Self {
+        self.container_credentials = Some(config);
         self
     }
 }
@@ -116,6 +129,8 @@ impl ShutdownOutcome {
 pub struct Lambda {
     pub runtime: FakeRuntime,
     pub kinesis: FakeKinesis,
+    /// The container credentials endpoint, when the options asked for one.
+    pub credentials: Option<FakeCredentials>,
     pub events: EventFactory,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
@@ -175,6 +190,27 @@ impl Lambda {
         if let Some(t) = &creds.session_token {
             set("AWS_SESSION_TOKEN", t);
         }
+        let credentials = match &opts.container_credentials {
+            Some(config) => Some(
+                FakeCredentials::start(config.clone(), Some(kinesis.handle()))
+                    .map_err(|e| format!("fake credentials endpoint: {e}"))?,
+            ),
+            None => None,
+        };
+        if let Some(endpoint) = &credentials {
+            for k in [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+            ] {
+                env.remove(k);
+            }
+            env.insert("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), endpoint.uri());
+            env.insert("AWS_CONTAINER_AUTHORIZATION_TOKEN".into(), endpoint.token());
+        }
+        let mut set = |k: &str, v: &str| {
+            env.insert(k.to_owned(), v.to_owned());
+        };
         set("AWS_LAMBDA_FUNCTION_NAME", &opts.runtime.function_name);
         set(
             "AWS_LAMBDA_FUNCTION_VERSION",
@@ -255,6 +291,7 @@ impl Lambda {
             events: EventFactory::new(&opts.runtime.function_name),
             runtime,
             kinesis,
+            credentials,
             child,
             log,
             pipes_closed,

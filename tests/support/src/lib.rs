@@ -1,6 +1,7 @@
 //! Black-box harness of `kinesis-telemetry-extension`: runs the real extension binary
-//! against in-process fakes of the Lambda Runtime API ([`fake_runtime`]) and Kinesis
-//! ([`fake_kinesis`]), so each test reads as a few lines of intent:
+//! against in-process fakes of the Lambda Runtime API ([`fake_runtime`]), Kinesis
+//! ([`fake_kinesis`]) and, for SnapStart, the container credentials endpoint
+//! ([`fake_credentials`]), so each test reads as a few lines of intent:
 //!
 //! ```ignore
 //! let mut lambda = Lambda::start(LambdaOptions::default().binary(extension_under_test!()));
@@ -27,6 +28,7 @@
 
 pub mod clock;
 pub mod events;
+pub mod fake_credentials;
 pub mod fake_kinesis;
 pub mod fake_runtime;
 pub mod http;

@@ -201,7 +201,10 @@ impl KinesisHandler {
             headers: &req.headers,
             body: &req.body,
         };
-        if let Err(e) = self.0.verifier.verify(parts, SystemTime::now()) {
+        let now = SystemTime::now();
+        let key = req.header("authorization").and_then(super::access_key_of);
+        let verifier = self.0.verifier_at(key.as_deref(), now)?;
+        if let Err(e) = verifier.verify(parts, now) {
             return Err(AwsError::new(400, e.aws_code(), e.aws_message()));
         }
         if let Some(fatal) = &self.0.lock().faults.fatal {
