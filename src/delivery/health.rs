@@ -68,8 +68,8 @@ pub enum Observation {
 }
 
 /// What a request's answer says about Kinesis (pure): its `outcome`, how its events
-/// `settled`; `cut`: cut in flight at the added-time budget, `took` after it started; `small`:
-/// at most [`SMALL_REQUEST_BYTES`].
+/// `settled`; `cut`: its window ended it ([`ended_by_window`]), `took` after it started;
+/// `small`: at most [`SMALL_REQUEST_BYTES`].
 pub fn observation(
     outcome: &Outcome,
     settled: &Settlement,
@@ -81,7 +81,7 @@ pub fn observation(
     if settled.resent == 0 {
         Observation::Ok
     } else if cut && (!small || took < budget / 2) {
-        // A large request cut at the budget was long, not refused; one cut right after it
+        // A large request its window ended was long, not refused; one cut right after it
         // started says nothing of Kinesis either.
         Observation::Cut
     } else if settled.records_ok > 0 || outcome.throttled == outcome.resend.len() {
@@ -148,6 +148,31 @@ impl Trouble {
     }
 }
 
+/// Whether a request ended because its window did, not because of anything Kinesis did
+/// (pure): cut in flight at the added-time budget (`Abandoned`), or timed out after it
+/// connected when its `timeout` was what was left of its window, shorter than
+/// `KINESIS_TELEMETRY_REQUEST_TIMEOUT_MS` (`request_timeout`). Such a request shows only that
+/// Kinesis needed more than the window left: see [`observation`] and [`window_trouble`].
+pub fn ended_by_window<T>(
+    result: &Result<T, RequestError>,
+    timeout: Duration,
+    request_timeout: Duration,
+) -> bool {
+    match result {
+        Err(RequestError::Abandoned) => true,
+        Err(RequestError::Timeout(TimeoutPhase::Connect)) => false,
+        Err(RequestError::Timeout(_)) => timeout < request_timeout,
+        _ => false,
+    }
+}
+
+/// The trouble a request its window ended shows (pure): hanging only if it had a good part
+/// of the budget (the flusher may have started it late for other reasons, and then its end
+/// says nothing of Kinesis).
+pub fn window_trouble(took: Duration, budget: Duration) -> Option<Trouble> {
+    (took >= budget / 2).then_some(Trouble::Hanging)
+}
+
 /// What kind of trouble a request's outcome shows (pure); `None` when it shows none of these
 /// (delivered in time, or refused or throttled by a Kinesis that answers).
 pub fn diagnose<T>(
@@ -172,10 +197,7 @@ pub fn diagnose<T>(
         }
         Err(RequestError::Timeout(_)) => Some(Trouble::Hanging),
         Err(RequestError::Credentials(why)) => Some(Trouble::Credentials(why.clone())),
-        // Cut at the budget: hanging only if the request itself took a good part of it (the
-        // flusher may have been late for other reasons, and then the cut says nothing).
-        Err(RequestError::Abandoned) if took >= budget / 2 => Some(Trouble::Hanging),
-        Err(RequestError::Abandoned) => None,
+        Err(RequestError::Abandoned) => window_trouble(took, budget),
         Ok(_) if took > budget => Some(Trouble::Slow(took)),
         _ => None,
     }

@@ -269,7 +269,8 @@ struct Call {
     took: Duration,
     /// Bytes sent (records' data + keys).
     bytes: usize,
-    /// Cut in flight at the added-time budget.
+    /// Ended by its window: cut in flight at the added-time budget, or timed out at the
+    /// window's end (`health::ended_by_window`).
     cut: bool,
 }
 
@@ -288,7 +289,7 @@ fn put<S: Sink>(l: &mut Link<'_, S>, built: &[Built], events: &[Event], until: I
     for connect in l.sink.connect_times() {
         l.health.connected(Instant::now(), connect);
     }
-    let cut = matches!(result, Err(RequestError::Abandoned));
+    let cut = health::ended_by_window(&result, timeout, l.http.request_timeout);
     Call {
         result,
         took,
@@ -300,7 +301,7 @@ fn put<S: Sink>(l: &mut Link<'_, S>, built: &[Built], events: &[Event], until: I
 /// Counts the request, its latency and what it sent again.
 fn count_request(stats: &Stats, call: &Call, again: Again) {
     Stats::add(&stats.requests, 1);
-    if call.cut {
+    if matches!(call.result, Err(RequestError::Abandoned)) {
         Stats::add(&stats.abandoned_requests, 1);
     }
     stats.add_latency(call.took);
@@ -450,7 +451,8 @@ fn tell_health<S: Sink>(
     let seen = health::latency_seen(took, timed_out);
     // Only a small request's time says how Kinesis answers.
     let trouble = match (small, cut) {
-        (true, _) => health::diagnose(result, took, l.max_added),
+        (true, true) => health::window_trouble(took, l.max_added),
+        (true, false) => health::diagnose(result, took, l.max_added),
         (false, true) => None,
         (false, false) => health::diagnose(result, Duration::ZERO, l.max_added),
     };

@@ -32,7 +32,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use serde_json::value::RawValue;
@@ -109,6 +109,8 @@ pub struct TelemetryReceiver {
     lambda_dropping: AtomicBool,
     /// An episode of POSTs over [`MAX_EVENTS_PER_POST`] is under way (logged once).
     over_limit: AtomicBool,
+    /// When the buffer-full line was last logged (see [`full_line_due`]).
+    full_logged: Mutex<Option<Instant>>,
     attribution: Mutex<Attribution>,
 }
 
@@ -169,6 +171,7 @@ impl TelemetryReceiver {
             seq: AtomicU64::new(0),
             lambda_dropping: AtomicBool::new(false),
             over_limit: AtomicBool::new(false),
+            full_logged: Mutex::new(None),
             attribution: Mutex::new(attribution),
         }
     }
@@ -284,8 +287,17 @@ impl TelemetryReceiver {
         }
     }
 
-    /// One line per episode of fullness, saying why and what to change.
+    /// One line per episode of fullness, saying why and what to change; at most one every
+    /// [`FULL_LINE_EVERY`] (the counts are in the summary and the metrics).
     fn log_full(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self.full_logged.lock().unwrap_or_else(|e| e.into_inner());
+            if !full_line_due(*last, now) {
+                return;
+            }
+            *last = Some(now);
+        }
         let level = self.buffer.level();
         let cap = self.buffer.cap();
         let which = if level.in_memory >= cap.max_events {
@@ -305,6 +317,16 @@ impl TelemetryReceiver {
             );
         }
     }
+}
+
+/// The buffer-full line is logged at most this often: a buffer that a request drains below
+/// half its cap and the next POSTs fill again starts an episode per request.
+pub const FULL_LINE_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether a new episode of fullness gets its line (pure): the first one, and then one at
+/// most every [`FULL_LINE_EVERY`].
+pub fn full_line_due(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|at| now.saturating_duration_since(at) >= FULL_LINE_EVERY)
 }
 
 /// What to change when Lambda drops telemetry (pure): what makes each POST carry more (the

@@ -220,6 +220,21 @@ pub struct Buffer {
     listening: AtomicBool,
 }
 
+/// Whether an episode of fullness goes on after an admission (pure). It starts at a refusal
+/// and ends only once what memory holds is down to half the cap, in events and in bytes: a
+/// buffer hovering at its cap (telemetry steadily outpacing delivery) is one episode, and one
+/// log line, not one per POST that happened to fit after a request made room.
+pub fn still_full(
+    was_full: bool,
+    refused: bool,
+    memory_events: usize,
+    memory_bytes: usize,
+    cap: &BufferCap,
+) -> bool {
+    refused
+        || (was_full && (memory_events * 2 > cap.max_events || memory_bytes * 2 > cap.max_bytes))
+}
+
 impl Buffer {
     /// A buffer with this cap, and the channel that wakes the flusher when something arrives.
     /// `spill` is the optional spill file (its leftovers from an earlier process go first).
@@ -303,11 +318,8 @@ impl Buffer {
         inner.last_admission = Some(now);
         let refused = out.refused + out.spill_refused > 0;
         out.became_full = refused && !was_full;
-        if refused {
-            inner.full = true;
-        } else if out.kept + out.spilled > 0 {
-            inner.full = false;
-        }
+        let (events, bytes) = (inner.memory_events(), inner.memory_bytes());
+        inner.full = still_full(was_full, refused, events, bytes, &self.cap);
         drop(inner);
         if self.listening.load(Relaxed) {
             let _ = self.wake.try_send(());

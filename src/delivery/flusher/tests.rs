@@ -491,6 +491,48 @@ fn a_request_in_flight_at_the_budget_is_cut_and_its_records_resent() {
 }
 
 #[test]
+fn a_large_request_its_window_ended_is_not_a_failing_kinesis() {
+    // A request of over 256 KiB times out at its window's end (its timeout was the window's
+    // rest, shorter than the configured 2 s): it was long, and says nothing of Kinesis, so the
+    // next invocation sends as usual instead of waiting for a run length or a recovery probe.
+    let mut r = rig(
+        settings(Strategy::Background, 0, RecordFormat::Event),
+        vec![Box::new(|_| {
+            std::thread::sleep(Duration::from_millis(30));
+            Err(RequestError::Timeout(crate::kinesis::TimeoutPhase::Overall))
+        })],
+    );
+    let pad = "p".repeat(1_000);
+    let big: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"time":"t","type":"function","record":"{pad}-{i}"}}"#))
+        .collect();
+    admit(&r.buffer, &big);
+    r.handle.invoke("r-1", in_ms(400));
+    {
+        let log = r.log.lock().unwrap();
+        assert!(
+            log.timeouts[0] < Duration::from_secs(2),
+            "bounded by the window"
+        );
+        let sent: usize = log.calls[0].iter().map(Vec::len).sum();
+        assert!(sent > 256 * 1024, "a large request: {sent} bytes");
+    }
+    admit(&r.buffer, &lines("after", 3));
+    r.handle.invoke("r-2", in_ms(3_000));
+    assert_eq!(
+        delivered(&r),
+        303,
+        "the next invocation sends: Kinesis was not judged failing"
+    );
+    assert_eq!(
+        r.stats.abandoned_requests.load(Relaxed),
+        0,
+        "not cut at the budget"
+    );
+    assert!(r.handle.shutdown(in_ms(1_500), None));
+}
+
+#[test]
 fn while_kinesis_fails_an_invocation_of_unknown_length_sends_nothing() {
     let mut r = rig(
         settings(Strategy::Background, 0, RecordFormat::Event),

@@ -152,6 +152,40 @@ fn large_requests_teach_throughput_not_slowness() {
 }
 
 #[test]
+fn a_request_its_window_ended_is_told_apart_from_one_kinesis_failed() {
+    let ms = Duration::from_millis;
+    let configured = ms(2_000);
+    let err = |e: RequestError| -> Result<(), RequestError> { Err(e) };
+    let timeout = |phase| err(RequestError::Timeout(phase));
+    // (result, the timeout it was given, ended by its window?)
+    let cases: [(Result<(), RequestError>, Duration, bool); 8] = [
+        (err(RequestError::Abandoned), ms(60), true),
+        (err(RequestError::Abandoned), configured, true),
+        // Timed out while its timeout was the window's rest: the window ended it.
+        (timeout(TimeoutPhase::Overall), ms(40), true),
+        (timeout(TimeoutPhase::Receive), ms(1_999), true),
+        // Its whole configured timeout: Kinesis did not answer.
+        (timeout(TimeoutPhase::Overall), configured, false),
+        // A connect that timed out is bounded by the connects seen: Kinesis is unreachable.
+        (timeout(TimeoutPhase::Connect), ms(40), false),
+        (err(RequestError::Connect("refused".into())), ms(40), false),
+        (Ok(()), ms(40), false),
+    ];
+    for (result, given, want) in cases {
+        assert_eq!(
+            ended_by_window(&result, given, configured),
+            want,
+            "{result:?} with {given:?} of {configured:?}"
+        );
+    }
+    // What such a request shows: hanging only when it had most of the budget.
+    assert_eq!(window_trouble(ms(55), ms(60)), Some(Trouble::Hanging));
+    assert_eq!(window_trouble(ms(30), ms(60)), Some(Trouble::Hanging));
+    assert_eq!(window_trouble(ms(29), ms(60)), None);
+    assert_eq!(window_trouble(ms(900), ms(60)), Some(Trouble::Hanging));
+}
+
+#[test]
 fn troubles_are_named_by_what_failed() {
     let ms = Duration::from_millis;
     let budget = ms(60);

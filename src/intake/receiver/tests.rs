@@ -4,6 +4,7 @@ use crate::intake::enrich::FunctionInfo;
 use crate::intake::filter::{LogLevel, TypeSelection};
 use crate::store::buffer::BufferCap;
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 fn origin() -> Origin {
     Origin::new(
@@ -411,6 +412,25 @@ fn lambda_s_dropped_counts_saturate_instead_of_wrapping() {
     r.post(&body(&[huge, huge]));
     assert_eq!(get(&stats.lambda_dropped_events), u64::MAX);
     assert_eq!(get(&stats.lambda_dropped_bytes), u64::MAX);
+}
+
+#[test]
+fn the_buffer_full_line_comes_at_most_once_a_minute() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    // (last line, now, a new episode's line is due)
+    let cases = [
+        (None, t0, true),
+        (Some(t0), t0, false),
+        (Some(t0), t0 + s(59), false),
+        (Some(t0), t0 + FULL_LINE_EVERY, true),
+        (Some(t0), t0 + s(3_600), true),
+        // A clock that went back (it cannot, Instant is monotonic) would not log twice.
+        (Some(t0 + s(10)), t0, false),
+    ];
+    for (last, now, want) in cases {
+        assert_eq!(full_line_due(last, now), want, "{last:?} {now:?}");
+    }
 }
 
 #[test]

@@ -124,6 +124,52 @@ fn the_cap_drops_the_newest_and_counts_leased_events_too() {
 }
 
 #[test]
+fn a_buffer_hovering_at_its_cap_is_one_episode_of_fullness() {
+    let one = ev("a").cost();
+    let (b, _) = Buffer::new(cap(100, 4 * one), None);
+    let a = b.admit(entries(&["a", "b", "c", "d", "e"]));
+    assert_eq!((a.kept, a.refused, a.became_full), (4, 1, true));
+    // A request takes one event: room for one POST, which fits; the next is refused again.
+    let (lease, ()) = b.take(|_| (1, ()));
+    b.finish(lease, |_| Fate::Gone);
+    assert_eq!(b.admit(entries(&["f"])).kept, 1);
+    let a = b.admit(entries(&["g"]));
+    assert_eq!(
+        (a.refused, a.became_full),
+        (1, false),
+        "the same episode: no new line"
+    );
+    // Drained below half the cap: the episode is over, the next refusal starts another.
+    let lease = take_all(&b);
+    b.finish(lease, |_| Fate::Gone);
+    assert_eq!(b.admit(entries(&["h"])).kept, 1);
+    let a = b.admit(entries(&["i", "j", "k", "l"]));
+    assert_eq!((a.kept, a.refused, a.became_full), (3, 1, true));
+}
+
+#[test]
+fn fullness_ends_at_half_the_cap_in_events_and_bytes() {
+    let c = cap(100, 1_000);
+    // (was full, refused now, events held, bytes held, still full)
+    let cases = [
+        (false, false, 100, 1_000, false),
+        (false, true, 10, 100, true),
+        (true, true, 0, 0, true),
+        (true, false, 51, 100, true),
+        (true, false, 10, 501, true),
+        (true, false, 50, 500, false),
+        (true, false, 0, 0, false),
+    ];
+    for (was_full, refused, events, bytes, want) in cases {
+        assert_eq!(
+            still_full(was_full, refused, events, bytes, &c),
+            want,
+            "was_full={was_full} refused={refused} events={events} bytes={bytes}"
+        );
+    }
+}
+
+#[test]
 fn done_marks_say_whether_an_invocation_is_delivered() {
     let (b, _) = Buffer::new(cap(100, 1 << 20), None);
     b.admit(entries(&["start", "log"]));
