@@ -610,7 +610,10 @@ fn tests_sit_inline_up_to_about_100_lines_and_in_tests_rs_beyond() {
             }
         }
     }
-    assert!(inline > 10 && files > 10, "{inline} inline test modules, {files} tests.rs files found");
+    assert!(
+        inline > 10 && files > 10,
+        "{inline} inline test modules, {files} tests.rs files found"
+    );
     assert!(wrong.is_empty(), "test layout:\n{}", wrong.join("\n"));
 }
 
