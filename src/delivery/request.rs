@@ -462,19 +462,34 @@ fn tell_health<S: Sink>(
     l.stats.struggling.store(l.health.struggling(), Relaxed);
     // One line per episode: its kind of trouble when it starts, and its end.
     let recovered = if matches!(what, Observation::Ok | Observation::Partial) && trouble.is_none() {
-        !std::mem::take(&mut l.said.troubles).is_empty()
+        let ended = std::mem::take(&mut l.said.troubles);
+        (!ended.is_empty()).then(|| recovery_line(&ended))
     } else {
         log_trouble(l, trouble);
-        false
+        None
     };
     log_change(l, change, recovered, result);
 }
 
-/// The line for a change of health: Kinesis stopped or started accepting records.
+/// The line that ends Kinesis' struggling, or an episode of trouble.
+const RECOVERED: &str = "Kinesis accepts records again; delivery resumed";
+
+/// The line that ends an episode of these troubles (pure): credentials that could not be
+/// fetched were no fault of Kinesis, so their end says what came back.
+pub fn recovery_line(ended: &[Trouble]) -> &'static str {
+    if ended.iter().all(|t| matches!(t, Trouble::Credentials(_))) {
+        "the function's credentials can be fetched again; delivery resumed"
+    } else {
+        RECOVERED
+    }
+}
+
+/// The line for a change of health: Kinesis stopped or started accepting records; `recovered`:
+/// the line ending an episode of trouble, when one ended.
 fn log_change<S: Sink>(
     l: &Link<'_, S>,
     change: Option<Change>,
-    recovered: bool,
+    recovered: Option<&'static str>,
     result: &Result<PutRecordsResponse, RequestError>,
 ) {
     match change {
@@ -489,9 +504,12 @@ fn log_change<S: Sink>(
                 l.buffer.held()
             );
         }
-        Some(Change::Recovered) => info!("Kinesis accepts records again; delivery resumed"),
-        None if recovered => info!("Kinesis accepts records again; delivery resumed"),
-        None => {}
+        Some(Change::Recovered) => info!("{}", recovered.unwrap_or(RECOVERED)),
+        None => {
+            if let Some(line) = recovered {
+                info!("{line}");
+            }
+        }
     }
 }
 

@@ -119,3 +119,20 @@ fn a_request_is_bounded_by_what_its_window_allows() {
         assert_eq!(b.max_bytes.is_some(), capped, "{name}: max bytes");
     }
 }
+
+#[test]
+fn an_episode_of_credentials_trouble_ends_with_its_own_line() {
+    let creds = || Trouble::Credentials("host 127.0.0.1:9: answered HTTP 403".into());
+    let kinesis = "Kinesis accepts records again; delivery resumed";
+    let creds_back = "the function's credentials can be fetched again; delivery resumed";
+    // (troubles the episode had, the line that ends it)
+    let cases: [(Vec<Trouble>, &str); 4] = [
+        (vec![creds()], creds_back),
+        (vec![creds(), creds()], creds_back),
+        (vec![Trouble::Hanging], kinesis),
+        (vec![creds(), Trouble::Hanging], kinesis),
+    ];
+    for (ended, want) in cases {
+        assert_eq!(recovery_line(&ended), want, "{ended:?}");
+    }
+}
