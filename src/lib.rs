@@ -42,7 +42,7 @@ use intake::listener::Listener;
 use intake::receiver::TelemetryReceiver;
 use intake::snapstart::Environment;
 use kinesis::KinesisClient;
-use lifecycle::runtime_api::{Registration, RuntimeApi, Subscribed};
+use lifecycle::runtime_api::{Registration, RuntimeApi, Subscribed, Subscription};
 use lifecycle::{Lifecycle, Pipeline};
 use metrics::Metrics;
 use stats::Stats;
@@ -209,15 +209,9 @@ fn start_pipeline(
     })
     .map_err(|e| failed("ThreadSpawn", "cannot start the flusher thread", e))?;
 
-    if !subscribe(
-        config,
-        access,
-        registration,
-        api,
-        concurrent,
-        &destination,
-        port,
-    )? {
+    let subscription = config::subscription(config, concurrent);
+    let in_force = || config::subscribed_line(config, access, port, concurrent);
+    if !subscribe(api, registration, &subscription, &destination, in_force)? {
         return Ok(None);
     }
     Ok(Some(Pipeline {
@@ -240,22 +234,16 @@ fn open_buffer(config: &Config, stats: &Stats) -> (Arc<Buffer>, crossbeam_channe
 }
 
 /// Subscribes the listener at `destination` to the Telemetry API and logs the settings in
-/// force; `false` when the environment has no Telemetry API.
+/// force (`in_force`); `false` when the environment has no Telemetry API.
 fn subscribe(
-    config: &Config,
-    access: &StreamAccess,
-    registration: &Registration,
     api: &RuntimeApi,
-    concurrent: bool,
+    registration: &Registration,
+    subscription: &Subscription,
     destination: &str,
-    port: u16,
+    in_force: impl FnOnce() -> String,
 ) -> Result<bool, (&'static str, String)> {
-    let subscription = config::subscription(config, concurrent);
-    match api.subscribe(&registration.id, &subscription, destination) {
-        Ok(Subscribed::Yes) => info!(
-            "{}",
-            config::subscribed_line(config, access, port, concurrent)
-        ),
+    match api.subscribe(&registration.id, subscription, destination) {
+        Ok(Subscribed::Yes) => info!("{}", in_force()),
         Ok(Subscribed::NotSupported) => {
             warn!("this environment has no Telemetry API (subscription answered 202): nothing to deliver");
             return Ok(false);

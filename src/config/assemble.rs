@@ -11,7 +11,7 @@ use crate::delivery::flusher;
 use crate::delivery::records::{self, RecordFormat};
 use crate::intake::enrich::{FunctionInfo, Origin};
 use crate::intake::listener::ListenerLimits;
-use crate::intake::receiver::{Buffering, ReceiverSettings};
+use crate::intake::receiver::ReceiverSettings;
 use crate::intake::snapstart::Environment;
 use crate::kinesis::ClientSettings;
 use crate::lifecycle::runtime_api::{Registration, Subscription};
@@ -82,11 +82,7 @@ pub fn receiver_settings(
         concurrent,
         max_event_bytes: records::max_event_bytes(&r.limits, r.format, added),
         one_line: r.format == RecordFormat::Ndjson,
-        buffering: Buffering {
-            max_items: config.subscription.max_items,
-            max_bytes: config.subscription.max_bytes,
-            timeout_ms: config.subscription.timeout_ms,
-        },
+        buffering: config.subscription.buffering,
     }
 }
 
@@ -106,7 +102,7 @@ pub fn flusher_settings(config: &Config) -> flusher::Settings {
         records: config.records.clone(),
         http: config.http.clone(),
         shutdown_grace: config.shutdown_grace,
-        buffering_timeout: Duration::from_millis(config.subscription.timeout_ms),
+        buffering_timeout: Duration::from_millis(config.subscription.buffering.timeout_ms),
     }
 }
 

@@ -42,6 +42,7 @@ use crate::delivery::pacing::{Pacing, Strategy};
 use crate::delivery::records::{RecordFormat, RecordSettings};
 use crate::event::key::PartitionKeyMode;
 use crate::intake::filter::{Filter, LogLevel, TypeSelection, LEVEL_NAMES};
+use crate::intake::receiver::Buffering;
 use crate::kinesis::limits::Limits;
 use crate::kinesis::Http;
 use crate::lifecycle::runtime_api::Subscription;
@@ -215,7 +216,7 @@ impl Config {
     /// Largest telemetry POST body the listener accepts: Lambda sends up to about
     /// `2 * maxBytes` plus metadata in one POST; a megabyte of margin covers the metadata.
     pub fn max_body_bytes(&self) -> usize {
-        2 * self.subscription.max_bytes as usize + (1 << 20)
+        2 * self.subscription.buffering.max_bytes as usize + (1 << 20)
     }
 }
 
@@ -356,12 +357,14 @@ fn read_subscription(
     Subscription {
         schema_version,
         types,
-        max_items: r.int(&BUFFERING_MAX_ITEMS),
-        max_bytes: r.int(&BUFFERING_MAX_BYTES),
-        timeout_ms: r.int(&Int {
-            default: timeout_default,
-            ..BUFFERING_TIMEOUT_MS
-        }),
+        buffering: Buffering {
+            max_items: r.int(&BUFFERING_MAX_ITEMS),
+            max_bytes: r.int(&BUFFERING_MAX_BYTES),
+            timeout_ms: r.int(&Int {
+                default: timeout_default,
+                ..BUFFERING_TIMEOUT_MS
+            }),
+        },
     }
 }
 

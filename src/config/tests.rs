@@ -39,7 +39,7 @@ fn defaults_are_valid_and_complete() {
     assert_eq!(c.subscription.schema_version, "2022-12-13");
     assert_eq!(c.subscription.types, ["platform", "function", "extension"]);
     assert_eq!(
-        c.subscription.timeout_ms, 25,
+        c.subscription.buffering.timeout_ms, 25,
         "adaptive waits for runtimeDone"
     );
     assert_eq!(c.pacing.strategy, Strategy::Adaptive);
@@ -130,7 +130,10 @@ fn invalid_values_name_the_variable_and_fall_back() {
     assert!(about("KINESIS_TELEMETRY_METRICS_DIMENSIONS").contains("FunctionName"));
     assert!(problems.iter().all(|p| !p.disables_delivery));
     assert_eq!(c.port, 4243);
-    assert_eq!(c.subscription.timeout_ms, BUFFERING_TIMEOUT_MS.default);
+    assert_eq!(
+        c.subscription.buffering.timeout_ms,
+        BUFFERING_TIMEOUT_MS.default
+    );
     assert_eq!(c.pacing.strategy, Strategy::Adaptive);
     assert_eq!(c.records.format, RecordFormat::Ndjson);
     assert_eq!(c.spill.max_bytes, 0);
@@ -168,7 +171,7 @@ fn strategies_choose_the_subscription_timeout_and_platform_is_always_subscribed(
         ("KINESIS_TELEMETRY_TYPES", "function"),
     ]);
     assert_eq!(c.pacing.strategy, Strategy::Background);
-    assert_eq!(c.subscription.timeout_ms, 100);
+    assert_eq!(c.subscription.buffering.timeout_ms, 100);
     assert_eq!(c.subscription.types, ["platform", "function"]);
     assert!(!c.filter.types.wants("platform.report"));
     let (c, _) = with(&[
@@ -176,7 +179,10 @@ fn strategies_choose_the_subscription_timeout_and_platform_is_always_subscribed(
         ("KINESIS_TELEMETRY_BUFFERING_TIMEOUT_MS", "200"),
     ]);
     assert_eq!(c.pacing.strategy, Strategy::End);
-    assert_eq!(c.subscription.timeout_ms, 200, "an explicit value wins");
+    assert_eq!(
+        c.subscription.buffering.timeout_ms, 200,
+        "an explicit value wins"
+    );
 }
 
 /// The names the start-up line prints are the values the settings accept, so a user can

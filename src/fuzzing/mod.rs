@@ -435,6 +435,11 @@ pub fn check_settings(vars: &[(String, String)]) {
         }
     }
 
+    check_ranges(&c);
+}
+
+/// Every numeric setting `c` holds is within its documented range, whatever was asked.
+fn check_ranges(c: &Config) {
     let within = |int: &config::Int, n: u64| {
         assert!(
             (int.min..=int.max).contains(&n),
@@ -445,9 +450,18 @@ pub fn check_settings(vars: &[(String, String)]) {
         );
     };
     let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    within(&config::BUFFERING_MAX_ITEMS, c.subscription.max_items);
-    within(&config::BUFFERING_MAX_BYTES, c.subscription.max_bytes);
-    within(&config::BUFFERING_TIMEOUT_MS, c.subscription.timeout_ms);
+    within(
+        &config::BUFFERING_MAX_ITEMS,
+        c.subscription.buffering.max_items,
+    );
+    within(
+        &config::BUFFERING_MAX_BYTES,
+        c.subscription.buffering.max_bytes,
+    );
+    within(
+        &config::BUFFERING_TIMEOUT_MS,
+        c.subscription.buffering.timeout_ms,
+    );
     within(&config::BUFFER_MAX_EVENTS, c.buffer.max_events as u64);
     within(&config::BUFFER_MAX_BYTES, c.buffer.max_bytes as u64);
     within(&config::FRESHNESS_MS, ms(c.pacing.freshness));

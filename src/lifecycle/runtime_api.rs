@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::intake::receiver::Buffering;
+
 /// Telemetry API subscription settings, validated against the documented ranges.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
@@ -18,9 +20,8 @@ pub struct Subscription {
     /// Categories subscribed: always `platform` (pacing, `logsDropped`), plus what the user
     /// selected; unwanted events are filtered at the extension.
     pub types: Vec<&'static str>,
-    pub max_items: u64,
-    pub max_bytes: u64,
-    pub timeout_ms: u64,
+    /// What Lambda batches into each POST (the receiver reads it too).
+    pub buffering: Buffering,
 }
 
 /// Extensions API version path.
@@ -152,9 +153,9 @@ pub fn subscription_body(sub: &Subscription, destination: &str) -> String {
         },
         "types": sub.types,
         "buffering": {
-            "maxItems": sub.max_items,
-            "maxBytes": sub.max_bytes,
-            "timeoutMs": sub.timeout_ms,
+            "maxItems": sub.buffering.max_items,
+            "maxBytes": sub.buffering.max_bytes,
+            "timeoutMs": sub.buffering.timeout_ms,
         },
     })
     .to_string()
@@ -430,9 +431,11 @@ mod tests {
         let sub = Subscription {
             schema_version: "2022-12-13".into(),
             types: vec!["platform", "function"],
-            max_items: 1000,
-            max_bytes: 262144,
-            timeout_ms: 100,
+            buffering: Buffering {
+                max_items: 1000,
+                max_bytes: 262144,
+                timeout_ms: 100,
+            },
         };
         let v: serde_json::Value = serde_json::from_str(&subscription_body(
             &sub,
