@@ -530,7 +530,7 @@ impl<S: Sink> Flusher<S> {
         let sent = request::send(self.link(), bounds);
         self.count_spill_losses();
         if let Some(o) = self.open.as_mut() {
-            // A fatal refusal, or a request cut at the budget: the invocation gets no more.
+            // A fatal refusal, or a request its window ended: the invocation gets no more.
             o.w.refused |= sent.is_fatal() || sent == Sent::Cut;
         }
     }

@@ -78,7 +78,8 @@ pub enum Sent {
     Partly,
     /// Kinesis refused the request for good: its events are dropped under this code.
     Fatal(String),
-    /// Cut in flight at the added-time budget: its events are resent.
+    /// Ended by its window (cut at the added-time budget, or timed out at the window's end):
+    /// its events are resent.
     Cut,
 }
 
